@@ -1,0 +1,284 @@
+"""The SQLite catalog (sqlite-utils, WAL): what the store holds and where its bytes are.
+
+One connection per thread (the server answers from many threads; WAL lets readers run beside the
+one writer). Writers group their rows in `transaction()` so a run is recorded whole or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..models import (
+    Artifact,
+    ArtifactCollection,
+    ArtifactEntry,
+    Entity,
+    Project,
+    Report,
+    Run,
+    RunFile,
+    Sweep,
+    User,
+    dumps_compact,
+)
+from . import migrations
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Catalog:
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        if not readonly:
+            new = not self.path.exists()
+            db = self.db
+            if new:
+                try:
+                    self.path.chmod(0o600)
+                except OSError:
+                    pass
+            migrations.apply(db)
+
+    # -- connections -----------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            if self.readonly:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            db = sqlite_utils.Database(conn)
+            self._local.db = db
+            with self._all_lock:
+                self._all.append(conn)
+        return db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of catalog writes. Nested use joins the outer transaction."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+
+    def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params if isinstance(params, dict) else list(params))
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def query_one(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = self.conn.execute(sql, list(params)).fetchone()
+        return row[0] if row else None
+
+    # -- generic upsert --------------------------------------------------------------------
+    def _upsert(self, table: str, row: dict[str, Any], keys: tuple[str, ...], pk: str | None = "pk") -> int:
+        cols = list(row)
+        placeholders = ", ".join("?" for _ in cols)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys) or f"{keys[0]} = excluded.{keys[0]}"
+        sql = (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        )
+        with self.transaction() as conn:
+            conn.execute(sql, [row[c] for c in cols])
+            if pk is None:
+                return 0
+            where = " AND ".join(f"{k} = ?" for k in keys)
+            return conn.execute(f"SELECT {pk} FROM {table} WHERE {where}", [row[k] for k in keys]).fetchone()[0]
+
+    # -- meta ------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        v = self.scalar("SELECT value FROM meta WHERE key = ?", [key])
+        return default if v is None else v
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._upsert("meta", {"key": key, "value": value}, ("key",), pk=None)
+
+    # -- entities, users, projects ---------------------------------------------------------
+    def upsert_entity(self, e: Entity) -> None:
+        self._upsert("entities", e.to_row(), ("name",), pk=None)
+
+    def upsert_user(self, u: User) -> None:
+        self._upsert("users", u.to_row(), ("username",), pk=None)
+
+    def upsert_project(self, p: Project) -> int:
+        row = p.to_row()
+        row["tombstoned_at"] = None
+        return self._upsert("projects", row, ("entity", "name"))
+
+    def project_pk(self, entity: str, name: str) -> int | None:
+        return self.scalar("SELECT pk FROM projects WHERE entity = ? AND name = ?", [entity, name])
+
+    def get_project(self, entity: str, name: str) -> Project | None:
+        row = self.query_one("SELECT * FROM projects WHERE entity = ? AND name = ?", [entity, name])
+        return Project.from_row(row) if row else None
+
+    # -- runs ------------------------------------------------------------------------------
+    def upsert_run(self, project_pk: int, run: Run, *, mirrored_at: str | None = None) -> int:
+        row = run.to_row()
+        row["project_pk"] = project_pk
+        row["tombstoned_at"] = None
+        if mirrored_at is not None:
+            row["mirrored_at"] = mirrored_at
+        return self._upsert("runs", row, ("project_pk", "name"))
+
+    def run_pk(self, project_pk: int, name: str) -> int | None:
+        return self.scalar("SELECT pk FROM runs WHERE project_pk = ? AND name = ?", [project_pk, name])
+
+    def get_run(self, project_pk: int, name: str) -> Run | None:
+        row = self.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = ?", [project_pk, name])
+        return Run.from_row(row) if row else None
+
+    def append_history(self, run_pk: int, rows: Iterable[tuple[int, str]]) -> int:
+        """Insert (step, row JSON) pairs; a step already present is replaced (W&B rewrites are rare)."""
+        with self.transaction() as conn:
+            cur = conn.executemany(
+                "INSERT OR REPLACE INTO history (run_pk, step, row) VALUES (?, ?, ?)",
+                ((run_pk, s, r) for s, r in rows),
+            )
+            return cur.rowcount
+
+    def replace_events(self, run_pk: int, rows: Iterable[str]) -> int:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM events WHERE run_pk = ?", [run_pk])
+            cur = conn.executemany(
+                "INSERT INTO events (run_pk, seq, row) VALUES (?, ?, ?)",
+                ((run_pk, i, r) for i, r in enumerate(rows)),
+            )
+            return cur.rowcount
+
+    def append_events(self, run_pk: int, rows: Iterable[str]) -> int:
+        with self.transaction() as conn:
+            start = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_pk = ?", [run_pk]).fetchone()[0]
+            cur = conn.executemany(
+                "INSERT INTO events (run_pk, seq, row) VALUES (?, ?, ?)",
+                ((run_pk, start + i, r) for i, r in enumerate(rows)),
+            )
+            return cur.rowcount
+
+    # -- files -----------------------------------------------------------------------------
+    def upsert_file(self, run_pk: int, f: RunFile, *, mirrored_at: str | None = None) -> int:
+        """Record a run file whose object is already in the store; keeps every version seen."""
+        now = mirrored_at or utcnow()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO file_versions (run_pk, name, size, md5, updated_at, mirrored_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [run_pk, f.name, f.size, f.md5, f.updated_at, now],
+            )
+            row = f.to_row()
+            row.update(run_pk=run_pk, mirrored_at=now, tombstoned_at=None)
+            return self._upsert("files", row, ("run_pk", "name"))
+
+    # -- artifacts -------------------------------------------------------------------------
+    def upsert_artifact_type(self, project_pk: int, name: str, *, id: str | None = None,
+                             description: str | None = None, created_at: str | None = None) -> int:
+        return self._upsert(
+            "artifact_types",
+            {"project_pk": project_pk, "name": name, "id": id, "description": description, "created_at": created_at},
+            ("project_pk", "name"),
+        )
+
+    def upsert_collection(self, project_pk: int, c: ArtifactCollection) -> int:
+        row = c.to_row()
+        row.update(project_pk=project_pk, tombstoned_at=None)
+        return self._upsert("artifact_collections", row, ("project_pk", "name"))
+
+    def upsert_artifact(
+        self,
+        collection_pk: int,
+        a: Artifact,
+        entries: list[ArtifactEntry] | None = None,
+        *,
+        producer_run_pk: int | None = None,
+        mirrored_at: str | None = None,
+    ) -> int:
+        """Record an artifact version; `entries` (if given) replace its manifest entries atomically."""
+        row = a.to_row()
+        row.pop("collection_name", None)
+        row.update(collection_pk=collection_pk, tombstoned_at=None, mirrored_at=mirrored_at or utcnow())
+        if producer_run_pk is not None:
+            row["producer_run_pk"] = producer_run_pk
+        with self.transaction() as conn:
+            pk = self._upsert("artifacts", row, ("id",))
+            if entries is not None:
+                conn.execute("DELETE FROM artifact_files WHERE artifact_pk = ?", [pk])
+                conn.executemany(
+                    "INSERT INTO artifact_files (artifact_pk, path, digest, size, md5, ref, birth_artifact_id, extra) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(pk, e.path, e.digest, e.size, e.md5, e.ref, e.birth_artifact_id, e.extra) for e in entries],
+                )
+            return pk
+
+    def add_artifact_usage(self, artifact_pk: int, run_pk: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO artifact_usage (artifact_pk, run_pk) VALUES (?, ?)", [artifact_pk, run_pk])
+        if not self.conn.in_transaction:
+            self.conn.commit()
+
+    # -- sweeps, reports -------------------------------------------------------------------
+    def upsert_sweep(self, project_pk: int, s: Sweep) -> int:
+        row = s.to_row()
+        row.update(project_pk=project_pk, tombstoned_at=None)
+        return self._upsert("sweeps", row, ("project_pk", "name"))
+
+    def upsert_report(self, project_pk: int, r: Report) -> int:
+        row = r.to_row()
+        row.update(project_pk=project_pk, tombstoned_at=None)
+        return self._upsert("reports", row, ("project_pk", "id"))
+
+    # -- references (verify / gc) ----------------------------------------------------------
+    def referenced_objects(self) -> Iterator[tuple[str, str]]:
+        """Every (md5, what references it) the catalog holds, tombstoned data included."""
+        yield from self.conn.execute(
+            "SELECT md5, 'file ' || run_pk || '/' || name FROM file_versions "
+            "UNION ALL SELECT md5, 'artifact file ' || artifact_pk || '/' || path FROM artifact_files WHERE md5 IS NOT NULL "
+            "UNION ALL SELECT manifest_md5, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL"
+        )
+
+
+__all__ = ["Catalog", "utcnow", "dumps_compact"]

@@ -1,0 +1,323 @@
+"""Versioned catalog schema. Append a migration, never edit one that has shipped.
+
+JSON columns hold JSON text exactly as W&B sends it (config is W&B's wrapped form
+`{"k": {"value": v, "desc": null}}`; history rows keep NaN/Infinity tokens), so a served store
+answers byte for byte what the upstream answered.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+# (name, SQL script). Each runs in one transaction together with its bookkeeping row.
+MIGRATIONS: list[tuple[str, str]] = []
+
+
+def migration(name: str, sql: str) -> None:
+    MIGRATIONS.append((name, sql))
+
+
+migration(
+    "m001_initial",
+    """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+
+CREATE TABLE entities (
+    name TEXT PRIMARY KEY,
+    id TEXT,
+    is_team INTEGER DEFAULT 0,
+    created_at TEXT
+);
+
+CREATE TABLE users (
+    username TEXT PRIMARY KEY,
+    id TEXT,
+    name TEXT,
+    email TEXT,
+    entity TEXT,
+    admin INTEGER DEFAULT 0,
+    teams TEXT DEFAULT '[]'
+);
+
+CREATE TABLE projects (
+    pk INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL,
+    name TEXT NOT NULL,
+    id TEXT,
+    internal_id TEXT,
+    description TEXT,
+    created_at TEXT,
+    updated_at TEXT,
+    username TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (entity, name)
+);
+
+CREATE TABLE runs (
+    pk INTEGER PRIMARY KEY,
+    project_pk INTEGER NOT NULL REFERENCES projects(pk),
+    name TEXT NOT NULL,
+    storage_id TEXT,
+    display_name TEXT,
+    state TEXT,
+    config TEXT DEFAULT '{}',
+    summary TEXT DEFAULT '{}',
+    system_metrics TEXT DEFAULT '{}',
+    tags TEXT DEFAULT '[]',
+    notes TEXT,
+    description TEXT,
+    group_name TEXT,
+    job_type TEXT,
+    host TEXT,
+    commit_hash TEXT,
+    username TEXT,
+    user_name TEXT,
+    sweep_name TEXT,
+    read_only INTEGER DEFAULT 0,
+    created_at TEXT,
+    heartbeat_at TEXT,
+    updated_at TEXT,
+    history_keys TEXT DEFAULT '{}',
+    last_step INTEGER DEFAULT -1,
+    history_line_count INTEGER DEFAULT 0,
+    events_line_count INTEGER DEFAULT 0,
+    mirrored_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (project_pk, name)
+);
+CREATE INDEX runs_created ON runs (project_pk, created_at);
+CREATE INDEX runs_sweep ON runs (project_pk, sweep_name);
+
+CREATE TABLE history (
+    run_pk INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (run_pk, step)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    run_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (run_pk, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE files (
+    pk INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL REFERENCES runs(pk),
+    name TEXT NOT NULL,
+    id TEXT,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    mimetype TEXT,
+    updated_at TEXT,
+    mirrored_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (run_pk, name)
+);
+CREATE INDEX files_md5 ON files (md5);
+
+-- every version of a run file ever mirrored; `files` points at the newest one
+CREATE TABLE file_versions (
+    pk INTEGER PRIMARY KEY,
+    run_pk INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    updated_at TEXT,
+    mirrored_at TEXT,
+    UNIQUE (run_pk, name, md5)
+);
+CREATE INDEX file_versions_md5 ON file_versions (md5);
+
+CREATE TABLE artifact_types (
+    pk INTEGER PRIMARY KEY,
+    project_pk INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    id TEXT,
+    description TEXT,
+    created_at TEXT,
+    UNIQUE (project_pk, name)
+);
+
+CREATE TABLE artifact_collections (
+    pk INTEGER PRIMARY KEY,
+    project_pk INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    id TEXT,
+    type_name TEXT NOT NULL,
+    kind TEXT DEFAULT 'SEQUENCE',
+    description TEXT,
+    tags TEXT DEFAULT '[]',
+    created_at TEXT,
+    updated_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (project_pk, name)
+);
+
+CREATE TABLE artifacts (
+    pk INTEGER PRIMARY KEY,
+    collection_pk INTEGER NOT NULL REFERENCES artifact_collections(pk),
+    id TEXT NOT NULL UNIQUE,
+    membership_id TEXT,
+    version_index INTEGER NOT NULL,
+    type_name TEXT NOT NULL,
+    aliases TEXT DEFAULT '[]',
+    tags TEXT DEFAULT '[]',
+    state TEXT DEFAULT 'COMMITTED',
+    digest TEXT,
+    digest_algorithm TEXT DEFAULT 'MANIFEST_MD5',
+    description TEXT,
+    metadata TEXT DEFAULT '{}',
+    size INTEGER DEFAULT 0,
+    file_count INTEGER DEFAULT 0,
+    commit_hash TEXT,
+    history_step INTEGER,
+    ttl_duration_seconds INTEGER DEFAULT -1,
+    created_at TEXT,
+    updated_at TEXT,
+    manifest_md5 TEXT,
+    producer_run_pk INTEGER,
+    mirrored_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (collection_pk, version_index)
+);
+
+-- the manifest entries, denormalised for serving and verification (the manifest itself is an object)
+CREATE TABLE artifact_files (
+    artifact_pk INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT,               -- object key; NULL for reference entries
+    ref TEXT,
+    birth_artifact_id TEXT,
+    extra TEXT DEFAULT '{}',
+    PRIMARY KEY (artifact_pk, path)
+) WITHOUT ROWID;
+CREATE INDEX artifact_files_md5 ON artifact_files (md5);
+
+CREATE TABLE artifact_usage (
+    artifact_pk INTEGER NOT NULL,
+    run_pk INTEGER NOT NULL,
+    PRIMARY KEY (artifact_pk, run_pk)
+) WITHOUT ROWID;
+
+CREATE TABLE sweeps (
+    pk INTEGER PRIMARY KEY,
+    project_pk INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    id TEXT,
+    display_name TEXT,
+    config TEXT,            -- YAML, as W&B stores it
+    method TEXT,
+    state TEXT,
+    description TEXT,
+    best_loss REAL,
+    metric_name TEXT,
+    metric_goal TEXT,
+    run_count INTEGER DEFAULT 0,
+    run_count_expected INTEGER,
+    created_at TEXT,
+    updated_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (project_pk, name)
+);
+
+CREATE TABLE reports (
+    pk INTEGER PRIMARY KEY,
+    project_pk INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT,
+    display_name TEXT,
+    description TEXT,
+    spec TEXT DEFAULT '{}',
+    username TEXT,
+    created_at TEXT,
+    updated_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (project_pk, id)
+);
+
+-- sync bookkeeping ------------------------------------------------------------------------
+CREATE TABLE passes (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL DEFAULT 'running',   -- running | ok | errors | failed
+    requests INTEGER DEFAULT 0,
+    stats TEXT DEFAULT '{}',
+    errors TEXT DEFAULT '[]'
+);
+
+-- per-project watermarks and other resumable sync state
+CREATE TABLE sync_state (
+    project_pk INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (project_pk, key)
+) WITHOUT ROWID;
+
+-- the change log: typed events, in commit order; plugins consume it through durable cursors
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    pass_id INTEGER,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    entity TEXT,
+    project TEXT,
+    run TEXT,          -- run name (id) when the change is about a run
+    subject TEXT,      -- file name, artifact id, sweep name, ... when there is one
+    payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX changes_run ON changes (entity, project, run, seq);
+CREATE INDEX changes_kind ON changes (kind, seq);
+
+-- upstream items that failed verification or were unsafe; never stored as good
+CREATE TABLE quarantine (
+    pk INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    pass_id INTEGER,
+    kind TEXT NOT NULL,
+    upstream_path TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT
+);
+
+-- plugins: delivery cursors and the journal of upstream writes
+CREATE TABLE plugin_cursors (
+    plugin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    disabled_at TEXT,
+    last_error TEXT
+);
+
+CREATE TABLE journal (
+    pk INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    action TEXT NOT NULL,        -- summary | config | tags | notes | delete_files | alias_add | alias_remove
+    target TEXT NOT NULL,        -- entity/project/run[/file] or entity/project/collection:vN
+    before TEXT,
+    after TEXT,
+    dry_run INTEGER NOT NULL,
+    result TEXT NOT NULL         -- ok | dry-run | error: ...
+);
+""",
+)
+
+
+def apply(db: sqlite_utils.Database) -> int:
+    """Bring the catalog to the newest schema; returns the resulting version."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    done = {row[0] for row in db.execute("SELECT version FROM _migrations").fetchall()}
+    for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        # executescript commits any open transaction first; BEGIN/COMMIT make the migration atomic.
+        db.conn.executescript(
+            f"BEGIN;\n{sql}\nINSERT INTO _migrations (version, name, applied_at) "
+            f"VALUES ({version}, '{name}', datetime('now'));\nCOMMIT;"
+        )
+    return len(MIGRATIONS)
