@@ -308,6 +308,40 @@ CREATE TABLE journal (
 )
 
 
+# plugins helper: per-plugin key/value state (the `store.state` of the hook API), retry bookkeeping
+# for delivery, and `best_runs`, a view over the best_run plugin's state so the choice is queryable.
+migration(
+    "m002_plugin_state",
+    """
+CREATE TABLE plugin_state (
+    plugin TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,          -- JSON
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
+
+ALTER TABLE plugin_cursors ADD COLUMN updated_at TEXT;
+ALTER TABLE plugin_cursors ADD COLUMN retry_at TEXT;
+
+CREATE INDEX journal_plugin ON journal (plugin, pk);
+
+CREATE VIEW best_runs AS
+SELECT json_extract(value, '$.entity') AS entity,
+       json_extract(value, '$.project') AS project,
+       json_extract(value, '$.sweep') AS sweep,
+       json_extract(value, '$.run') AS run,
+       json_extract(value, '$.metric') AS metric,
+       json_extract(value, '$.goal') AS goal,
+       json_extract(value, '$.value') AS value,
+       json_extract(value, '$.source') AS source,
+       json_extract(value, '$.previous_run') AS previous_run,
+       json_extract(value, '$.chosen_at') AS chosen_at
+FROM plugin_state WHERE plugin = 'best_run' AND key LIKE 'best:%';
+""",
+)
+
+
 def apply(db: sqlite_utils.Database) -> int:
     """Bring the catalog to the newest schema; returns the resulting version."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
