@@ -1,0 +1,109 @@
+"""What a store holds and how its last pass went (for `status`, the daemon and metrics)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .store import Store
+
+
+def store_status(store: Store) -> dict[str, Any]:
+    cat, objs = store.catalog, store.objects
+    by_state = {r["state"] or "unknown": r["n"] for r in cat.query(
+        "SELECT state, COUNT(*) AS n FROM runs WHERE tombstoned_at IS NULL GROUP BY state ORDER BY state")}
+    n_objects = 0
+    physical = 0
+    for _, path in objs.iter_objects():
+        n_objects += 1
+        physical += path.stat().st_size
+    logical = (cat.scalar("SELECT COALESCE(SUM(size), 0) FROM file_versions") or 0) + (
+        cat.scalar("SELECT COALESCE(SUM(size), 0) FROM artifact_files WHERE md5 IS NOT NULL") or 0)
+    last = cat.query_one("SELECT * FROM passes ORDER BY id DESC LIMIT 1")
+    last_ok = cat.query_one("SELECT * FROM passes WHERE status IN ('ok', 'errors') ORDER BY id DESC LIMIT 1")
+    now = datetime.now(timezone.utc)
+
+    def seconds_between(a: str | None, b: str | None) -> float | None:
+        if not a or not b:
+            return None
+        return round((_parse(b) - _parse(a)).total_seconds(), 3)
+
+    last_pass = None
+    if last:
+        last_pass = {
+            "id": last["id"], "status": last["status"], "started_at": last["started_at"],
+            "finished_at": last["finished_at"], "duration_seconds": seconds_between(last["started_at"], last["finished_at"]),
+            "requests": last["requests"], "stats": json.loads(last["stats"] or "{}"),
+            "errors": json.loads(last["errors"] or "[]"),
+        }
+    lag = None
+    if last_ok and last_ok["finished_at"]:
+        lag = round((now - _parse(last_ok["finished_at"])).total_seconds(), 1)
+    journal = {r["result_kind"]: r["n"] for r in cat.query(
+        "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS result_kind, "
+        "COUNT(*) AS n FROM journal GROUP BY result_kind")}
+    return {
+        "store": str(store.path),
+        "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
+        "runs": {"total": sum(by_state.values()), "by_state": by_state,
+                 "tombstoned": cat.scalar("SELECT COUNT(*) FROM runs WHERE tombstoned_at IS NOT NULL")},
+        "history_rows": cat.scalar("SELECT COUNT(*) FROM history"),
+        "event_rows": cat.scalar("SELECT COUNT(*) FROM events"),
+        "files": cat.scalar("SELECT COUNT(*) FROM files"),
+        "artifacts": cat.scalar("SELECT COUNT(*) FROM artifacts"),
+        "sweeps": cat.scalar("SELECT COUNT(*) FROM sweeps"),
+        "objects": n_objects,
+        "bytes": physical,
+        "logical_bytes": logical,
+        "dedup_ratio": round(logical / physical, 3) if physical else None,
+        "quarantined": cat.scalar("SELECT COUNT(*) FROM quarantine"),
+        "changes": cat.scalar("SELECT COUNT(*) FROM changes"),
+        "write_backs": journal,
+        "last_pass": last_pass,
+        "lag_seconds": lag,
+    }
+
+
+def _parse(ts: str) -> datetime:
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def format_status(s: dict[str, Any]) -> str:
+    runs = s["runs"]
+    states = ", ".join(f"{n} {k}" for k, n in runs["by_state"].items()) or "none"
+    lines = [
+        f"store      {s['store']}",
+        f"projects   {s['projects']}",
+        f"runs       {runs['total']} ({states}); {runs['tombstoned']} tombstoned",
+        f"history    {s['history_rows']} rows, {s['event_rows']} system events",
+        f"files      {s['files']} run files, {s['artifacts']} artifact versions, {s['sweeps']} sweeps",
+        f"objects    {s['objects']} objects, {_human(s['bytes'])} on disk, {_human(s['logical_bytes'])} referenced"
+        + (f", dedup {s['dedup_ratio']:.2f}x" if s["dedup_ratio"] else ""),
+        f"quarantine {s['quarantined']} items",
+    ]
+    wb = s["write_backs"]
+    if wb:
+        lines.append("write-back " + ", ".join(f"{n} {k}" for k, n in sorted(wb.items())))
+    lp = s["last_pass"]
+    if lp:
+        dur = f"{lp['duration_seconds']:.1f}s" if lp["duration_seconds"] is not None else "in progress"
+        lines.append(f"last pass  #{lp['id']} {lp['status']} at {lp['started_at']}, {dur}, {lp['requests']} requests, "
+                     f"{len(lp['errors'])} errors")
+        for e in lp["errors"][:5]:
+            lines.append(f"           error: {e}")
+    else:
+        lines.append("last pass  never")
+    if s["lag_seconds"] is not None:
+        lines.append(f"lag        {s['lag_seconds']:.0f}s since the last completed pass")
+    return "\n".join(lines)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

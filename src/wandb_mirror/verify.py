@@ -1,0 +1,106 @@
+"""Store verification: every catalog reference resolves to an object; deep mode re-hashes every
+object and re-checks every artifact manifest entry and artifact digest."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import ids
+from .store import Store
+
+
+@dataclass
+class VerifyReport:
+    references: int = 0
+    objects_checked: int = 0
+    bytes_checked: int = 0
+    artifacts_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    rep = VerifyReport()
+    cat, objs = store.catalog, store.objects
+    expected_size: dict[str, int] = {}
+    needs_xxh: set[str] = set()
+    for md5, size, what in cat.conn.execute(
+        "SELECT md5, size, 'run file ' || p.entity || '/' || p.name || '/' || r.name || '/' || v.name "
+        "FROM file_versions v JOIN runs r ON r.pk = v.run_pk JOIN projects p ON p.pk = r.project_pk "
+        "UNION ALL SELECT f.md5, f.size, 'artifact file ' || a.id || ' ' || f.path "
+        "FROM artifact_files f JOIN artifacts a ON a.pk = f.artifact_pk WHERE f.md5 IS NOT NULL "
+        "UNION ALL SELECT manifest_md5, NULL, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL"
+    ):
+        rep.references += 1
+        try:
+            present = objs.has(md5)
+        except ValueError:
+            rep.problems.append(f"{what}: malformed object key {md5!r}")
+            continue
+        if not present:
+            rep.problems.append(f"{what}: object {md5} is missing")
+            continue
+        if size is not None:
+            expected_size.setdefault(md5, size)
+            actual = objs.size(md5)
+            if actual != size:
+                rep.problems.append(f"{what}: object {md5} has {actual} bytes, catalog says {size}")
+    for (md5,) in cat.conn.execute("SELECT md5 FROM artifact_files WHERE md5 IS NOT NULL AND extra LIKE '%XXH128%'"):
+        needs_xxh.add(md5)
+
+    if not deep:
+        return rep
+
+    # deep: re-hash every object on disk once (referenced or not), then every manifest
+    xxh_of: dict[str, str] = {}
+    all_objects = list(objs.iter_objects())
+    for n, (key, _path) in enumerate(all_objects, 1):
+        try:
+            info = objs.hash_object(key, extra=("xxh128",) if key in needs_xxh else ())
+        except OSError as e:
+            rep.problems.append(f"object {key}: unreadable: {e}")
+            continue
+        rep.objects_checked += 1
+        rep.bytes_checked += info.size
+        if info.md5 != key:
+            rep.problems.append(f"object {key}: content hashes to {info.md5} (corrupt)")
+        if "xxh128" in info.extra:
+            xxh_of[key] = base64.b64encode(bytes.fromhex(info.extra["xxh128"])).decode()
+        if progress:
+            progress(n, len(all_objects))
+
+    for art in cat.query("SELECT pk, id, digest, digest_algorithm, manifest_md5 FROM artifacts WHERE manifest_md5 IS NOT NULL"):
+        rep.artifacts_checked += 1
+        label = f"artifact {art['id']}"
+        try:
+            manifest = json.loads(objs.read_bytes(art["manifest_md5"]))
+            contents = manifest["contents"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            rep.problems.append(f"{label}: manifest unreadable: {e}")
+            continue
+        rows = {r["path"]: r for r in cat.query("SELECT * FROM artifact_files WHERE artifact_pk = ?", [art["pk"]])}
+        if set(rows) != set(contents):
+            rep.problems.append(f"{label}: catalog entries differ from the manifest "
+                                f"({len(set(rows) ^ set(contents))} paths)")
+        for path, entry in contents.items():
+            row = rows.get(path)
+            if entry.get("ref") or row is None or row["md5"] is None:
+                continue
+            alg = (entry.get("extra") or {}).get("alg", "")
+            if alg.upper() == "XXH128":
+                actual = xxh_of.get(row["md5"])
+            else:
+                actual = ids.md5_hex_to_b64(row["md5"])
+            if actual != entry.get("digest"):
+                rep.problems.append(f"{label}: {path}: digest {actual} does not match manifest {entry.get('digest')}")
+        if art["digest_algorithm"] in (None, "MANIFEST_MD5") and art["digest"]:
+            recomputed = ids.artifact_manifest_digest({p: e.get("digest", "") for p, e in contents.items()})
+            if recomputed != art["digest"]:
+                rep.problems.append(f"{label}: manifest digest {recomputed} does not match {art['digest']}")
+    return rep
