@@ -1,0 +1,72 @@
+"""Where the API key comes from: WANDB_API_KEY, else the ~/.netrc entry `wandb login` wrote.
+
+The key is handed to the HTTP session and nowhere else: it is never logged, never put in an
+exception message, never written to the store.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+
+# wandb 0.31 defaults to the CoreWeave-fronted host and maps it to the classic one; `wandb login`
+# against either may have written the netrc entry, so look under both (wbnetrc.py does the same).
+_HOST_ALIASES = {
+    "api.wandb.ai": "api.forge.coreweave.com",
+    "api.forge.coreweave.com": "api.wandb.ai",
+}
+
+
+class ApiKeyMissing(UsageError):
+    """No API key for the upstream host: exit 2 with one line that says where we looked."""
+
+
+def netrc_path() -> Path:
+    # `wandb login` honours $NETRC first, like requests and curl.
+    env = os.environ.get("NETRC")
+    return Path(env).expanduser() if env else Path.home() / ".netrc"
+
+
+def _netrc_lookup(base_url: str) -> str | None:
+    path = netrc_path()
+    try:
+        rc = netrc.netrc(str(path))
+    except FileNotFoundError:
+        return None
+    except (netrc.NetrcParseError, OSError) as e:
+        # A broken netrc is the user's input: say so instead of pretending there is no key.
+        where = f" line {e.lineno}" if isinstance(e, netrc.NetrcParseError) and e.lineno else ""
+        raise UsageError(f"cannot read {path}{where}: {getattr(e, 'msg', e)}") from None
+    parts = urlsplit(base_url)
+    candidates = [parts.netloc, parts.hostname or ""]
+    alias = _HOST_ALIASES.get(parts.hostname or "")
+    if alias:
+        candidates.append(alias)
+    for host in candidates:
+        if not host:
+            continue
+        creds = rc.authenticators(host)
+        if creds and creds[2]:
+            return creds[2]
+    return None
+
+
+def resolve_api_key(base_url: str, explicit: str | None = None) -> str:
+    """The key for `base_url`: explicit, else $WANDB_API_KEY, else ~/.netrc; UsageError if none."""
+    if explicit:
+        return explicit
+    env = os.environ.get("WANDB_API_KEY", "").strip()
+    if env:
+        return env
+    key = _netrc_lookup(base_url)
+    if key:
+        return key
+    host = urlsplit(base_url).netloc or base_url
+    raise ApiKeyMissing(
+        f"no API key for {host}: set WANDB_API_KEY or run `wandb login --host {base_url}` "
+        f"(which writes {netrc_path()})"
+    )

@@ -1,0 +1,459 @@
+"""HTTP transport to a W&B server: one requests.Session, Basic auth, retries, limits, counters.
+
+Retry policy (wandb-core's `RetryMostFailures`, protocol §2.4):
+- retried: 429, every 5xx, other 4xx not listed below, connection errors, timeouts, truncated bodies;
+  waits grow exponentially with 0-25% jitter, capped, and `Retry-After` (seconds or HTTP date)
+  replaces the computed wait;
+- failed at once: 400 401 402 403 404 409 410 413 422 501, and GraphQL `errors` in a 200.
+Each call is bounded (attempts and wall time); the whole pass is bounded by a retry budget shared
+by all threads, so a sick upstream makes the pass fail instead of retrying forever.
+
+A global semaphore bounds in-flight requests across threads and an optional token bucket bounds
+the request rate. Credentials go only to URLs under the base URL (wandb-core's `LimitTo`):
+presigned object-store URLs never see the key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import tenacity
+
+from .. import __version__
+from ..errors import UsageError, WorkFailed
+
+log = logging.getLogger("wandb_mirror.client")
+
+NO_RETRY_STATUS = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 501})
+CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+class ApiError(WorkFailed):
+    """An upstream call failed for good (after retries, or at once for a non-retryable status)."""
+
+    def __init__(self, message: str, *, status: int | None = None, operation: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.operation = operation
+
+
+class AuthError(UsageError):
+    """The upstream rejected the API key (401): the user must fix their key, exit 2."""
+
+
+class GraphQLError(ApiError):
+    """The response carried a GraphQL `errors` array; partial data is dropped, as the SDK does."""
+
+
+class NotFound(ApiError):
+    """404 from the upstream."""
+
+
+class RetryBudgetExhausted(ApiError):
+    """The pass used up its retry budget; further failures fail at once."""
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way worth retrying."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+# ---------------------------------------------------------------------------------------------
+# knobs and counters
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 10          # per call, first try included
+    max_call_seconds: float = 300.0  # per call, waits included
+    wait_min: float = 1.0           # first backoff
+    wait_max: float = 60.0          # cap of the computed backoff (Retry-After may exceed it, up to the call bound)
+    budget: int = 500               # retries per pass, all threads together
+    integrity_attempts: int = 3     # downloads whose bytes fail verification are fetched at most this often
+
+
+@dataclass
+class RequestStats:
+    """Counters for the pass record and the summary line. Thread-safe through `lock`."""
+
+    total: int = 0
+    by_operation: Counter = field(default_factory=Counter)
+    retries: int = 0
+    rate_limited: int = 0          # 429 answers
+    server_errors: int = 0         # 5xx answers
+    failures: int = 0              # calls that failed for good
+    bytes_downloaded: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, operation: str) -> None:
+        with self.lock:
+            self.total += 1
+            self.by_operation[operation] += 1
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "total": self.total,
+                "by_operation": dict(sorted(self.by_operation.items())),
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "server_errors": self.server_errors,
+                "failures": self.failures,
+                "bytes_downloaded": self.bytes_downloaded,
+            }
+
+
+class RateLimiter:
+    """Token bucket shared by all threads; `rate` requests per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None):
+        self.rate = float(rate)
+        self.capacity = float(burst if burst is not None else max(1.0, rate))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            time.sleep(wait)
+
+
+class _Budget:
+    def __init__(self, n: int):
+        self.left = n
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: integer seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_message(resp: requests.Response) -> str:
+    """The upstream's own words: GraphQL errors, a JSON `error`, or the start of the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errs = body.get("errors")
+        if isinstance(errs, list) and errs:
+            return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errs)[:500]
+        if "error" in body:
+            return str(body["error"])[:500]
+    text = (resp.text or "").strip().replace("\n", " ")
+    return text[:200] or resp.reason or f"HTTP {resp.status_code}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the transport
+# ---------------------------------------------------------------------------------------------
+class Transport:
+    """Everything that touches the network. Thread-safe; one instance per pass (or per daemon)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        concurrency: int = 4,
+        rate_limit: float = 0.0,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        user_agent: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"base_url must start with http:// or https://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.host = urlsplit(self.base_url).netloc
+        self.graphql_url = f"{self.base_url}/graphql"
+        self.retry = retry or RetryPolicy()
+        self.timeout = (connect_timeout, timeout)
+        self.stats = RequestStats()
+        self._budget = _Budget(self.retry.budget)
+        self._sem = threading.BoundedSemaphore(max(1, int(concurrency)))
+        self._limiter = RateLimiter(rate_limit) if rate_limit and rate_limit > 0 else None
+        self._sleep = sleep
+        self._key = api_key
+        self._local = threading.local()  # one Session per thread: requests.Session is not thread-safe
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        # We identify as ourselves. The official client sends "W&B Public Client 0.31.0", which the
+        # cloud uses to unlock first-party fields such as User.apiKeys (protocol §2.3) - fields a
+        # mirror never asks for. `Use-Admin-Privileges: true` is what the official client sends with
+        # every call: for an admin key it lets the server return every project of a team (not only
+        # the admin's own), which a backup of a team needs; for other keys it changes nothing.
+        self.headers = {
+            "User-Agent": user_agent or f"wandb-mirror/{__version__}",
+            "Use-Admin-Privileges": "true",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    # -- sessions ----------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.headers.update(self.headers)
+            s.trust_env = False  # no ~/.netrc auth injected by requests for foreign hosts; proxies set below
+            s.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            self._local.session = s
+            with self._sessions_lock:
+                self._sessions.append(s)
+        return s
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+        self._local = threading.local()
+
+    def resolve(self, url: str) -> str:
+        """Absolute URL: W&B sometimes hands out paths relative to the API host."""
+        if url.startswith("/"):
+            return urljoin(self.base_url + "/", url.lstrip("/"))
+        return url
+
+    def under_base(self, url: str) -> bool:
+        """Whether credentials may be attached: same scheme, host and path prefix as base_url."""
+        a, b = urlsplit(url), urlsplit(self.base_url)
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc) and (a.path or "/").startswith(b.path or "/")
+
+    # -- retry machinery ---------------------------------------------------------------------
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        n = state.attempt_number  # attempts made so far (>= 1)
+        backoff = min(self.retry.wait_max, self.retry.wait_min * (2 ** (n - 1)))
+        backoff *= 1 + random.uniform(0, 0.25)
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            backoff = exc.retry_after
+        return backoff
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= self.retry.max_attempts:
+            return True
+        wait = self._wait(state)
+        if state.seconds_since_start + wait > self.retry.max_call_seconds:
+            return True
+        if not self._budget.take():
+            return True
+        return False
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        self.stats.add("retries")
+        exc = state.outcome.exception() if state.outcome else None
+        log.debug("retrying %s after %s (attempt %d, waiting %.1fs)", getattr(state, "_op", "?"), exc,
+                  state.attempt_number, state.next_action.sleep if state.next_action else 0)
+
+    def _with_retries(self, operation: str, attempt: Callable[[], Any]) -> Any:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            stop=self._stop,
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as e:
+            self.stats.add("failures")
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if self._budget.left <= 0:
+                raise RetryBudgetExhausted(
+                    f"{operation}: {e} (retry budget of {self.retry.budget} for this pass is used up)",
+                    status=e.status, operation=operation) from None
+            raise ApiError(f"{operation}: {e} (gave up after {attempts} attempts)", status=e.status,
+                           operation=operation) from None
+        except ApiError:
+            self.stats.add("failures")
+            raise
+        except AuthError:
+            self.stats.add("failures")
+            raise
+
+    def _check_status(self, resp: requests.Response, operation: str) -> None:
+        code = resp.status_code
+        if code < 400:
+            return
+        if code == 429:
+            self.stats.add("rate_limited")
+        elif code >= 500:
+            self.stats.add("server_errors")
+        if code == 401:
+            resp.close()
+            raise AuthError(f"API key rejected by {self.host} (HTTP 401)")
+        if code in NO_RETRY_STATUS:
+            msg = _error_message(resp)
+            resp.close()
+            if code == 403:
+                raise ApiError(f"{operation}: permission denied by {self.host} (HTTP 403): {msg}",
+                               status=code, operation=operation)
+            if code == 404:
+                raise NotFound(f"{operation}: not found on {self.host} (HTTP 404): {msg}", status=code,
+                               operation=operation)
+            raise ApiError(f"{operation}: HTTP {code} from {self.host}: {msg}", status=code, operation=operation)
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        msg = _error_message(resp)
+        resp.close()
+        raise _Retryable(f"HTTP {code}: {msg}", status=code, retry_after=retry_after)
+
+    def _send(self, method: str, url: str, operation: str, *, stream: bool = False, **kw: Any) -> requests.Response:
+        """One attempt: limits, counting, transport errors mapped to retryable ones."""
+        if self._limiter:
+            self._limiter.acquire()
+        self.stats.count(operation)
+        auth = ("api", self._key) if self.under_base(url) else None
+        try:
+            resp = self._session().request(method, url, auth=auth, timeout=self.timeout, stream=stream,
+                                           allow_redirects=True, **kw)
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as e:
+            raise ApiError(f"{operation}: invalid URL from upstream: {e}", operation=operation) from None
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
+        except requests.RequestException as e:
+            raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
+        # (requests drops Authorization itself when a redirect leaves the host.)
+        self._check_status(resp, operation)
+        return resp
+
+    # -- GraphQL -----------------------------------------------------------------------------
+    def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST {base}/graphql; returns `data`. GraphQL `errors` fail the call (no retry)."""
+        body: dict[str, Any] = {"query": query, "operationName": operation}
+        if variables:
+            body["variables"] = variables
+        payload = json.dumps(body, allow_nan=False)
+
+        def attempt() -> dict[str, Any]:
+            with self._sem:
+                resp = self._send("POST", self.graphql_url, operation, data=payload)
+                try:
+                    raw = resp.content
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                    raise _Retryable(f"truncated response: {_short(e)}") from None
+                finally:
+                    resp.close()
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                # A 200 whose body is not JSON is a truncated or garbled answer: try again.
+                raise _Retryable(f"response is not JSON ({len(raw)} bytes)") from None
+            if not isinstance(doc, dict):
+                raise _Retryable("response is not a JSON object")
+            errors = doc.get("errors")
+            if errors:
+                msgs = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in
+                        (errors if isinstance(errors, list) else [errors])]
+                raise GraphQLError(f"{operation}: {'; '.join(msgs)[:500]}", status=resp.status_code,
+                                   operation=operation)
+            data = doc.get("data")
+            if not isinstance(data, dict):
+                raise GraphQLError(f"{operation}: response has no data", operation=operation)
+            return data
+
+        return self._with_retries(operation, attempt)
+
+    # -- downloads ---------------------------------------------------------------------------
+    def download(self, url: str, operation: str, consume: Callable[[Iterator[bytes]], Any]) -> Any:
+        """GET `url` and feed its body, chunk by chunk, to `consume` (e.g. a verifying store write).
+
+        A connection that breaks mid-body is retried like any transport error; `consume` must
+        therefore be restartable (ObjectStore.put_stream is: it publishes nothing on failure).
+        """
+        url = self.resolve(url)
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ApiError(f"{operation}: refusing to download from a {scheme or 'schemeless'} URL",
+                           operation=operation)
+
+        def attempt() -> Any:
+            with self._sem:
+                resp = self._send("GET", url, operation, stream=True, headers={"Accept": "*/*"})
+                try:
+                    return consume(self._chunks(resp))
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                        requests.Timeout) as e:
+                    raise _Retryable(f"download interrupted: {_short(e)}") from None
+                except _Truncated as e:
+                    raise _Retryable(str(e)) from None
+                finally:
+                    resp.close()
+
+        return self._with_retries(operation, attempt)
+
+    def _chunks(self, resp: requests.Response) -> Iterator[bytes]:
+        expected = resp.headers.get("Content-Length")
+        n = 0
+        for chunk in resp.iter_content(CHUNK):
+            n += len(chunk)
+            self.stats.add("bytes_downloaded", len(chunk))
+            yield chunk
+        # urllib3 enforces Content-Length for identity bodies; check anyway for decoded bodies.
+        if expected is not None and expected.isdigit() and "Content-Encoding" not in resp.headers and n < int(expected):
+            raise _Truncated(f"body truncated: {n} of {expected} bytes")
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _short(e: BaseException) -> str:
+    s = str(e)
+    return s if len(s) <= 200 else s[:197] + "..."
