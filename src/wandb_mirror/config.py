@@ -1,0 +1,589 @@
+"""The configuration file (TOML): what to mirror, where to, how often, and the plugins' sections.
+
+    [source]                         # required: base_url
+    base_url = "https://api.wandb.ai"
+    entities = ["my-team"]           # default: the API key's default entity
+    projects = ["my-team/*"]         # globs over "entity/project" (or over "project"); default: all
+    exclude_projects = []
+    history = true                   # the per-project toggles, defaults for every project
+    events = true
+    files = true
+    files_include = ["*"]
+    files_exclude = []
+    artifacts = true
+    artifact_types = []              # empty: every type
+    sweeps = true
+    reports = true
+
+    [[source.override]]              # per-project toggles, later overrides win
+    match = "my-team/huge-*"
+    files_exclude = ["media/*"]
+
+    [store]
+    path = "mirror"                  # relative to this file's directory
+
+    [sync]                           # durations: 90, "90s", "5m", "1h30m", "1d"
+    poll_interval = "60s"
+    concurrency = 4
+    rate_limit = 0                   # requests per second, 0: unlimited
+    reconcile_interval = "24h"
+
+    [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port
+    [plugins.NAME]                   # owned by each plugin; validated by the plugin system
+
+Errors name the key and its line and exit 2 (UsageError). The sections this module does not own
+([daemon] beyond the keys above, [plugins.*]) are kept verbatim in `Config.raw`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import UsageError
+
+
+class ConfigError(UsageError):
+    """A configuration problem; the message names the file, line and key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# value parsers
+# ---------------------------------------------------------------------------------------------
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, 1.5, "90s", "5m", "1h30m", "250ms", "1d"; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like \"60s\", got a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like \"60s\", got {type(value).__name__}")
+    text = value.strip().lower().replace(" ", "")
+    if not text:
+        raise ValueError("empty duration")
+    try:
+        return parse_duration(float(text))
+    except ValueError:
+        pass
+    pos = 0
+    total = 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        raise ValueError(f"expected a duration like \"60s\", \"5m\", \"1h30m\", got {value!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:g}s"
+    if seconds < 7200:
+        return f"{seconds / 60:g}m"
+    return f"{seconds / 3600:g}h"
+
+
+# ---------------------------------------------------------------------------------------------
+# the schema: section -> key -> (kind, default)
+# ---------------------------------------------------------------------------------------------
+# kinds: str, url, bool, int+ (>0), int0 (>=0), port, float0 (>=0), duration, duration+ (>0),
+#        strlist, globlist, path, progress, table
+PROJECT_TOGGLES: dict[str, tuple[str, Any]] = {
+    "history": ("bool", True),
+    "events": ("bool", True),
+    "files": ("bool", True),
+    "files_include": ("globlist", ["*"]),
+    "files_exclude": ("globlist", []),
+    "artifacts": ("bool", True),
+    "artifact_types": ("strlist", []),
+    "sweeps": ("bool", True),
+    "reports": ("bool", True),
+}
+
+SOURCE_KEYS: dict[str, tuple[str, Any]] = {
+    "base_url": ("url", None),
+    "entities": ("strlist", []),
+    "projects": ("globlist", []),
+    "exclude_projects": ("globlist", []),
+    "user_agent": ("str", None),
+    "timeout": ("duration+", 60.0),
+    "page_size": ("int+", 50),
+    **PROJECT_TOGGLES,
+}
+
+SYNC_KEYS: dict[str, tuple[str, Any]] = {
+    "poll_interval": ("duration+", None),
+    "concurrency": ("int+", 4),
+    "rate_limit": ("float0", 0.0),
+    "reconcile_interval": ("duration+", 86400.0),
+    "max_retries": ("int+", 10),
+    "retry_wait_min": ("duration", 1.0),
+    "retry_wait_max": ("duration", 60.0),
+    "max_call_time": ("duration+", 300.0),
+    "retry_budget": ("int0", 500),
+    "history_page_size": ("int+", 1000),
+    "events_samples": ("int+", 100000),
+    "progress": ("progress", "auto"),
+}
+
+# The daemon's keys (the daemon reads them from Config.daemon / Config.raw["daemon"]).
+DAEMON_KEYS: dict[str, tuple[str, Any]] = {
+    "poll_interval": ("duration+", None),
+    "jitter": ("duration", 0.0),
+    "plugins_dir": ("path", None),
+    "metrics_port": ("port", None),
+    "metrics_host": ("str", "127.0.0.1"),
+}
+
+STORE_KEYS: dict[str, tuple[str, Any]] = {
+    "path": ("path", None),
+}
+
+SECTIONS = ("source", "store", "sync", "daemon", "plugins")
+MAX_CONCURRENCY = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# the config object
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ProjectOptions:
+    history: bool = True
+    events: bool = True
+    files: bool = True
+    files_include: list[str] = field(default_factory=lambda: ["*"])
+    files_exclude: list[str] = field(default_factory=list)
+    artifacts: bool = True
+    artifact_types: list[str] = field(default_factory=list)
+    sweeps: bool = True
+    reports: bool = True
+
+    def want_file(self, name: str) -> bool:
+        if not self.files:
+            return False
+        if not any(fnmatch.fnmatchcase(name, g) for g in self.files_include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in self.files_exclude)
+
+    def want_artifact_type(self, type_name: str) -> bool:
+        return self.artifacts and (not self.artifact_types or type_name in self.artifact_types)
+
+
+@dataclass
+class SourceConfig:
+    base_url: str
+    entities: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+    exclude_projects: list[str] = field(default_factory=list)
+    user_agent: str | None = None
+    timeout: float = 60.0
+    page_size: int = 50
+    defaults: ProjectOptions = field(default_factory=ProjectOptions)
+    overrides: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class SyncConfig:
+    poll_interval: float = 60.0
+    concurrency: int = 4
+    rate_limit: float = 0.0
+    reconcile_interval: float = 86400.0
+    max_retries: int = 10
+    retry_wait_min: float = 1.0
+    retry_wait_max: float = 60.0
+    max_call_time: float = 300.0
+    retry_budget: int = 500
+    history_page_size: int = 1000
+    events_samples: int = 100000
+    progress: str = "auto"  # auto | always | never
+
+
+@dataclass
+class DaemonConfig:
+    poll_interval: float = 60.0
+    jitter: float = 0.0
+    plugins_dir: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+
+@dataclass
+class Config:
+    source: SourceConfig
+    store_path: Path
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
+
+    def line_of(self, *keys: Any) -> int | None:
+        """The line of a key (or table header) in the file, for messages about keys others own."""
+        return self.lines.get(tuple(keys))
+
+    def where(self, *keys: Any) -> str:
+        line = self.line_of(*keys)
+        name = str(self.path) if self.path else "config"
+        return f"{name}:{line}" if line else name
+
+    def selects(self, entity: str, project: str) -> bool:
+        """Whether entity/project is to be mirrored (projects globs, minus exclude_projects)."""
+        full = f"{entity}/{project}"
+
+        def hit(globs: list[str]) -> bool:
+            return any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs)
+
+        if self.source.projects and not hit(self.source.projects):
+            return False
+        return not hit(self.source.exclude_projects)
+
+    def project_options(self, entity: str, project: str) -> ProjectOptions:
+        full = f"{entity}/{project}"
+        opts = ProjectOptions(**{k: (list(v) if isinstance(v, list) else v)
+                                 for k, v in vars(self.source.defaults).items()})
+        for globs, values in self.source.overrides:
+            if any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs):
+                for k, v in values.items():
+                    setattr(opts, k, list(v) if isinstance(v, list) else v)
+        return opts
+
+
+# ---------------------------------------------------------------------------------------------
+# line numbers: tomllib gives none for keys, so find them in the text
+# ---------------------------------------------------------------------------------------------
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _read_key(text: str, pos: int) -> tuple[list[str], int] | None:
+    """Parse a dotted TOML key starting at `pos`; returns (parts, position after the key)."""
+    parts: list[str] = []
+    n = len(text)
+    while True:
+        while pos < n and text[pos] in " \t":
+            pos += 1
+        if pos >= n:
+            return None
+        c = text[pos]
+        if c in "\"'":
+            end = pos + 1
+            buf = []
+            while end < n and text[end] != c:
+                if c == '"' and text[end] == "\\" and end + 1 < n:
+                    buf.append(text[end + 1])
+                    end += 2
+                    continue
+                buf.append(text[end])
+                end += 1
+            if end >= n:
+                return None
+            parts.append("".join(buf))
+            pos = end + 1
+        else:
+            m = _BARE.match(text, pos)
+            if not m:
+                return None
+            parts.append(m.group(0))
+            pos = m.end()
+        while pos < n and text[pos] in " \t":
+            pos += 1
+        if pos < n and text[pos] == ".":
+            pos += 1
+            continue
+        return parts, pos
+
+
+def locate_keys(text: str) -> dict[tuple[Any, ...], int]:
+    """Map key paths (as tuples; array-of-table items carry their index) to 1-based line numbers."""
+    lines: dict[tuple[Any, ...], int] = {}
+    table: tuple[Any, ...] = ()
+    aot_counts: dict[tuple[Any, ...], int] = {}
+    in_multiline: str | None = None
+    depth = 0  # open brackets of a multi-line array value
+    for i, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            if in_multiline in line:
+                in_multiline = None
+            continue
+        stripped = line.strip()
+        if depth > 0:
+            depth += stripped.count("[") - stripped.count("]")
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("[["):
+            got = _read_key(stripped, 2)
+            if got:
+                path = tuple(got[0])
+                idx = aot_counts.get(path, 0)
+                aot_counts[path] = idx + 1
+                table = path + (idx,)
+                lines.setdefault(path, i)
+                lines[table] = i
+            continue
+        if stripped.startswith("["):
+            got = _read_key(stripped, 1)
+            if got:
+                table = tuple(got[0])
+                lines[table] = i
+            continue
+        got = _read_key(stripped, 0)
+        if not got:
+            continue
+        parts, pos = got
+        if pos >= len(stripped) or stripped[pos] != "=":
+            continue
+        key = table + tuple(parts)
+        lines.setdefault(key, i)
+        value = stripped[pos + 1:].strip()
+        for q in ('"""', "'''"):
+            if value.startswith(q) and value.count(q) == 1:
+                in_multiline = q
+        if value.startswith("["):
+            depth = _bracket_balance(value)
+    return lines
+
+
+def _bracket_balance(value: str) -> int:
+    depth = 0
+    quote = None
+    for c in value:
+        if quote:
+            if c == quote:
+                quote = None
+            continue
+        if c in "\"'":
+            quote = c
+        elif c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+        elif c == "#":
+            break
+    return max(depth, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and validation
+# ---------------------------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, path: Path | None, lines: dict[tuple[Any, ...], int]):
+        self.path = path
+        self.lines = lines
+
+    def fail(self, keys: tuple[Any, ...], message: str) -> ConfigError:
+        line = None
+        for n in range(len(keys), 0, -1):
+            line = self.lines.get(keys[:n])
+            if line:
+                break
+        where = str(self.path) if self.path else "config"
+        if line:
+            where += f":{line}"
+        return ConfigError(f"{where}: {_dotted(keys)}: {message}")
+
+    def value(self, keys: tuple[Any, ...], kind: str, value: Any, base_dir: Path | None) -> Any:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise self.fail(keys, f"expected {what}, got {_show(value)}")
+
+        if kind == "str":
+            need(isinstance(value, str), "a string")
+            return value
+        if kind == "url":
+            need(isinstance(value, str) and re.match(r"^https?://[^/\s]+", value or "") is not None,
+                 "an http:// or https:// URL")
+            return value.rstrip("/")
+        if kind == "bool":
+            need(isinstance(value, bool), "true or false")
+            return value
+        if kind in ("int+", "int0", "port"):
+            need(isinstance(value, int) and not isinstance(value, bool), "an integer")
+            if kind == "int+":
+                need(value > 0, "an integer > 0")
+            elif kind == "int0":
+                need(value >= 0, "an integer >= 0")
+            else:
+                need(0 <= value <= 65535, "a port number (0-65535)")
+            return value
+        if kind == "float0":
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0")
+            return float(value)
+        if kind in ("duration", "duration+"):
+            try:
+                secs = parse_duration(value)
+            except ValueError as e:
+                raise self.fail(keys, str(e)) from None
+            if kind == "duration+" and secs <= 0:
+                raise self.fail(keys, f"expected a duration > 0, got {_show(value)}")
+            return secs
+        if kind in ("strlist", "globlist"):
+            if isinstance(value, str):
+                value = [value]
+            need(isinstance(value, list) and all(isinstance(x, str) and x for x in value),
+                 "a list of non-empty strings")
+            return list(value)
+        if kind == "path":
+            need(isinstance(value, str) and value != "", "a path")
+            p = Path(value).expanduser()
+            if not p.is_absolute() and base_dir is not None:
+                p = base_dir / p
+            return p
+        if kind == "progress":
+            if isinstance(value, bool):
+                return "always" if value else "never"
+            need(value in ("auto", "always", "never"), "\"auto\", \"always\", \"never\", true or false")
+            return value
+        raise AssertionError(kind)
+
+    def section(self, name: tuple[Any, ...], table: Any, spec: dict[str, tuple[str, Any]],
+                base_dir: Path | None, *, extra: set[str] = frozenset()) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(name, f"expected a table ([{_dotted(name)}]), got {_show(table)}")
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            if key in extra:
+                continue
+            if key not in spec:
+                raise self.fail(name + (key,), f"unknown key (expected one of: {', '.join(sorted(set(spec) | extra))})")
+            out[key] = self.value(name + (key,), spec[key][0], value, base_dir)
+        return out
+
+
+def _dotted(keys: tuple[Any, ...]) -> str:
+    out = ""
+    for k in keys:
+        if isinstance(k, int):
+            out += f"[{k}]"
+        else:
+            k = str(k)
+            seg = k if _BARE.fullmatch(k) else f'"{k}"'
+            out += f".{seg}" if out else seg
+    return out or "(top level)"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    """Validate TOML text and build a Config. Relative paths resolve against `path`'s directory."""
+    where = str(path) if path else "config"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            msg = msg[:m.start()].strip() + f" (column {m.group(2)})"
+            raise ConfigError(f"{where}:{m.group(1)}: not valid TOML: {msg}") from None
+        raise ConfigError(f"{where}: not valid TOML: {msg}") from None
+    lines = locate_keys(text)
+    chk = _Checker(path, lines)
+    base_dir = path.resolve().parent if path else Path.cwd()
+
+    for key in raw:
+        if key not in SECTIONS:
+            raise chk.fail((key,), f"unknown section or key (expected: {', '.join(f'[{s}]' for s in SECTIONS)})")
+
+    # [source]
+    if "source" not in raw:
+        raise ConfigError(f"{where}: missing [source] section (it needs at least base_url)")
+    src_raw = raw["source"]
+    src = chk.section(("source",), src_raw, SOURCE_KEYS, base_dir, extra={"override"})
+    if "base_url" not in src:
+        raise chk.fail(("source",), "missing required key base_url")
+    toggles = {k: v for k, v in src.items() if k in PROJECT_TOGGLES}
+    defaults = ProjectOptions(**toggles)
+    overrides: list[tuple[list[str], dict[str, Any]]] = []
+    ov_raw = src_raw.get("override", [])
+    if isinstance(ov_raw, dict):
+        ov_raw = [ov_raw]
+    if not isinstance(ov_raw, list):
+        raise chk.fail(("source", "override"), "expected [[source.override]] tables")
+    for i, ov in enumerate(ov_raw):
+        name = ("source", "override", i)
+        if not isinstance(ov, dict):
+            raise chk.fail(name, "expected a table")
+        if "match" not in ov:
+            raise chk.fail(name, "missing required key match (a project glob, or a list of them)")
+        globs = chk.value(name + ("match",), "globlist", ov["match"], base_dir)
+        values = chk.section(name, ov, PROJECT_TOGGLES, base_dir, extra={"match"})
+        overrides.append((globs, values))
+    source = SourceConfig(
+        base_url=src["base_url"], entities=src.get("entities", []), projects=src.get("projects", []),
+        exclude_projects=src.get("exclude_projects", []), user_agent=src.get("user_agent"),
+        timeout=src.get("timeout", 60.0), page_size=src.get("page_size", 50), defaults=defaults, overrides=overrides)
+
+    # [store]
+    if "store" not in raw:
+        raise ConfigError(f"{where}: missing [store] section (it needs path)")
+    store = chk.section(("store",), raw["store"], STORE_KEYS, base_dir)
+    if "path" not in store:
+        raise chk.fail(("store",), "missing required key path")
+
+    # [sync], [daemon]
+    sync_vals = chk.section(("sync",), raw.get("sync", {}), SYNC_KEYS, base_dir)
+    daemon_vals = chk.section(("daemon",), raw.get("daemon", {}), DAEMON_KEYS, base_dir)
+    poll = sync_vals.get("poll_interval") or daemon_vals.get("poll_interval") or 60.0
+    sync_vals["poll_interval"] = poll
+    if sync_vals.get("concurrency", 4) > MAX_CONCURRENCY:
+        raise chk.fail(("sync", "concurrency"), f"expected at most {MAX_CONCURRENCY}, got {sync_vals['concurrency']}")
+    if sync_vals.get("retry_wait_min", 1.0) > sync_vals.get("retry_wait_max", 60.0):
+        raise chk.fail(("sync", "retry_wait_min"), "must not exceed retry_wait_max")
+    sync = SyncConfig(**sync_vals)
+    daemon = DaemonConfig(**{**daemon_vals, "poll_interval": daemon_vals.get("poll_interval") or poll})
+
+    # [plugins.NAME]: tables whose keys belong to each plugin
+    plugins_raw = raw.get("plugins", {})
+    if not isinstance(plugins_raw, dict):
+        raise chk.fail(("plugins",), "expected [plugins.NAME] tables")
+    plugins: dict[str, dict[str, Any]] = {}
+    for name, table in plugins_raw.items():
+        if not isinstance(table, dict):
+            raise chk.fail(("plugins", name), f"expected a table [plugins.{name}], got {_show(table)}")
+        plugins[name] = table
+
+    return Config(source=source, store_path=store["path"], sync=sync, daemon=daemon, plugins=plugins, raw=raw,
+                  path=path, lines=lines)
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path).expanduser()
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {p} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {p}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    return parse_config(text, p)
+
+
+def minimal_config(base_url: str, store_path: str | Path, **sync: Any) -> Config:
+    """A Config without a file: mirror every project of the key's default entity."""
+    return Config(source=SourceConfig(base_url=base_url.rstrip("/")), store_path=Path(store_path),
+                  sync=SyncConfig(**sync))
