@@ -1,0 +1,487 @@
+"""Event delivery: change rows -> plugin hooks, durable per plugin, never fatal to the mirror.
+
+Contract:
+
+- The sync engine commits typed rows into `changes` (seq order = commit order). Delivery reads
+  them *after* the commit, so a hook never sees data the catalog does not hold.
+- Each enabled plugin has a cursor in `plugin_cursors` (the last seq it acknowledged). An event is
+  acknowledged (cursor committed) right after its hook returns, so after a crash or a stop at most
+  the one unacknowledged event is delivered again: at-least-once, in seq order (so in order per
+  run). Events a plugin has no hook for advance its cursor without a call.
+- Hooks run in a per-plugin worker thread with a timeout. A hook that raises is logged (plugin,
+  event, traceback) and retried after a backoff (exponential, capped); the plugin's later events
+  wait, so order holds. After `max_failures` consecutive failures the plugin is disabled
+  (`plugin_cursors.disabled_at`, with the last error) until reset. A hook that runs past its
+  timeout is abandoned: its writer is revoked, its thread is left to finish on its own, and it
+  counts as a failure. Nothing a plugin does stops the mirror.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..models import loads_lenient
+from ..store import Store
+from ..store.catalog import utcnow
+from . import specs
+from .manager import PluginInfo, PluginSet, parse_duration
+from .store_view import (
+    _ARTIFACT_SQL,
+    _FILE_SQL,
+    _RUN_SQL,
+    _SWEEP_SQL,
+    StoreView,
+    artifact_from_row,
+    file_from_row,
+    run_from_row,
+    sweep_from_row,
+)
+from .types import CycleStats, FieldChange
+from .upstream import Transport, Upstream
+
+log = logging.getLogger("wandb_mirror.delivery")
+
+JSON_FIELDS = {"config", "summary", "system_metrics", "tags", "history_keys"}
+
+
+@dataclass
+class DeliverySettings:
+    hook_timeout: float = 60.0  # seconds a hook may run before it is abandoned
+    max_failures: int = 5  # consecutive failures before a plugin is disabled
+    retry_backoff: float = 5.0  # first retry delay; doubles per failure
+    retry_backoff_max: float = 600.0
+    batch: int = 500  # change rows read per plugin per round
+    stop_grace: float = 5.0  # on stop, how long an in-flight hook may still run
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> DeliverySettings:
+        s = cls()
+        for key in ("hook_timeout", "retry_backoff", "retry_backoff_max", "stop_grace"):
+            if key in raw:
+                setattr(s, key, parse_duration(raw[key]))
+        for key in ("max_failures", "batch"):
+            if key in raw:
+                setattr(s, key, int(raw[key]))
+        return s
+
+
+@dataclass
+class DeliveryStats:
+    events: int = 0  # hook calls that succeeded
+    skipped: int = 0  # change rows a plugin had no hook for
+    failures: int = 0
+    disabled: list[str] = field(default_factory=list)
+    abandoned: int = 0
+    stopped: bool = False
+
+
+class _Job:
+    __slots__ = ("fn", "done", "result", "error", "tb")
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.tb = ""
+
+
+class _Worker:
+    """One daemon thread per plugin running its hook calls; replaced when a call is abandoned."""
+
+    def __init__(self, name: str):
+        self.q: queue.Queue[_Job | None] = queue.Queue()
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._loop, name=f"plugin-{name}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.q.get()
+            if job is None:
+                return
+            try:
+                job.result = job.fn()
+            except BaseException as e:  # noqa: BLE001 - reported to the dispatcher, never raised here
+                job.error = e
+                job.tb = traceback.format_exc()
+            job.done.set()
+            if self.abandoned:
+                return
+
+    def submit(self, fn: Callable[[], Any]) -> _Job:
+        job = _Job(fn)
+        self.q.put(job)
+        return job
+
+    def close(self) -> None:
+        self.q.put(None)
+
+
+@dataclass
+class _PluginRuntime:
+    info: PluginInfo
+    view: StoreView
+    upstream: Upstream
+    worker: _Worker | None = None
+    hung: list[_Worker] = field(default_factory=list)
+    retry_at: float = 0.0  # monotonic time before which the plugin is not called again
+    failures: int = 0
+    disabled: bool = False
+
+
+class Dispatcher:
+    """Delivers change rows to the enabled plugins of a `PluginSet`."""
+
+    def __init__(
+        self,
+        store: Store,
+        plugins: PluginSet,
+        *,
+        transport: Transport | None = None,
+        settings: DeliverySettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.plugins = plugins
+        self.transport = transport
+        self.settings = settings or DeliverySettings()
+        self.clock = clock
+        self.write_stats: dict[str, int] = {}
+        self.failures_total = 0
+        self._rt: dict[str, _PluginRuntime] = {}
+        self._sync_runtimes()
+
+    # -- setup -------------------------------------------------------------------------------
+    def replace_plugins(self, plugins: PluginSet) -> None:
+        """Switch to a reloaded plugin set; plugins whose source changed get a fresh start."""
+        old = self._rt
+        self.plugins = plugins
+        self._rt = {}
+        for name, rt in old.items():
+            new = plugins.get(name)
+            if new is not None and new.digest and new.digest != rt.info.digest:
+                self.reset(name, reason="its source changed")
+            if rt.worker is not None:
+                rt.worker.close()
+        self._sync_runtimes()
+
+    def _sync_runtimes(self) -> None:
+        for info in self.plugins.enabled():
+            if info.name in self._rt:
+                continue
+            row = self._cursor_row(info.name)
+            rt = _PluginRuntime(
+                info=info,
+                view=StoreView(self.store, info.name),
+                upstream=Upstream(info.name, self.store, self.transport, dry_run=info.dry_run, stats=self.write_stats),
+                failures=row["failures"],
+                disabled=row["disabled_at"] is not None,
+            )
+            self._rt[info.name] = rt
+
+    def _cursor_row(self, name: str) -> dict[str, Any]:
+        cat = self.store.catalog
+        with cat.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO plugin_cursors (plugin, seq, failures, updated_at) VALUES (?, 0, 0, ?)",
+                         [name, utcnow()])
+        return cat.query_one("SELECT * FROM plugin_cursors WHERE plugin = ?", [name]) or {}
+
+    def reset(self, name: str, *, reason: str = "reset") -> None:
+        """Clear a plugin's failure count and disabled mark (its cursor stays)."""
+        with self.store.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE plugin_cursors SET failures = 0, disabled_at = NULL, retry_at = NULL, updated_at = ? WHERE plugin = ?",
+                [utcnow(), name],
+            )
+        if name in self._rt:
+            self._rt[name].failures = 0
+            self._rt[name].disabled = False
+            self._rt[name].retry_at = 0.0
+        log.info("plugin %s re-enabled: %s", name, reason)
+
+    def close(self) -> None:
+        for rt in self._rt.values():
+            if rt.worker is not None:
+                rt.worker.close()
+                rt.worker = None
+
+    # -- delivery ----------------------------------------------------------------------------
+    def active(self) -> list[_PluginRuntime]:
+        return [rt for rt in self._rt.values() if not rt.disabled]
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until a plugin waiting after a failure may be retried (None if none waits)."""
+        now = self.clock()
+        waits = [rt.retry_at - now for rt in self.active() if rt.retry_at > now]
+        return max(0.0, min(waits)) if waits else None
+
+    def pending(self) -> int:
+        """Change rows not yet acknowledged by the slowest active plugin."""
+        if not self.active():
+            return 0
+        low = min(self._cursor(rt.info.name) for rt in self.active())
+        return int(self.store.catalog.scalar("SELECT COUNT(*) FROM changes WHERE seq > ?", [low]) or 0)
+
+    def _cursor(self, name: str) -> int:
+        return int(self.store.catalog.scalar("SELECT seq FROM plugin_cursors WHERE plugin = ?", [name]) or 0)
+
+    def deliver(self, stop: threading.Event | None = None) -> DeliveryStats:
+        """Deliver every pending change row to every active plugin (until caught up or stopped)."""
+        stop = stop or threading.Event()
+        stats = DeliveryStats()
+        progressing = True
+        while progressing and not stop.is_set():
+            progressing = False
+            for rt in list(self.active()):
+                if stop.is_set():
+                    break
+                if rt.retry_at > self.clock():
+                    continue
+                n = self._deliver_batch(rt, stop, stats)
+                progressing = progressing or n > 0
+        stats.stopped = stop.is_set()
+        return stats
+
+    def _deliver_batch(self, rt: _PluginRuntime, stop: threading.Event, stats: DeliveryStats) -> int:
+        name = rt.info.name
+        cursor = self._cursor(name)
+        rows = self.store.catalog.query(
+            "SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", [cursor, self.settings.batch]
+        )
+        advanced = cursor
+        done = 0
+        for row in rows:
+            if stop.is_set():
+                break
+            hook = specs.EVENT_HOOKS.get(row["kind"])
+            if hook is None or hook not in rt.info.hooks:
+                advanced = row["seq"]
+                stats.skipped += 1
+                done += 1
+                continue
+            try:
+                kwargs = self._event_args(hook, row)
+            except LookupError as e:
+                # The subject vanished from the catalog (should not happen: tombstones keep rows).
+                log.warning("plugin %s: skipping change %d (%s): %s", name, row["seq"], row["kind"], e)
+                advanced = row["seq"]
+                done += 1
+                continue
+            if advanced != cursor:  # acknowledge the skipped rows before a call that may hang
+                self._ack(name, advanced)
+                cursor = advanced
+            outcome = self._call(rt, hook, kwargs, stop, event=_describe(row))
+            if outcome == "ok":
+                self._ack(name, row["seq"])
+                cursor = advanced = row["seq"]
+                stats.events += 1
+                done += 1
+            elif outcome == "stopped":
+                stats.abandoned += 1
+                break
+            else:
+                stats.failures += 1
+                if rt.disabled:
+                    stats.disabled.append(name)
+                break
+        if advanced != cursor:
+            self._ack(name, advanced)
+        return done
+
+    def _ack(self, name: str, seq: int) -> None:
+        with self.store.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE plugin_cursors SET seq = ?, failures = 0, last_error = NULL, retry_at = NULL, updated_at = ? "
+                "WHERE plugin = ?",
+                [seq, utcnow(), name],
+            )
+        rt = self._rt.get(name)
+        if rt is not None:
+            rt.failures = 0
+
+    # -- one hook call -------------------------------------------------------------------------
+    def _call(self, rt: _PluginRuntime, hook: str, args: dict[str, Any], stop: threading.Event, *, event: str) -> str:
+        """Run one hook of one plugin; returns "ok", "failed" or "stopped"."""
+        info = rt.info
+        # A previous call of this plugin that was abandoned and is still running: do not pile up.
+        rt.hung = [w for w in rt.hung if w.thread.is_alive()]
+        if rt.hung:
+            self._failed(rt, hook, event, "its previous hook call is still running after the timeout", "")
+            return "failed"
+        upstream = rt.upstream.bind()
+        call_kwargs = dict(args)
+        call_kwargs.update(upstream=upstream, config=dict(info.config), store=rt.view)
+        caller = self.plugins.hook_caller(info, hook)
+        if rt.worker is None:
+            rt.worker = _Worker(info.name)
+        job = rt.worker.submit(lambda: caller(**call_kwargs))
+        timeout = self._timeout(info)
+        start = time.monotonic()  # real time, even when tests freeze the wall clock
+        stop_seen: float | None = None
+        while not job.done.wait(0.05):
+            now = time.monotonic()
+            if stop.is_set() and stop_seen is None:
+                stop_seen = now
+            if stop_seen is not None and now - stop_seen >= self.settings.stop_grace:
+                self._abandon(rt, upstream)
+                log.warning("plugin %s: %s abandoned at shutdown; it will be delivered again", info.name, event)
+                return "stopped"
+            if now - start >= timeout:
+                self._abandon(rt, upstream)
+                self._failed(rt, hook, event, f"timed out after {timeout:g}s (abandoned)", "")
+                return "failed"
+        if job.error is not None:
+            self._failed(rt, hook, event, f"{type(job.error).__name__}: {job.error}", job.tb)
+            return "failed"
+        return "ok"
+
+    def _timeout(self, info: PluginInfo) -> float:
+        if "hook_timeout" in info.config:
+            try:
+                return parse_duration(info.config["hook_timeout"])
+            except ValueError:
+                pass
+        return self.settings.hook_timeout
+
+    def _abandon(self, rt: _PluginRuntime, upstream: Upstream) -> None:
+        upstream.revoke()
+        if rt.worker is not None:
+            rt.worker.abandoned = True
+            rt.worker.close()
+            rt.hung.append(rt.worker)
+            rt.worker = None
+
+    def _failed(self, rt: _PluginRuntime, hook: str, event: str, message: str, tb: str) -> None:
+        name = rt.info.name
+        rt.failures += 1
+        self.failures_total += 1
+        limit = int(rt.info.config.get("max_failures", self.settings.max_failures))
+        delay = min(self.settings.retry_backoff * (2 ** (rt.failures - 1)), self.settings.retry_backoff_max)
+        rt.retry_at = self.clock() + delay
+        err = f"{hook} on {event}: {message}"
+        log.error("plugin %s failed (%d/%d) in %s\n%s", name, rt.failures, limit, err, tb.rstrip() or "(no traceback)")
+        now = datetime.now(timezone.utc)
+        retry_wall = (now + timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        disabled_at = None
+        if rt.failures >= limit:
+            rt.disabled = True
+            disabled_at = utcnow()
+            log.error(
+                "plugin %s DISABLED after %d consecutive failures; the mirror goes on without it. Last error: %s. "
+                "Fix it, then `wandb-mirror plugins --config FILE --reset %s` (or edit its file) to re-enable.",
+                name, rt.failures, err, name,
+            )
+        with self.store.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE plugin_cursors SET failures = ?, last_error = ?, retry_at = ?, "
+                "disabled_at = COALESCE(?, disabled_at), updated_at = ? WHERE plugin = ?",
+                [rt.failures, (err + ("\n" + tb if tb else ""))[:4000], retry_wall, disabled_at, utcnow(), name],
+            )
+
+    # -- building the hook arguments ------------------------------------------------------------
+    def _event_args(self, hook: str, row: dict[str, Any]) -> dict[str, Any]:
+        payload = loads_lenient(row.get("payload"), {}) or {}
+        cat = self.store.catalog
+        ent, proj = row.get("entity"), row.get("project")
+
+        def run_obj():
+            r = cat.query_one(_RUN_SQL + " WHERE p.entity = ? AND p.name = ? AND r.name = ?", [ent, proj, row.get("run")])
+            if r is None:
+                raise LookupError(f"run {ent}/{proj}/{row.get('run')} is not in the catalog")
+            return run_from_row(r)
+
+        if hook == "run_created":
+            return {"run": run_obj()}
+        if hook == "run_state_changed":
+            return {"run": run_obj(), "old": payload.get("old"), "new": payload.get("new")}
+        if hook == "run_updated":
+            changes = {}
+            for fld, ch in (payload.get("changes") or {}).items():
+                ch = ch if isinstance(ch, dict) else {}
+                changes[fld] = FieldChange(_decode(fld, ch.get("before")), _decode(fld, ch.get("after")))
+            return {"run": run_obj(), "changes": changes}
+        if hook == "history_appended":
+            return {"run": run_obj(), "first_step": payload.get("first_step"), "last_step": payload.get("last_step")}
+        if hook == "file_mirrored":
+            run = run_obj()
+            name = payload.get("name") or row.get("subject")
+            f = cat.query_one(_FILE_SQL + " WHERE f.run_pk = ? AND f.name = ?", [run.pk, name])
+            if f is None:
+                raise LookupError(f"file {run.path}/{name} is not in the catalog")
+            file = file_from_row(f)
+            file.changed = bool(payload.get("changed", True))
+            return {"run": run, "file": file}
+        if hook in ("artifact_version_mirrored", "artifact_aliases_changed"):
+            art = self._artifact(row, payload)
+            if hook == "artifact_version_mirrored":
+                return {"artifact": art}
+            return {"artifact": art, "added": list(payload.get("added") or []), "removed": list(payload.get("removed") or [])}
+        if hook in ("sweep_updated", "sweep_finished"):
+            name = payload.get("name") or row.get("subject")
+            s = cat.query_one(_SWEEP_SQL + " WHERE p.entity = ? AND p.name = ? AND s.name = ?", [ent, proj, name])
+            if s is None:
+                raise LookupError(f"sweep {ent}/{proj}/{name} is not in the catalog")
+            return {"sweep": sweep_from_row(s)}
+        if hook == "tombstoned":
+            kind = payload.get("kind") or "unknown"
+            key = payload.get("key") or "/".join(x for x in (ent, proj, row.get("run"), row.get("subject")) if x)
+            return {"kind": kind, "key": key}
+        raise LookupError(f"no arguments known for hook {hook}")
+
+    def _artifact(self, row: dict[str, Any], payload: dict[str, Any]):
+        cat = self.store.catalog
+        aid = payload.get("id") or payload.get("artifact_id") or row.get("subject")
+        a = cat.query_one(_ARTIFACT_SQL + " WHERE a.id = ?", [aid]) if aid else None
+        if a is None and aid and ":" in str(aid):
+            # "collection:vN" form
+            coll, _, ver = str(aid).rpartition(":")
+            try:
+                idx = int(ver.lstrip("v"))
+            except ValueError:
+                idx = -1
+            a = cat.query_one(
+                _ARTIFACT_SQL + " WHERE p.entity = ? AND p.name = ? AND c.name = ? AND a.version_index = ?",
+                [row.get("entity"), row.get("project"), coll, idx],
+            )
+        if a is None:
+            raise LookupError(f"artifact {aid} is not in the catalog")
+        return artifact_from_row(a)
+
+    # -- cycle_finished ----------------------------------------------------------------------------
+    def cycle_finished(self, stats: CycleStats, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        for rt in list(self.active()):
+            if "cycle_finished" not in rt.info.hooks or stop.is_set():
+                continue
+            if rt.retry_at > self.clock():
+                continue
+            outcome = self._call(rt, "cycle_finished", {"stats": stats}, stop, event=f"cycle {stats.cycle}")
+            if outcome == "ok":
+                if rt.failures:
+                    self._ack(rt.info.name, self._cursor(rt.info.name))
+            elif outcome == "failed":
+                stats.plugin_failures += 1
+
+
+def _decode(fld: str, value: Any) -> Any:
+    if fld in JSON_FIELDS and isinstance(value, str):
+        try:
+            return loads_lenient(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _describe(row: dict[str, Any]) -> str:
+    where = "/".join(x for x in (row.get("entity"), row.get("project"), row.get("run")) if x)
+    subj = f" {row['subject']}" if row.get("subject") else ""
+    return f"change {row['seq']} {row['kind']} {where}{subj}".rstrip()

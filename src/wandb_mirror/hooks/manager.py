@@ -1,0 +1,347 @@
+"""Finding, loading and configuring plugins.
+
+Plugins come from three places, in this order:
+
+1. the built-ins (`plugins/` in the repository, installed as the `wandb_mirror_plugins` package);
+2. the `wandb_mirror` entry-point group of installed distributions;
+3. `*.py` files in the configured plugins directory (`[daemon] plugins_dir`), loaded fresh on
+   every (re)load so edits take effect without a restart.
+
+A plugin's name is its module's `PLUGIN_NAME` if set, else the entry-point name or file stem.
+Names are unique: a later source cannot shadow an earlier one (the clash is reported).
+Each plugin reads its own `[plugins.NAME]` table; every plugin is off (`enabled = false`) and in
+dry-run (`dry_run = true`) unless its table says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+import types
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import specs
+
+log = logging.getLogger("wandb_mirror.plugins")
+
+BUILTIN_PLUGINS = ("export", "best_run", "cleanup", "summary_backfill")
+BUILTIN_PACKAGE = "wandb_mirror_plugins"
+ENTRYPOINT_GROUP = "wandb_mirror"
+PLUGINS_DIR_PACKAGE = "wandb_mirror_plugins_dir"
+
+# Keys every [plugins.NAME] table may have, handled by the plugin system itself.
+COMMON_KEYS = {
+    "enabled": bool,
+    "dry_run": bool,
+    "hook_timeout": (int, float, str),
+    "max_failures": int,
+}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as loaded: where it came from, which hooks it implements, its settings."""
+
+    name: str
+    source: str  # "builtin", "entrypoint <dist> <version>", or "file <path>"
+    module: Any = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None  # why it could not be loaded (then it is not registered)
+    digest: str = ""  # hash of the source file, to notice edits
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.error is None and bool(self.config.get("enabled", False))
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.config.get("dry_run", True))
+
+    @property
+    def description(self) -> str:
+        doc = inspect.getdoc(self.module) if self.module is not None else ""
+        return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(specs.PROJECT)
+    pm.add_hookspecs(specs)
+    return pm
+
+
+def _builtin_dir() -> Path | None:
+    """The repository's plugins/ directory, for a source checkout where the package is not mapped."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "plugins"
+        if (cand / "best_run.py").is_file() and (parent / "pyproject.toml").is_file():
+            return cand
+    return None
+
+
+def _file_digest(path: str | Path | None) -> str:
+    if not path:
+        return ""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+def _load_module_from_path(modname: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(modname, None)
+        raise
+    return mod
+
+
+def _import_builtin(name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name not in (BUILTIN_PACKAGE, f"{BUILTIN_PACKAGE}.{name}"):
+            raise
+    d = _builtin_dir()
+    if d is None:
+        raise ImportError(f"built-in plugin {name!r} not found (package {BUILTIN_PACKAGE} is not installed)")
+    modname = f"{BUILTIN_PACKAGE}.{name}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    if BUILTIN_PACKAGE not in sys.modules:
+        pkg = types.ModuleType(BUILTIN_PACKAGE)
+        pkg.__path__ = [str(d)]  # a namespace-like package so relative imports between built-ins work
+        sys.modules[BUILTIN_PACKAGE] = pkg
+    return _load_module_from_path(modname, d / f"{name}.py")
+
+
+class PluginSet:
+    """The loaded plugins and their pluggy manager. Build a new one to reload."""
+
+    def __init__(self) -> None:
+        self.pm = new_plugin_manager()
+        self.plugins: dict[str, PluginInfo] = {}
+        self.problems: list[str] = []  # load problems, one line each
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        *,
+        plugins_dir: str | Path | None = None,
+        builtins: bool = True,
+        entrypoints: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> PluginSet:
+        """Load plugins from every source. `extra` (name -> module/object) is for tests and embedders."""
+        ps = cls()
+        if builtins:
+            for name in BUILTIN_PLUGINS:
+                try:
+                    mod = _import_builtin(name)
+                except Exception as e:  # noqa: BLE001 - a broken plugin must not stop the mirror
+                    ps._problem(PluginInfo(name, "builtin", error=f"import failed: {type(e).__name__}: {e}"))
+                    continue
+                ps._add(getattr(mod, "PLUGIN_NAME", name), "builtin", mod, getattr(mod, "__file__", None))
+        if entrypoints:
+            for ep in _entry_points():
+                dist = getattr(ep, "dist", None)
+                source = f"entrypoint {dist.name} {dist.version}" if dist else f"entrypoint {ep.value}"
+                try:
+                    obj = ep.load()
+                except Exception as e:  # noqa: BLE001
+                    ps._problem(PluginInfo(ep.name, source, error=f"import failed: {type(e).__name__}: {e}"))
+                    continue
+                ps._add(getattr(obj, "PLUGIN_NAME", ep.name), source, obj, getattr(obj, "__file__", None))
+        if plugins_dir:
+            d = Path(plugins_dir).expanduser()
+            if not d.is_dir():
+                ps.problems.append(f"plugins directory {d} does not exist")
+            else:
+                for path in sorted(d.glob("*.py")):
+                    if path.name.startswith(("_", ".")):
+                        continue
+                    modname = f"{PLUGINS_DIR_PACKAGE}.{path.stem}"
+                    sys.modules.pop(modname, None)  # always exec the file afresh: this is the reload path
+                    try:
+                        mod = _load_module_from_path(modname, path)
+                    except BaseException as e:  # noqa: BLE001 - SyntaxError, SystemExit, anything
+                        if isinstance(e, KeyboardInterrupt):
+                            raise
+                        ps._problem(PluginInfo(path.stem, f"file {path}", error=f"import failed: {type(e).__name__}: {e}",
+                                               digest=_file_digest(path)))
+                        continue
+                    ps._add(getattr(mod, "PLUGIN_NAME", path.stem), f"file {path}", mod, path)
+        for name, obj in (extra or {}).items():
+            ps._add(name, "registered", obj, getattr(obj, "__file__", None))
+        return ps
+
+    def _problem(self, info: PluginInfo) -> None:
+        log.error("plugin %s (%s): %s", info.name, info.source, info.error)
+        self.problems.append(f"plugin {info.name} ({info.source}): {info.error}")
+        self.plugins.setdefault(info.name, info)
+
+    def _add(self, name: str, source: str, obj: Any, path: Any) -> None:
+        if name in self.plugins and self.plugins[name].error is None:
+            self.problems.append(
+                f"plugin {name} ({source}) not loaded: the name is taken by {self.plugins[name].source}"
+            )
+            log.error("%s", self.problems[-1])
+            return
+        info = PluginInfo(name, source, module=obj, digest=_file_digest(path))
+        try:
+            self.pm.register(obj, name=name)
+        except Exception as e:  # noqa: BLE001 - pluggy validation errors name the bad hook
+            info.error = f"{type(e).__name__}: {e}"
+            self._problem(info)
+            return
+        hooks = []
+        unknown = []
+        for caller in self.pm.get_hookcallers(obj) or []:
+            if caller.spec is None:
+                unknown.append(caller.name)
+            else:
+                hooks.append(caller.name)
+        if unknown:
+            self.pm.unregister(obj)
+            info.error = f"implements unknown hook(s) {', '.join(sorted(unknown))} (see docs/plugins.md for the hook names)"
+            self._problem(info)
+            return
+        info.hooks = [h for h in specs.ALL_HOOKS if h in hooks]
+        self.plugins[name] = info
+
+    # -- configuration -----------------------------------------------------------------------
+    def configure(self, sections: dict[str, Any] | None) -> list[str]:
+        """Attach each `[plugins.NAME]` table to its plugin; returns the problems found.
+
+        A problem means the configuration must not be used (check-config fails, a reload keeps
+        the previous configuration). Unknown plugin names are a problem only when enabled.
+        """
+        problems = validate_sections(self, sections or {})
+        for name, info in self.plugins.items():
+            info.config = dict((sections or {}).get(name) or {})
+        return problems
+
+    def get(self, name: str) -> PluginInfo | None:
+        return self.plugins.get(name)
+
+    def loaded(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.error is None]
+
+    def enabled(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.enabled]
+
+    def hook_caller(self, info: PluginInfo, hook: str):
+        """A caller for `hook` that runs only this plugin's implementation(s)."""
+        others = [p.module for p in self.plugins.values() if p.module is not info.module and p.error is None]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
+
+    def storage_backend(self, store_config: dict[str, Any]) -> Any:
+        """The first storage backend an *enabled* plugin offers for this `[store]` table, or None."""
+        enabled = {id(p.module) for p in self.enabled()}
+        others = [p.module for p in self.loaded() if id(p.module) not in enabled]
+        return self.pm.subset_hook_caller("storage_backend", remove_plugins=others)(config=store_config)
+
+
+def validate_sections(ps: PluginSet, sections: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(sections, dict):
+        return [f"plugins: must be a table of [plugins.NAME] tables, not {type(sections).__name__}"]
+    for name, section in sections.items():
+        where = f"plugins.{name}"
+        if not isinstance(section, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        for key, typ in COMMON_KEYS.items():
+            if key in section and not (isinstance(section[key], typ) and not (typ is int and isinstance(section[key], bool))):
+                problems.append(f"{where}.{key}: expected {_typename(typ)}, got {section[key]!r}")
+        if "hook_timeout" in section:
+            try:
+                parse_duration(section["hook_timeout"])
+            except ValueError as e:
+                problems.append(f"{where}.hook_timeout: {e}")
+        if "max_failures" in section and isinstance(section["max_failures"], int) and section["max_failures"] < 1:
+            problems.append(f"{where}.max_failures: must be at least 1")
+        info = ps.plugins.get(name)
+        if info is None:
+            if section.get("enabled"):
+                known = ", ".join(sorted(ps.plugins)) or "none"
+                problems.append(f"{where}: no plugin named {name!r} is installed (known: {known})")
+            continue
+        if info.error is not None:
+            if section.get("enabled"):
+                problems.append(f"{where}: plugin failed to load: {info.error}")
+            continue
+        if "check_config" in info.hooks:
+            own = {k: v for k, v in section.items()}
+            try:
+                results = ps.hook_caller(info, "check_config")(config=own)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"{where}: check_config raised {type(e).__name__}: {e}")
+                continue
+            for res in results or []:
+                for msg in res or []:
+                    problems.append(msg if msg.startswith(where) else f"{where}.{msg}")
+    return problems
+
+
+def _typename(typ: Any) -> str:
+    if isinstance(typ, tuple):
+        return " or ".join(_typename(t) for t in typ)
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(typ, typ.__name__)
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    try:
+        return list(metadata.entry_points(group=ENTRYPOINT_GROUP))
+    except Exception:  # noqa: BLE001 - a broken distribution's metadata must not stop the mirror
+        log.exception("reading entry points failed")
+        return []
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 30, 2.5, "30s", "5m", "1h", "500ms", "1d"."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like \"60s\", got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        s = value.strip().lower()
+        for unit in sorted(_UNITS, key=len, reverse=True):
+            if s.endswith(unit):
+                num = s[: -len(unit)].strip()
+                try:
+                    v = float(num)
+                except ValueError:
+                    break
+                if v < 0:
+                    break
+                return v * _UNITS[unit]
+        try:
+            v = float(s)
+            if v >= 0:
+                return v
+        except ValueError:
+            pass
+    raise ValueError(f"expected a duration like \"60s\", \"5m\" or a number of seconds, got {value!r}")

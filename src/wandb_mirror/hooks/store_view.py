@@ -1,0 +1,294 @@
+"""`StoreView`: the read-only store handle plugins get as the `store` argument.
+
+Plugins read the mirror through this (runs, history, files, artifacts, sweeps, object bytes) and
+keep their own small durable state in `store.state` (a per-plugin JSON key/value table). They
+never write the catalog's mirrored data: that belongs to the sync engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..models import ArtifactEntry, loads_lenient
+from ..store import Store
+from ..store.catalog import utcnow
+from .types import Artifact, File, Run, Sweep
+
+__all__ = ["StoreView", "PluginState"]
+
+_RUN_SQL = (
+    "SELECT r.*, p.entity AS entity, p.name AS project, p.internal_id AS project_internal_id "
+    "FROM runs r JOIN projects p ON p.pk = r.project_pk"
+)
+_FILE_SQL = (
+    "SELECT f.*, r.name AS run, p.entity AS entity, p.name AS project "
+    "FROM files f JOIN runs r ON r.pk = f.run_pk JOIN projects p ON p.pk = r.project_pk"
+)
+_ARTIFACT_SQL = (
+    "SELECT a.*, c.name AS collection_name, p.entity AS entity, p.name AS project, pr.name AS producer_run "
+    "FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
+    "JOIN projects p ON p.pk = c.project_pk LEFT JOIN runs pr ON pr.pk = a.producer_run_pk"
+)
+_SWEEP_SQL = "SELECT s.*, p.entity AS entity, p.name AS project FROM sweeps s JOIN projects p ON p.pk = s.project_pk"
+
+
+def run_from_row(row: dict[str, Any]) -> Run:
+    return Run.from_row(row)
+
+
+def file_from_row(row: dict[str, Any]) -> File:
+    row = dict(row)
+    row["run_pk"] = row.get("run_pk")
+    return File.from_row(row)
+
+
+def artifact_from_row(row: dict[str, Any]) -> Artifact:
+    return Artifact.from_row(row)
+
+
+def sweep_from_row(row: dict[str, Any]) -> Sweep:
+    return Sweep.from_row(row)
+
+
+class PluginState:
+    """A plugin's own durable key/value state (JSON values), in the catalog table `plugin_state`."""
+
+    def __init__(self, store: Store, plugin: str):
+        self._store = store
+        self.plugin = plugin
+
+    def get(self, key: str, default: Any = None) -> Any:
+        text = self._store.catalog.scalar(
+            "SELECT value FROM plugin_state WHERE plugin = ? AND key = ?", [self.plugin, key]
+        )
+        return default if text is None else json.loads(text)
+
+    def set(self, key: str, value: Any) -> None:
+        with self._store.catalog.transaction() as conn:
+            conn.execute(
+                "INSERT INTO plugin_state (plugin, key, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                [self.plugin, key, json.dumps(value, separators=(",", ":")), utcnow()],
+            )
+
+    def delete(self, key: str) -> None:
+        with self._store.catalog.transaction() as conn:
+            conn.execute("DELETE FROM plugin_state WHERE plugin = ? AND key = ?", [self.plugin, key])
+
+    def items(self, prefix: str = "") -> dict[str, Any]:
+        """Every key starting with `prefix`, with its value."""
+        rows = self._store.catalog.query(
+            "SELECT key, value FROM plugin_state WHERE plugin = ? AND substr(key, 1, ?) = ? ORDER BY key",
+            [self.plugin, len(prefix), prefix],
+        )
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+
+class StoreView:
+    """Read access to a store for plugins. Every method returns fresh catalog data."""
+
+    def __init__(self, store: Store, plugin: str = ""):
+        self._store = store
+        self.plugin = plugin
+        self.state = PluginState(store, plugin)
+
+    @property
+    def path(self) -> Path:
+        """The store directory (read it, never write into it)."""
+        return self._store.path
+
+    def _q(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return self._store.catalog.query(sql, list(params))
+
+    # -- runs ------------------------------------------------------------------------------
+    def run(self, entity: str, project: str, name: str) -> Run | None:
+        rows = self._q(_RUN_SQL + " WHERE p.entity = ? AND p.name = ? AND r.name = ?", [entity, project, name])
+        return run_from_row(rows[0]) if rows else None
+
+    def runs(
+        self,
+        entity: str | None = None,
+        project: str | None = None,
+        *,
+        sweep: Sweep | str | None = None,
+        states: list[str] | tuple[str, ...] | set[str] | None = None,
+        include_tombstoned: bool = False,
+    ) -> list[Run]:
+        """Runs in catalog order (created_at); filter by project, sweep (object or name) and state."""
+        where, params = [], []
+        if isinstance(sweep, Sweep):
+            entity, project, sweep = sweep.entity, sweep.project, sweep.name
+        if entity is not None:
+            where.append("p.entity = ?")
+            params.append(entity)
+        if project is not None:
+            where.append("p.name = ?")
+            params.append(project)
+        if sweep is not None:
+            where.append("r.sweep_name = ?")
+            params.append(sweep)
+        if states is not None:
+            states = list(states)
+            where.append(f"r.state IN ({', '.join('?' for _ in states)})")
+            params.extend(states)
+        if not include_tombstoned:
+            where.append("r.tombstoned_at IS NULL")
+        sql = _RUN_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY p.entity, p.name, r.created_at, r.name"
+        return [run_from_row(r) for r in self._q(sql, params)]
+
+    def history(
+        self,
+        run: Run,
+        *,
+        min_step: int | None = None,
+        max_step: int | None = None,
+        keys: list[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The run's full mirrored history as dicts, by step; `max_step` is exclusive like W&B's.
+
+        With `keys`, each row holds only those keys (and `_step`); rows without any are skipped.
+        NaN/Infinity come back as Python floats.
+        """
+        for step, text in self.history_rows(run, min_step=min_step, max_step=max_step):
+            row = loads_lenient(text, {}) or {}
+            if keys is not None:
+                sub = {k: row[k] for k in keys if k in row}
+                if not sub:
+                    continue
+                sub.setdefault("_step", step)
+                row = sub
+            yield row
+
+    def history_rows(self, run: Run, *, min_step: int | None = None, max_step: int | None = None) -> Iterator[tuple[int, str]]:
+        """(step, row JSON text) pairs exactly as mirrored."""
+        pk = self._run_pk(run)
+        if pk is None:
+            return
+        sql = "SELECT step, row FROM history WHERE run_pk = ?"
+        params: list[Any] = [pk]
+        if min_step is not None:
+            sql += " AND step >= ?"
+            params.append(min_step)
+        if max_step is not None:
+            sql += " AND step < ?"
+            params.append(max_step)
+        cur = self._store.catalog.conn.execute(sql + " ORDER BY step", params)
+        while batch := cur.fetchmany(1000):
+            yield from batch
+
+    def history_keys(self, run: Run) -> list[str]:
+        """Every key that occurs in the run's mirrored history, sorted."""
+        keys: set[str] = set()
+        for row in self.history(run):
+            keys.update(row)
+        return sorted(keys)
+
+    def _run_pk(self, run: Run) -> int | None:
+        if run.pk is not None:
+            return run.pk
+        return self._store.catalog.scalar(
+            "SELECT r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk "
+            "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
+            [run.entity, run.project, run.name],
+        )
+
+    # -- files -----------------------------------------------------------------------------
+    def files(self, run: Run, *, include_tombstoned: bool = False) -> list[File]:
+        pk = self._run_pk(run)
+        sql = _FILE_SQL + " WHERE f.run_pk = ?" + ("" if include_tombstoned else " AND f.tombstoned_at IS NULL")
+        return [file_from_row(r) for r in self._q(sql + " ORDER BY f.name", [pk])]
+
+    def file(self, run: Run, name: str) -> File | None:
+        rows = self._q(_FILE_SQL + " WHERE f.run_pk = ? AND f.name = ?", [self._run_pk(run), name])
+        return file_from_row(rows[0]) if rows else None
+
+    # -- objects ---------------------------------------------------------------------------
+    def object_path(self, md5: str) -> Path:
+        """Where the bytes with this hex md5 live (read-only file; hard-link or copy it, never edit)."""
+        return self._store.objects.path(md5)
+
+    def has_object(self, md5: str) -> bool:
+        return self._store.objects.has(md5)
+
+    def open_object(self, md5: str) -> BinaryIO:
+        return self._store.objects.open(md5)
+
+    def verify_object(self, md5: str, size: int | None = None) -> bool:
+        """Re-hash the stored bytes: True only if they exist and match `md5` (and `size` if given)."""
+        try:
+            h = hashlib.md5()
+            n = 0
+            with self._store.objects.open(md5) as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                    n += len(chunk)
+        except (OSError, ValueError):
+            return False
+        return h.hexdigest() == md5 and (size is None or n == size)
+
+    # -- artifacts -------------------------------------------------------------------------
+    def artifacts(
+        self,
+        entity: str | None = None,
+        project: str | None = None,
+        *,
+        run: Run | None = None,
+        collection: str | None = None,
+        include_tombstoned: bool = False,
+    ) -> list[Artifact]:
+        """Artifact versions; with `run`, those it logged (its output artifacts)."""
+        where, params = [], []
+        if run is not None:
+            where.append("a.producer_run_pk = ?")
+            params.append(self._run_pk(run))
+        if entity is not None:
+            where.append("p.entity = ?")
+            params.append(entity)
+        if project is not None:
+            where.append("p.name = ?")
+            params.append(project)
+        if collection is not None:
+            where.append("c.name = ?")
+            params.append(collection)
+        if not include_tombstoned:
+            where.append("a.tombstoned_at IS NULL")
+        sql = _ARTIFACT_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.name, a.version_index"
+        return [artifact_from_row(r) for r in self._q(sql, params)]
+
+    def artifact(self, artifact_id: str) -> Artifact | None:
+        rows = self._q(_ARTIFACT_SQL + " WHERE a.id = ?", [artifact_id])
+        return artifact_from_row(rows[0]) if rows else None
+
+    def artifact_files(self, artifact: Artifact) -> list[ArtifactEntry]:
+        """The manifest entries; `entry.md5` is the object key (None for reference entries)."""
+        pk = artifact.pk
+        if pk is None:
+            pk = self._store.catalog.scalar("SELECT pk FROM artifacts WHERE id = ?", [artifact.id])
+        rows = self._q("SELECT * FROM artifact_files WHERE artifact_pk = ? ORDER BY path", [pk])
+        return [ArtifactEntry.from_row(r) for r in rows]
+
+    # -- sweeps ----------------------------------------------------------------------------
+    def sweep(self, entity: str, project: str, name: str) -> Sweep | None:
+        rows = self._q(_SWEEP_SQL + " WHERE p.entity = ? AND p.name = ? AND s.name = ?", [entity, project, name])
+        return sweep_from_row(rows[0]) if rows else None
+
+    def sweeps(self, entity: str | None = None, project: str | None = None) -> list[Sweep]:
+        where, params = ["s.tombstoned_at IS NULL"], []
+        if entity is not None:
+            where.append("p.entity = ?")
+            params.append(entity)
+        if project is not None:
+            where.append("p.name = ?")
+            params.append(project)
+        return [sweep_from_row(r) for r in self._q(_SWEEP_SQL + " WHERE " + " AND ".join(where) + " ORDER BY s.name", params)]
+
+    # -- journal ---------------------------------------------------------------------------
+    def journal(self, plugin: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest upstream writes (all plugins unless `plugin` is given), newest first."""
+        if plugin is None:
+            return self._q("SELECT * FROM journal ORDER BY pk DESC LIMIT ?", [limit])
+        return self._q("SELECT * FROM journal WHERE plugin = ? ORDER BY pk DESC LIMIT ?", [plugin, limit])
