@@ -1,0 +1,64 @@
+"""Serve a store over the W&B API, so the official `wandb` client (and wandb-mirror itself) can read it.
+
+The first line on stdout is `listening on http://HOST:PORT` (so `--port 0` is usable by scripts).
+Without --api-key any key is accepted; with it, GraphQL and file downloads demand Basic auth
+`api:KEY` and directUrls carry a signature derived from the key. --read-only opens the store
+read-only (safe beside a daemon writing it) and refuses every mutation and upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from ..errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", required=True, metavar="DIR", help="the store directory to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default 8080)")
+    parser.add_argument("--read-only", action="store_true", help="refuse mutations and uploads; open the store read-only")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="demand this API key (Basic auth api:KEY); default: accept any key")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every response")
+    parser.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
+                        help="share of responses (0..1) turned into 429/500/dropped/truncated/corrupted ones")
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="S", help="seed of the fault decisions")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .app import make_server, open_store
+
+    if not 0.0 <= args.fault_rate <= 1.0:
+        raise UsageError(f"--fault-rate must be between 0 and 1, got {args.fault_rate}")
+    if args.latency_ms < 0:
+        raise UsageError(f"--latency-ms must not be negative, got {args.latency_ms}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    store = open_store(args.store, read_only=args.read_only)
+    try:
+        server = make_server(store, args.host, args.port, api_key=args.api_key, read_only=args.read_only,
+                             latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    host, port = server.server_address[:2]
+    print(f"listening on http://{host}:{port}", flush=True)
+
+    def _stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.close_all()
+        server.data.close()
+        store.close()
+    print("stopped", file=sys.stderr, flush=True)
+    return 0
