@@ -210,9 +210,12 @@ def user_node(ctx: Ctx, username: str | None) -> UserNode | None:
 
 def viewer_node(ctx: Ctx) -> UserNode:
     ent = default_entity(ctx)
-    r = ctx.conn.execute(
-        "SELECT * FROM users WHERE entity = ? OR username = ? ORDER BY (username = ?) DESC LIMIT 1", [ent, ent, ent]
-    ).fetchone()
+    who = ctx.conn.execute("SELECT value FROM meta WHERE key = 'viewer'").fetchone()
+    r = ctx.conn.execute("SELECT * FROM users WHERE username = ?", [who[0]]).fetchone() if who else None
+    if r is None:
+        r = ctx.conn.execute(
+            "SELECT * FROM users WHERE entity = ? OR username = ? ORDER BY (username = ?) DESC LIMIT 1", [ent, ent, ent]
+        ).fetchone()
     if r is None:
         r = ctx.conn.execute("SELECT * FROM users ORDER BY rowid LIMIT 1").fetchone()
     row = dict(r) if r else {"username": ent, "id": ids.typed_id("User", 1)}
