@@ -1,0 +1,460 @@
+"""The daemon: sync on an interval, deliver events to plugins, reload on change, stop cleanly.
+
+One cycle = one sync pass, then delivery of the new change rows to the enabled plugins, then
+`cycle_finished`. Between cycles the daemon sleeps `poll_interval` (measured from the start of the
+previous cycle) plus or minus a random `jitter`, waking early to stop, to reload, or to retry a
+plugin whose backoff ran out.
+
+- SIGTERM / SIGINT: stop. The write in hand finishes (a sync unit, a hook call up to `stop_grace`),
+  nothing half-written remains, the store lock is released. A second signal does not force it.
+- SIGHUP, or an edit of the config file or of a `*.py` in `plugins_dir` (watchdog): reload. A
+  broken edit keeps the running configuration and logs why.
+- One daemon per store: the store lock is held for the daemon's lifetime.
+- systemd: READY=1 once started, STATUS= per phase, WATCHDOG=1 from a supervisor thread while the
+  main loop makes progress, STOPPING=1 at the end (all no-ops without NOTIFY_SOCKET).
+- Metrics: optional Prometheus text endpoint on `metrics_host:metrics_port` (loopback by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..hooks.types import CycleStats
+from ..store import Store
+from .host import PluginHost
+from .metrics import Metrics, MetricsServer
+from .notify import Notifier, watchdog_interval
+from .syncer import PassOutcome, SyncPass, engine_pass
+
+log = logging.getLogger("wandb_mirror.daemon")
+
+
+@dataclass
+class Schedule:
+    """When the next cycle is due: `interval` after the previous start, +- up to `jitter` seconds."""
+
+    interval: float
+    jitter: float = 0.0
+    rng: random.Random | None = None
+
+    def delay(self) -> float:
+        j = 0.0
+        if self.jitter > 0:
+            j = (self.rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, self.interval + j)
+
+    def next_due(self, started_at: float) -> float:
+        return started_at + self.delay()
+
+
+def load_config_file(path: str | Path) -> Any:
+    """The engine helper's config loader (validates [source], [store], [sync], [daemon])."""
+    from ..config import load_config
+
+    return load_config(path)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: str | Path,
+        *,
+        sync_pass: SyncPass | None = None,
+        notifier: Notifier | None = None,
+        install_signals: bool = True,
+        extra_plugins: dict[str, Any] | None = None,
+        config_loader: Callable[[str | Path], Any] = load_config_file,
+        max_cycles: int | None = None,
+        watch: bool = True,
+        stall_limit: float = 3600.0,
+    ):
+        self.config_path = Path(config_path)
+        self.sync_pass = sync_pass or engine_pass
+        self.notifier = notifier or Notifier()
+        self.install_signals = install_signals
+        self.extra_plugins = extra_plugins
+        self.config_loader = config_loader
+        self.max_cycles = max_cycles
+        self.watch = watch
+        self.stall_limit = stall_limit
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.wake_event = threading.Event()
+        self.metrics = Metrics()
+        self.cycle = 0
+        self.heartbeat = time.monotonic()
+        self.ready = threading.Event()
+        self.config: Any = None
+        self.store: Store | None = None
+        self.host: PluginHost | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._watcher: Any = None
+        self._schedule = Schedule(60.0)
+        self._last_events_total = 0
+
+    # -- public control (also used by signal handlers and tests) -----------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def request_reload(self) -> None:
+        self.reload_event.set()
+        self.wake_event.set()
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _status(self, text: str) -> None:
+        self.notifier.status(text)
+        log.debug("status: %s", text)
+
+    def _apply_schedule(self, cfg: Any) -> None:
+        d = getattr(cfg, "daemon", None)
+        interval = float(getattr(d, "poll_interval", None) or getattr(getattr(cfg, "sync", None), "poll_interval", 60.0)
+                         or 60.0)
+        jitter = float(getattr(d, "jitter", 0.0) or 0.0)
+        self._schedule = Schedule(interval, jitter)
+
+    def _upstream_transport(self, cfg: Any, host_needs: bool) -> Any:
+        """The engine client's transport for write-back, only when some plugin writes for real."""
+        if not host_needs:
+            return None
+        from ..client import Transport as ClientTransport
+        from ..client import resolve_api_key
+
+        src = cfg.source
+        key = resolve_api_key(src.base_url)
+        t = ClientTransport(src.base_url, key, timeout=getattr(src, "timeout", 60.0),
+                            user_agent=getattr(src, "user_agent", None))
+        return GraphQLAdapter(t)
+
+    def _start_metrics(self, cfg: Any) -> None:
+        d = getattr(cfg, "daemon", None)
+        port = getattr(d, "metrics_port", None)
+        host = getattr(d, "metrics_host", "127.0.0.1") or "127.0.0.1"
+        if self._metrics_server is not None:
+            old = self._metrics_server
+            if port is not None and old.httpd.server_address[1] == port and old.httpd.server_address[0] == host:
+                return
+            old.stop()
+            self._metrics_server = None
+        if port is None:
+            return
+        try:
+            self._metrics_server = MetricsServer(self.metrics, host, port).start()
+            log.info("metrics on %s", self._metrics_server.url)
+        except OSError as e:
+            log.error("metrics endpoint %s:%s could not start: %s (the daemon goes on without it)", host, port, e)
+
+    def _start_watcher(self, cfg: Any) -> None:
+        if not self.watch:
+            return
+        from .watch import ConfigWatcher
+
+        if self._watcher is not None:
+            self._watcher.stop()
+        pdir = self.host.pc.plugins_dir if self.host else None
+        try:
+            self._watcher = ConfigWatcher(self.config_path, pdir, self.request_reload).start()
+        except Exception as e:  # noqa: BLE001 - no inotify (or too many watches): SIGHUP still works
+            log.warning("cannot watch %s for changes (%s); use SIGHUP to reload", self.config_path, e)
+            self._watcher = None
+
+    def _install_signals(self) -> list[tuple[int, Any]]:
+        if not self.install_signals or threading.current_thread() is not threading.main_thread():
+            return []
+        old = []
+
+        def on_stop(signum: int, frame: Any) -> None:
+            log.info("received %s: stopping after the work in hand", signal.Signals(signum).name)
+            self.stop()
+
+        def on_hup(signum: int, frame: Any) -> None:
+            log.info("received SIGHUP: reloading the configuration")
+            self.request_reload()
+
+        for sig, fn in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup)):
+            old.append((sig, signal.signal(sig, fn)))
+        return old
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> int:
+        old_handlers = self._install_signals()
+        supervisor = None
+        lock = None
+        try:
+            self._status("starting")
+            cfg = self.config_loader(self.config_path)
+            self.config = cfg
+            self._apply_schedule(cfg)
+            store = Store(cfg.store_path)
+            self.store = store
+            lock = store.lock("daemon (wandb-mirror run)").acquire()
+            removed = store.objects.clean_tmp()  # we hold the lock: anything in tmp/ is from a killed writer
+            if removed:
+                log.info("removed %d temp files left by an interrupted writer", removed)
+            transport = self._upstream_transport(cfg, _wants_upstream(cfg))
+            self.host = PluginHost(store, cfg, transport=transport, extra=self.extra_plugins)
+            backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
+            if backend is not None:
+                store.objects = backend
+                log.info("object store provided by a plugin: %r", backend)
+            self._start_metrics(cfg)
+            self._start_watcher(cfg)
+            supervisor = self._start_supervisor()
+            self.metrics.set("up", 1)
+            self.metrics.set("ready", 1)
+            self._refresh_gauges()
+            self.ready.set()
+            plugins = ", ".join(p.name + ("" if not p.dry_run else " (dry-run)") for p in self.host.plugins.enabled())
+            log.info("daemon started: store %s, every %gs, plugins: %s", store.path, self._schedule.interval,
+                     plugins or "none enabled")
+            self.notifier.ready(f"started; plugins: {plugins or 'none enabled'}")
+            self._loop()
+            return 0
+        finally:
+            self.notifier.stopping()
+            self._status("stopping")
+            self.stop_event.set()
+            if self._watcher is not None:
+                self._watcher.stop()
+            if self.host is not None:
+                self.host.close()
+            if self._metrics_server is not None:
+                self._metrics_server.stop()
+            if supervisor is not None:
+                supervisor.join(timeout=2)
+            if lock is not None:
+                lock.release()
+            if self.store is not None:
+                self.store.close()
+            for sig, handler in old_handlers:
+                signal.signal(sig, handler)
+            self.notifier.close()
+            log.info("daemon stopped")
+
+    def _loop(self) -> None:
+        due = time.monotonic()
+        while not self.stop_event.is_set():
+            if self.reload_event.is_set():
+                self._reload()
+            now = time.monotonic()
+            if now >= due:
+                started = now
+                self._cycle()
+                if self.max_cycles is not None and self.cycle >= self.max_cycles:
+                    break
+                due = self._schedule.next_due(started)
+                continue
+            # Between cycles: retry plugins whose backoff expired, else sleep until something happens.
+            retry_in = self.host.dispatcher.next_retry_in() if self.host else None
+            if retry_in is not None and retry_in <= 0:
+                self._deliver_only()
+                retry_in = self.host.dispatcher.next_retry_in()
+            wait = due - time.monotonic()
+            if retry_in is not None:
+                wait = min(wait, retry_in)
+            self.beat()
+            self.wake_event.wait(timeout=max(0.0, min(wait, 1.0)))
+            self.wake_event.clear()
+
+    def _cycle(self) -> None:
+        assert self.store is not None and self.host is not None
+        self.cycle += 1
+        self.beat()
+        started_at = _now()
+        self._status(f"cycle {self.cycle}: syncing")
+        outcome = self._run_pass()
+        self.beat()
+        self._record_pass(outcome)
+        stats = CycleStats(cycle=self.cycle, started_at=started_at, pass_id=outcome.pass_id,
+                           pass_status=outcome.status, pass_duration_s=outcome.duration_s, sync=outcome.stats)
+        if not self.stop_event.is_set():
+            self._status(f"cycle {self.cycle}: delivering events")
+            d = self.host.deliver(self.stop_event)
+            stats.events = d.events
+            stats.plugin_failures = d.failures
+            stats.changes = d.events + d.skipped
+            self.metrics.inc("events_delivered_total", d.events)
+        if not self.stop_event.is_set():
+            stats.finished_at = _now()
+            self.host.cycle_finished(stats, self.stop_event)
+        self.beat()
+        self._refresh_gauges()
+        self.metrics.inc("cycles_total")
+        self._status(
+            f"cycle {self.cycle} done: pass {outcome.status} in {outcome.duration_s:.1f}s, "
+            f"{stats.events} events delivered, {stats.plugin_failures} plugin failures"
+        )
+
+    def _run_pass(self) -> PassOutcome:
+        assert self.store is not None
+        try:
+            return self.sync_pass(self.config, self.store, self.stop_event)
+        except Exception as e:  # noqa: BLE001 - never let a pass take the daemon down
+            log.exception("sync pass raised")
+            return PassOutcome(status="failed", error=f"{type(e).__name__}: {e}")
+
+    def _deliver_only(self) -> None:
+        assert self.host is not None
+        d = self.host.deliver(self.stop_event)
+        self.metrics.inc("events_delivered_total", d.events)
+        self._refresh_gauges()
+
+    def _record_pass(self, o: PassOutcome) -> None:
+        m = self.metrics
+        m.inc("sync_passes_total", result=o.status)
+        m.set("sync_pass_duration_seconds", o.duration_s)
+        m.inc("http_requests_total", o.requests)
+        m.inc("http_retries_total", o.retries)
+        m.inc("rate_limited_total", o.rate_limited)
+        if o.status in ("ok", "errors"):
+            m.last_ok_finished = time.time()
+            m.set("last_successful_sync_timestamp_seconds", m.last_ok_finished)
+        if o.status == "failed":
+            log.error("cycle %d: sync pass failed: %s", self.cycle, o.error)
+
+    def _refresh_gauges(self) -> None:
+        """Catalog-derived gauges, computed once per cycle (a scrape never touches the catalog)."""
+        if self.store is None or self.host is None:
+            return
+        cat = self.store.catalog
+        m = self.metrics
+        try:
+            m.set("runs", cat.scalar("SELECT COUNT(*) FROM runs") or 0)
+            m.set("history_rows", cat.scalar("SELECT COUNT(*) FROM history") or 0)
+            row = cat.query_one(
+                "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM ("
+                "SELECT md5, MAX(size) AS size FROM file_versions GROUP BY md5 "
+                "UNION SELECT md5, MAX(size) FROM artifact_files WHERE md5 IS NOT NULL GROUP BY md5)"
+            ) or {}
+            m.set("objects", row.get("n", 0))
+            m.set("bytes", row.get("b", 0))
+            for r in cat.query(
+                "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS k, "
+                "COUNT(*) AS n FROM journal GROUP BY k"
+            ):
+                m.set("writebacks_total", r["n"], result=r["k"])
+            disp = self.host.dispatcher
+            m.set("plugin_failures_total", disp.failures_total)
+            m.set("plugins_enabled", len(self.host.plugins.enabled()))
+            m.set("plugins_disabled", sum(1 for rt in disp._rt.values() if rt.disabled))
+            m.set("events_pending", disp.pending())
+        except Exception as e:  # noqa: BLE001 - metrics must never break a cycle
+            log.warning("refreshing metrics failed: %s", e)
+
+    # -- reload ----------------------------------------------------------------------------------------
+    def _reload(self) -> None:
+        self.reload_event.clear()
+        assert self.host is not None and self.store is not None
+        self.notifier.reloading()
+        self._status("reloading the configuration")
+        try:
+            cfg = self.config_loader(self.config_path)
+        except Exception as e:  # noqa: BLE001 - UsageError for a bad file, anything else for worse
+            log.error("configuration reload failed, keeping the running configuration: %s", e)
+            self.metrics.inc("config_reloads_total", result="error")
+            self.notifier.ready("reload failed; running on the previous configuration")
+            return
+        if Path(cfg.store_path).resolve() != Path(self.config.store_path).resolve():
+            log.error("configuration reload: store.path changed (%s -> %s); that needs a restart, "
+                      "keeping the running configuration", self.config.store_path, cfg.store_path)
+            self.metrics.inc("config_reloads_total", result="error")
+            self.notifier.ready("reload refused: store.path changed")
+            return
+        transport = None
+        try:
+            if _wants_upstream(cfg):
+                transport = self.host.dispatcher.transport or self._upstream_transport(cfg, True)
+        except UsageError as e:
+            log.error("configuration reload failed, keeping the running configuration: %s", e)
+            self.metrics.inc("config_reloads_total", result="error")
+            self.notifier.ready("reload failed; running on the previous configuration")
+            return
+        problems = self.host.reload(cfg, transport=transport)
+        if problems:
+            log.error("configuration reload failed, keeping the running configuration: %s", "; ".join(problems))
+            self.metrics.inc("config_reloads_total", result="error")
+            self.notifier.ready("reload failed; running on the previous configuration")
+            return
+        old_pdir = self._watcher.plugins_dir if self._watcher is not None else None
+        self.config = cfg
+        self._apply_schedule(cfg)
+        self._start_metrics(cfg)
+        if self._watcher is None or old_pdir != self.host.pc.plugins_dir:
+            self._start_watcher(cfg)
+        self.metrics.inc("config_reloads_total", result="ok")
+        self.notifier.ready("configuration reloaded")
+        log.info("configuration reloaded from %s", self.config_path)
+
+    # -- systemd watchdog -------------------------------------------------------------------------------
+    def _start_supervisor(self) -> threading.Thread | None:
+        interval = watchdog_interval()
+        if interval is None or not self.notifier.enabled:
+            return None
+        main = threading.main_thread() if self.install_signals else threading.current_thread()
+
+        def supervise() -> None:
+            while not self.stop_event.wait(interval):
+                # Ping only while the main loop is alive and has shown progress recently: a wedged
+                # daemon must let the watchdog fire (systemd then restarts it).
+                if main.is_alive() and time.monotonic() - self.heartbeat < self.stall_limit:
+                    self.notifier.watchdog()
+                    self.metrics.set("watchdog_last_ping_timestamp_seconds", time.time())
+                else:
+                    log.error("main loop made no progress for %.0fs; letting the systemd watchdog fire",
+                              time.monotonic() - self.heartbeat)
+
+        t = threading.Thread(target=supervise, name="watchdog", daemon=True)
+        t.start()
+        return t
+
+
+class GraphQLAdapter:
+    """Adapts the engine client's `Transport.graphql(operation, query, variables)` to the writer's."""
+
+    def __init__(self, transport: Any):
+        self.transport = transport
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        m = re.search(r"\b(?:mutation|query)\s+(\w+)", query)
+        return self.transport.graphql(m.group(1) if m else "", query, variables)
+
+
+def _wants_upstream(cfg: Any) -> bool:
+    """Whether some enabled plugin writes upstream for real (then the daemon needs a key)."""
+    sections = getattr(cfg, "plugins", None) if not isinstance(cfg, dict) else cfg.get("plugins")
+    return any(isinstance(s, dict) and s.get("enabled") and s.get("dry_run", True) is False
+               for s in (sections or {}).values())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def credentials_to_env() -> None:
+    """systemd LoadCredential=wandb-api-key:... -> WANDB_API_KEY for this process (never logged)."""
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if os.environ.get("WANDB_API_KEY") or not cred_dir:
+        return
+    p = Path(cred_dir) / "wandb-api-key"
+    try:
+        key = p.read_text().strip()
+    except OSError:
+        return
+    if key:
+        os.environ["WANDB_API_KEY"] = key

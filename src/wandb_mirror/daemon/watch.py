@@ -1,0 +1,85 @@
+"""Reload on edits: watchdog observers on the config file and the plugins directory.
+
+Editors save in many ways (write in place, write-then-rename, delete-then-create), so any event
+that touches the config file's name or a `*.py` in the plugins directory counts. Bursts are
+debounced into one reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+log = logging.getLogger("wandb_mirror.daemon")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: ConfigWatcher):
+        self.w = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        for p in paths:
+            if p and self.w.relevant(Path(str(p))):
+                self.w.poke(str(p))
+                return
+
+
+class ConfigWatcher:
+    def __init__(self, config_path: Path, plugins_dir: Path | None, on_change: Callable[[], None],
+                 debounce: float = 0.3):
+        self.config_path = Path(config_path).resolve()
+        self.plugins_dir = Path(plugins_dir).resolve() if plugins_dir else None
+        self.on_change = on_change
+        self.debounce = debounce
+        self.observer = Observer()
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        handler = _Handler(self)
+        self.observer.schedule(handler, str(self.config_path.parent), recursive=False)
+        if self.plugins_dir is not None and self.plugins_dir.is_dir() and self.plugins_dir != self.config_path.parent:
+            self.observer.schedule(handler, str(self.plugins_dir), recursive=False)
+        self.observer.daemon = True
+
+    def relevant(self, path: Path) -> bool:
+        try:
+            path = path.resolve()
+        except OSError:
+            return False
+        if path == self.config_path:
+            return True
+        return self.plugins_dir is not None and path.parent == self.plugins_dir and path.suffix == ".py" \
+            and not path.name.startswith((".", "_"))
+
+    def poke(self, what: str) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.debounce, self._fire, args=(what,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, what: str) -> None:
+        log.info("%s changed: reloading", what)
+        self.on_change()
+
+    def start(self) -> ConfigWatcher:
+        self.observer.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        self.observer.stop()
+        try:
+            self.observer.join(timeout=2)
+        except RuntimeError:
+            pass
