@@ -1,0 +1,62 @@
+"""Mirror the configured W&B projects into the store.
+
+With --once: one pass, then exit (0 if the pass had no errors, 1 otherwise). Without: a pass every
+poll_interval until interrupted. Only one writer may use a store at a time: a second sync (or the
+daemon) on the same store refuses with a clear message. The API key comes from WANDB_API_KEY, else
+from the ~/.netrc entry `wandb login` wrote for the base URL's host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import time
+
+from ..config import load_config
+from ..store import Store
+from ..sync import Engine, Progress
+
+log = logging.getLogger("wandb_mirror.sync")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="the TOML configuration file")
+    parser.add_argument("--once", action="store_true", help="run one pass and exit")
+    parser.add_argument("--reconcile", action="store_true",
+                        help="make the (first) pass a full reconcile: list every run and compare change markers")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display, only the summary line")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.store_path)
+    try:
+        with store.lock("sync"):
+            mode = "never" if args.quiet else config.sync.progress
+            progress = Progress(stream=sys.stderr, mode=mode)
+            engine = Engine(config, store, progress=progress, force_reconcile=args.reconcile)
+            try:
+                while True:
+                    result = engine.run_pass()
+                    print(result.summary(), flush=True)
+                    for err in result.errors[1:10]:
+                        print(f"  error: {err}", file=sys.stderr)
+                    if len(result.errors) > 10:
+                        print(f"  ... and {len(result.errors) - 10} more (see `wandb-mirror status`)", file=sys.stderr)
+                    if args.once:
+                        return 0 if result.status == "ok" else 1
+                    engine.force_reconcile = False
+                    delay = config.sync.poll_interval
+                    jitter = config.daemon.jitter
+                    if jitter:
+                        delay += random.uniform(0, jitter)
+                    log.info("next pass in %.0fs", delay)
+                    time.sleep(delay)
+                    engine.progress = Progress(stream=sys.stderr, mode=mode,
+                                               requests=lambda: engine.client.stats.total)
+            finally:
+                engine.client.close()
+    finally:
+        store.close()
