@@ -141,14 +141,18 @@ def seeded_server(seeded_store: Path) -> Iterator[Any]:
     handle.stop()
 
 
-@pytest.fixture
-def writable_store(seeded_store: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "store"
-    shutil.copytree(seeded_store, dst)
-    for p in dst.rglob("*"):  # objects are published 0400; the copy must stay deletable by pytest
+def copy_store(src: Path, dst: Path) -> Path:
+    """A private, writable copy of a store (objects are published 0400; the copy must stay deletable)."""
+    shutil.copytree(src, dst)
+    for p in dst.rglob("*"):
         if p.is_file():
             p.chmod(0o600)
     return dst
+
+
+@pytest.fixture
+def writable_store(seeded_store: Path, tmp_path: Path) -> Path:
+    return copy_store(seeded_store, tmp_path / "store")
 
 
 @pytest.fixture

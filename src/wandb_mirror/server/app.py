@@ -46,26 +46,50 @@ FILE_ROUTES = ("/files/", "/_mirror/objects/", "/_mirror/manifest/", "/artifacts
 
 
 class RequestLog:
-    """Every request the server answered, for tests and benchmarks to count."""
+    """Every request the server answered, for tests and benchmarks to count.
+
+    A client has its response before the server thread has written the log entry, so readers wait
+    (briefly) for requests in flight: a test that just got its answer then sees it logged.
+    """
 
     def __init__(self, limit: int = 1_000_000):
         self._entries: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._inflight = 0
         self._limit = limit
 
+    def begin(self) -> None:
+        with self._cond:
+            self._inflight += 1
+
     def add(self, entry: dict[str, Any]) -> None:
-        with self._lock:
+        with self._cond:
+            self._inflight = max(0, self._inflight - 1)
             self._entries.append(entry)
             if len(self._entries) > self._limit:
                 del self._entries[: len(self._entries) - self._limit]
+            self._cond.notify_all()
 
-    def entries(self) -> list[dict[str, Any]]:
-        with self._lock:
+    def _settle(self, timeout: float) -> None:
+        self._cond.wait_for(lambda: self._inflight == 0, timeout)
+
+    def entries(self, settle: float = 1.0) -> list[dict[str, Any]]:
+        with self._cond:
+            self._settle(settle)
             return list(self._entries)
 
-    def reset(self) -> None:
-        with self._lock:
+    def reset(self, settle: float = 1.0) -> None:
+        with self._cond:
+            self._settle(settle)
             self._entries.clear()
+
+    def take(self, reset: bool, settle: float = 1.0) -> list[dict[str, Any]]:
+        with self._cond:
+            self._settle(settle)
+            out = list(self._entries)
+            if reset:
+                self._entries.clear()
+            return out
 
 
 class Faults:
@@ -163,6 +187,13 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "wandb-mirror"
     sys_version = ""
 
+    wbufsize = 1 << 16  # headers and body leave in one segment (handle_one_request flushes)
+
+    def setup(self) -> None:
+        super().setup()
+        # small responses on a keep-alive connection must not wait for delayed ACKs (Nagle: ~40 ms each)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -191,6 +222,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         body = b""
         digest = ""
+        self.server.log.begin()
         try:
             if method == "POST":
                 body = self._read_body(MAX_GRAPHQL_BODY)
@@ -498,10 +530,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.check_auth(self.headers.get("Authorization")):
             self._send_json(401, {"errors": [{"message": "wandb-mirror: invalid or missing API key"}]})
             return
-        entries = self.server.log.entries()
-        if (query.get("reset") or ["0"])[0] not in ("0", "", "false"):
-            self.server.log.reset()
-        self._send_json(200, entries)
+        reset = (query.get("reset") or ["0"])[0] not in ("0", "", "false")
+        self._send_json(200, self.server.log.take(reset))
 
 
 def _operation_of(body: bytes) -> str:
