@@ -125,11 +125,12 @@ class RequestStats:
 
 
 class RateLimiter:
-    """Token bucket shared by all threads; `rate` requests per second, bursts up to `burst`."""
+    """Token bucket shared by all threads: `rate` requests per second, bursts up to `burst` (default 1,
+    i.e. evenly spaced requests, which is what a rate-limited upstream wants to see)."""
 
     def __init__(self, rate: float, burst: float | None = None):
         self.rate = float(rate)
-        self.capacity = float(burst if burst is not None else max(1.0, rate))
+        self.capacity = float(burst if burst is not None else 1.0)
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.lock = threading.Lock()
@@ -231,6 +232,9 @@ class Transport:
         self._local = threading.local()  # one Session per thread: requests.Session is not thread-safe
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        # (operation, variables) of every GraphQL call when set to a list: for tests and debugging
+        # (the key is never part of it).
+        self.trace: list[tuple[str, dict[str, Any]]] | None = None
         # We identify as ourselves. The official client sends "W&B Public Client 0.31.0", which the
         # cloud uses to unlock first-party fields such as User.apiKeys (protocol §2.3) - fields a
         # mirror never asks for. `Use-Admin-Privileges: true` is what the official client sends with
@@ -380,6 +384,8 @@ class Transport:
         if variables:
             body["variables"] = variables
         payload = json.dumps(body, allow_nan=False)
+        if self.trace is not None:
+            self.trace.append((operation, dict(variables or {})))
 
         def attempt() -> dict[str, Any]:
             with self._sem:
