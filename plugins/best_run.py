@@ -203,3 +203,15 @@ def run_updated(run, changes, upstream, config, store):
 def history_appended(run, upstream, config, store):
     if config.get("source") == "history" and run.state == "finished" and (sweep := _sweep_of(store, run)):
         evaluate(sweep, upstream, config, store)
+
+
+@hookimpl
+def cycle_finished(upstream, config, store):
+    # Choices made while in dry-run are applied once the plugin is switched to real writes.
+    if upstream.dry_run:
+        return
+    for rec in store.state.items("best:").values():
+        if not rec.get("applied"):
+            sweep = store.sweep(rec["entity"], rec["project"], rec["sweep"])
+            if sweep is not None:
+                evaluate(sweep, upstream, config, store)

@@ -148,3 +148,16 @@ def run_updated(run, upstream, config, store):
 @hookimpl
 def history_appended(run, upstream, config, store):
     repair(run, upstream, config, store)
+
+
+@hookimpl
+def cycle_finished(upstream, config, store):
+    # Runs only journaled in dry-run get their write once the plugin is switched to real writes.
+    if upstream.dry_run:
+        return
+    for key, seen in store.state.items("seen:").items():
+        if seen.get("dry_run"):
+            entity, project, name = key[len("seen:"):].split("/", 2)
+            run = store.run(entity, project, name)
+            if run is not None:
+                repair(run, upstream, config, store)

@@ -35,7 +35,7 @@ from ..store import Store
 from .host import PluginHost
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
-from .syncer import PassOutcome, SyncPass, engine_pass
+from .syncer import EngineRunner, PassOutcome, SyncPass
 
 log = logging.getLogger("wandb_mirror.daemon")
 
@@ -80,7 +80,7 @@ class Daemon:
         stall_limit: float = 3600.0,
     ):
         self.config_path = Path(config_path)
-        self.sync_pass = sync_pass or engine_pass
+        self.sync_pass = sync_pass  # None: the sync engine (EngineRunner), created at start
         self.notifier = notifier or Notifier()
         self.install_signals = install_signals
         self.extra_plugins = extra_plugins
@@ -101,7 +101,7 @@ class Daemon:
         self._metrics_server: MetricsServer | None = None
         self._watcher: Any = None
         self._schedule = Schedule(60.0)
-        self._last_events_total = 0
+        self._runner: EngineRunner | None = None
 
     # -- public control (also used by signal handlers and tests) -----------------------------------
     def stop(self) -> None:
@@ -131,14 +131,10 @@ class Daemon:
         """The engine client's transport for write-back, only when some plugin writes for real."""
         if not host_needs:
             return None
-        from ..client import Transport as ClientTransport
-        from ..client import resolve_api_key
+        from ..sync.engine import make_client
 
-        src = cfg.source
-        key = resolve_api_key(src.base_url)
-        t = ClientTransport(src.base_url, key, timeout=getattr(src, "timeout", 60.0),
-                            user_agent=getattr(src, "user_agent", None))
-        return GraphQLAdapter(t)
+        # The engine's client: same key resolution, retry policy, rate limit and headers as the sync.
+        return GraphQLAdapter(make_client(cfg).t)
 
     def _start_metrics(self, cfg: Any) -> None:
         d = getattr(cfg, "daemon", None)
@@ -205,6 +201,8 @@ class Daemon:
             removed = store.objects.clean_tmp()  # we hold the lock: anything in tmp/ is from a killed writer
             if removed:
                 log.info("removed %d temp files left by an interrupted writer", removed)
+            if self.sync_pass is None:
+                self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat)
             transport = self._upstream_transport(cfg, _wants_upstream(cfg))
             self.host = PluginHost(store, cfg, transport=transport, extra=self.extra_plugins)
             backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
@@ -232,6 +230,8 @@ class Daemon:
                 self._watcher.stop()
             if self.host is not None:
                 self.host.close()
+            if self._runner is not None:
+                self._runner.close()
             if self._metrics_server is not None:
                 self._metrics_server.stop()
             if supervisor is not None:
@@ -301,6 +301,7 @@ class Daemon:
 
     def _run_pass(self) -> PassOutcome:
         assert self.store is not None
+        assert self.sync_pass is not None
         try:
             return self.sync_pass(self.config, self.store, self.stop_event)
         except Exception as e:  # noqa: BLE001 - never let a pass take the daemon down
