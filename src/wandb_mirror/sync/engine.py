@@ -782,13 +782,13 @@ class RunSync:
                               or (old_run and old_run.updated_at != run.updated_at)):
             files, file_tombs, files_listed = self.sync_files(run_pk=ps.cat.run_pk(ps.ppk, self.name))
 
-        # 4. artifacts this run logged and used
-        links: list[tuple[int, str]] = []
         unfinished = run.state not in TERMINAL_STATES
-        if ps.opts.artifacts and (new or self.retry or unfinished or (old_run and old_run.state != run.state)):
-            links = self.sync_run_artifacts()
+        want_artifacts = ps.opts.artifacts and (new or self.retry or unfinished
+                                                or (old_run is not None and old_run.state != run.state))
 
-        # 5. one transaction: the run row with its new markers, and everything that hangs off it
+        # 4. one transaction: the run row with its new markers, and everything that hangs off it.
+        # While its artifacts are still to be mirrored, a retry marker stays set: a crash before
+        # they are done makes the next pass redo this run.
         with self.cat.transaction() as conn:
             run_pk = self.cat.upsert_run(ps.ppk, run, mirrored_at=utcnow())
             if new:
@@ -810,14 +810,22 @@ class RunSync:
             for f, changed in files:
                 self.cat.upsert_file(run_pk, f)
                 ch.file_mirrored(conn, ps.scope, self.name, f.name, f.md5, f.size, changed)
-            for pk, direction in links:
-                if direction == "output":
-                    conn.execute("UPDATE artifacts SET producer_run_pk = ? WHERE pk = ?", [run_pk, pk])
-                else:
-                    conn.execute("INSERT OR IGNORE INTO artifact_usage (artifact_pk, run_pk) VALUES (?, ?)", [pk, run_pk])
             if files_listed and self.lr.file_count is not None:
                 e.state_set(conn, ps.ppk, f"files:{self.name}", str(self.lr.file_count))
-            e.state_set(conn, ps.ppk, f"retry:{self.name}", "1" if self.failed else None)
+            e.state_set(conn, ps.ppk, f"retry:{self.name}", "1" if (self.failed or want_artifacts) else None)
+
+        # 5. artifacts this run logged and used (each recorded and linked in its own transaction)
+        if want_artifacts:
+            try:
+                self.sync_run_artifacts(run_pk)
+            except (AuthError, RetryBudgetExhausted):
+                raise
+            except ApiError as err:
+                e.error(f"{self.where} artifacts", err)
+                self.failed = True
+            if not self.failed:
+                with self.cat.transaction() as conn:
+                    e.state_set(conn, ps.ppk, f"retry:{self.name}", None)
         if files_listed:
             for fpk, fname in file_tombs:
                 e.tombstone(Tombstone("file", "files", fpk, f"{self.where}/{fname}", ps.scope, run=self.name))
@@ -949,21 +957,20 @@ class RunSync:
         return out, tombs, True
 
     # -- artifacts -----------------------------------------------------------------------------
-    def sync_run_artifacts(self) -> list[tuple[int, str]]:
+    def sync_run_artifacts(self, run_pk: int) -> None:
         ps = self.ps
-        links: list[tuple[int, str]] = []
         for direction in ("output", "input"):
             for ra in self.client.run_artifacts(ps.entity, ps.name, self.name, direction):
                 if not ps.opts.want_artifact_type(ra.artifact.type_name):
                     continue
                 if ra.artifact.state != "COMMITTED":
                     continue
-                pk = mirror_artifact(ps, ra, producer=self.name if direction == "output" else None)
+                if direction == "output":
+                    pk = mirror_artifact(ps, ra, producer=(self.name, run_pk))
+                else:
+                    pk = mirror_artifact(ps, ra, consumer_pk=run_pk)
                 if pk is None:
                     self.failed = True
-                    continue
-                links.append((pk, direction))
-        return links
 
 
 def run_diff(old: Run, new: Run) -> dict[str, dict[str, Any]]:
@@ -996,8 +1003,12 @@ def _loads_ok(text: str | None) -> bool:
 # =============================================================================================
 # one artifact version
 # =============================================================================================
-def mirror_artifact(ps: ProjectSync, ra: RemoteArtifact, *, producer: str | None = None) -> int | None:
-    """Mirror one committed artifact version (or refresh its aliases); returns its pk, None on failure."""
+def mirror_artifact(ps: ProjectSync, ra: RemoteArtifact, *, producer: tuple[str, int] | None = None,
+                    consumer_pk: int | None = None) -> int | None:
+    """Mirror one committed artifact version (or refresh its aliases); returns its pk, None on failure.
+
+    `producer` (run name, run pk) / `consumer_pk` link the version to the run that logged / used it,
+    in the same transaction that records (or refreshes) the version."""
     e = ps.e
     a = ra.artifact
     where = f"{ra.entity}/{ra.project}/{a.collection_name}:v{a.version_index}"
@@ -1010,9 +1021,9 @@ def mirror_artifact(ps: ProjectSync, ra: RemoteArtifact, *, producer: str | None
         row = e.cat.query_one("SELECT pk, aliases, tags, description, metadata, manifest_md5, tombstoned_at, collection_pk "
                               "FROM artifacts WHERE id = ?", [a.id])
         if row and row["manifest_md5"] and e.objects.has(row["manifest_md5"]):
-            return _refresh_artifact(ps, ra, row)
+            return _refresh_artifact(ps, ra, row, producer, consumer_pk)
         try:
-            return _mirror_new_artifact(ps, ra, producer, where)
+            return _mirror_new_artifact(ps, ra, producer, consumer_pk, where)
         except IntegrityError as err:
             e.quarantine("artifact", where, str(err))
             return None
@@ -1027,14 +1038,27 @@ def _scope_for(ps: ProjectSync, ra: RemoteArtifact) -> ch.Scope:
     return ch.Scope(ps.e.pass_id, ra.entity or ps.entity, ra.project or ps.name)
 
 
-def _refresh_artifact(ps: ProjectSync, ra: RemoteArtifact, row: dict[str, Any]) -> int:
+def _link(conn: Any, artifact_pk: int, producer: tuple[str, int] | None, consumer_pk: int | None) -> None:
+    if producer is not None:
+        conn.execute("UPDATE artifacts SET producer_run_pk = ? WHERE pk = ? AND producer_run_pk IS NOT ?",
+                     [producer[1], artifact_pk, producer[1]])
+    if consumer_pk is not None:
+        conn.execute("INSERT OR IGNORE INTO artifact_usage (artifact_pk, run_pk) VALUES (?, ?)", [artifact_pk, consumer_pk])
+
+
+def _refresh_artifact(ps: ProjectSync, ra: RemoteArtifact, row: dict[str, Any], producer: tuple[str, int] | None,
+                      consumer_pk: int | None) -> int:
     a = ra.artifact
     old_aliases = json.loads(row["aliases"] or "[]")
     new_aliases = a.alias_list()
     if (old_aliases == new_aliases and row["tags"] == a.tags and row["description"] == a.description
             and row["metadata"] == a.metadata and row["tombstoned_at"] is None):
+        if producer is not None or consumer_pk is not None:
+            with ps.cat.transaction() as conn:
+                _link(conn, row["pk"], producer, consumer_pk)
         return row["pk"]
     with ps.cat.transaction() as conn:
+        _link(conn, row["pk"], producer, consumer_pk)
         conn.execute("UPDATE artifacts SET aliases = ?, tags = ?, description = ?, metadata = ?, updated_at = ?, "
                      "tombstoned_at = NULL WHERE pk = ?",
                      [a.aliases, a.tags, a.description, a.metadata, a.updated_at, row["pk"]])
@@ -1057,7 +1081,8 @@ def manifest_digest(contents: dict[str, str], algorithm: str) -> str:
     return ids.artifact_manifest_digest(contents)
 
 
-def _mirror_new_artifact(ps: ProjectSync, ra: RemoteArtifact, producer: str | None, where: str) -> int | None:
+def _mirror_new_artifact(ps: ProjectSync, ra: RemoteArtifact, producer: tuple[str, int] | None,
+                         consumer_pk: int | None, where: str) -> int | None:
     e, client = ps.e, ps.client
     a = ra.artifact
     # 1. the manifest: fetched, parsed, checked against the artifact digest before anything is kept
@@ -1135,11 +1160,11 @@ def _mirror_new_artifact(ps: ProjectSync, ra: RemoteArtifact, producer: str | No
             # tombstoned, under a negative index so both stay addressable.
             conn.execute("UPDATE artifacts SET version_index = -pk, tombstoned_at = COALESCE(tombstoned_at, ?) WHERE pk = ?",
                          [utcnow(), clash[0]])
-        producer_pk = e.cat.run_pk(ps.ppk, producer) if producer else None
-        apk = e.cat.upsert_artifact(cpk, a, entries, producer_run_pk=producer_pk)
+        apk = e.cat.upsert_artifact(cpk, a, entries, producer_run_pk=producer[1] if producer else None)
+        _link(conn, apk, None, consumer_pk)
         ch.artifact_version_mirrored(conn, scope, artifact_id=a.id, collection=a.collection_name, type_name=a.type_name,
                                      version_index=a.version_index, digest=a.digest, aliases=a.alias_list(),
-                                     size=a.size, file_count=len(entries), run=producer)
+                                     size=a.size, file_count=len(entries), run=producer[0] if producer else None)
     e.stats.add("artifacts")
     e.progress.add(artifacts=1)
     return apk
