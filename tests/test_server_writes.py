@@ -178,3 +178,24 @@ def test_api_key_required(store_path: Path, start_mirror_server: Any, make_wandb
     r = requests.post(f"{server.url}/graphql", json={"query": "{ viewer { id } }"}, timeout=30)
     assert r.status_code == 401
     assert isinstance(wandb.Api, type)
+
+
+def test_update_state_and_create_project(api: Any, server: Any) -> None:
+    run = api.run(f"{PATH}/r04")
+    assert run.update_state("failed") is True
+    assert fresh_run(api, "r04").state == "failed"
+    api.create_project("fresh-proj", ENTITY)
+    assert "fresh-proj" in {p.name for p in api.projects(ENTITY)}
+
+
+def test_external_catalog_writes_are_seen(api: Any, store_path: Path) -> None:
+    """Another process (a daemon, a test seeding upstream changes) writes the served store: no stale cache."""
+    from wandb_mirror.store import Store
+
+    assert "r06" in {r.id for r in api.runs(PATH, filters={"tags": "resnet"})}
+    with Store(store_path, create=False) as store:
+        with store.catalog.transaction() as conn:
+            conn.execute("UPDATE runs SET tags = '[\"moved\"]', state = 'killed' WHERE name = 'r06'")
+    api.flush()
+    assert "r06" not in {r.id for r in api.runs(PATH, filters={"tags": "resnet"})}
+    assert [r.id for r in api.runs(PATH, filters={"state": "killed"})] == ["r06"]
