@@ -78,6 +78,7 @@ class Daemon:
         max_cycles: int | None = None,
         watch: bool = True,
         stall_limit: float = 3600.0,
+        waiter: Callable[[float], Any] | None = None,
     ):
         self.config_path = Path(config_path)
         self.sync_pass = sync_pass  # None: the sync engine (EngineRunner), created at start
@@ -88,6 +89,8 @@ class Daemon:
         self.max_cycles = max_cycles
         self.watch = watch
         self.stall_limit = stall_limit
+        # how the loop sleeps between cycles (tests pass a fake one that advances a frozen clock)
+        self._wait = waiter or (lambda t: self.wake_event.wait(timeout=t))
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.wake_event = threading.Event()
@@ -201,10 +204,13 @@ class Daemon:
             removed = store.objects.clean_tmp()  # we hold the lock: anything in tmp/ is from a killed writer
             if removed:
                 log.info("removed %d temp files left by an interrupted writer", removed)
+            # plugin configuration first: its problems are the user's to fix before anything runs
+            self.host = PluginHost(store, cfg, extra=self.extra_plugins)
             if self.sync_pass is None:
                 self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat)
             transport = self._upstream_transport(cfg, _wants_upstream(cfg))
-            self.host = PluginHost(store, cfg, transport=transport, extra=self.extra_plugins)
+            if transport is not None:
+                self.host.dispatcher.set_transport(transport)
             backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
             if backend is not None:
                 store.objects = backend
@@ -267,7 +273,7 @@ class Daemon:
             if retry_in is not None:
                 wait = min(wait, retry_in)
             self.beat()
-            self.wake_event.wait(timeout=max(0.0, min(wait, 1.0)))
+            self._wait(max(0.0, min(wait, 1.0)))
             self.wake_event.clear()
 
     def _cycle(self) -> None:

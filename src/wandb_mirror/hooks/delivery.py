@@ -174,6 +174,12 @@ class Dispatcher:
                 rt.worker.close()
         self._sync_runtimes()
 
+    def set_transport(self, transport: Transport | None) -> None:
+        """Use `transport` for every plugin's upstream writes from now on."""
+        self.transport = transport
+        for rt in self._rt.values():
+            rt.upstream._transport = transport
+
     def _sync_runtimes(self) -> None:
         for info in self.plugins.enabled():
             if info.name in self._rt:
