@@ -1,0 +1,98 @@
+"""A hostile or broken upstream: unsafe names, malformed JSON, bad history rows, an unsafe manifest.
+The pass must not crash, must store nothing unsafe, and must quarantine and report what it refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wandb_mirror import ids
+from wandb_mirror.config import minimal_config
+from wandb_mirror.fixtures import seed
+from wandb_mirror.store import Store
+from wandb_mirror.sync import Engine, make_client
+
+UNSAFE = ["../evil.txt", "/etc/passwd", "a\\b.txt", "dir/./x.txt", "ctl\x01.txt", "n" * 2000, "a//b.txt"]
+
+
+def hostile_doc() -> dict[str, Any]:
+    return {
+        "viewer": {"username": "mallory", "entity": "evil"},
+        "projects": [{
+            "name": "p",
+            "runs": [
+                {"id": "h1", "files": [{"name": "ok.txt", "text": "fine"}] + [{"name": n, "text": "x"} for n in UNSAFE]},
+                {"id": "h2", "config": {"a": 1}, "summary": {"b": 2}},
+                {"id": "h3", "history": {"steps": 10, "metrics": ["loss"], "seed": 1}},
+            ],
+            "artifacts": [{"name": "ds", "type": "dataset", "versions": [{"files": [{"path": "a.txt", "text": "A"}]}]}],
+        }],
+    }
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, start_mirror_server) -> tuple[Path, Any]:
+    up = Store(tmp_path / "up")
+    try:
+        seed(up, hostile_doc())
+        cat = up.catalog
+        ppk = cat.project_pk("evil", "p")
+        with cat.transaction() as conn:
+            # malformed JSON in summary, a config that is not an object
+            conn.execute("UPDATE runs SET summary = '{\"b\": 2,', config = '[1, 2]' WHERE project_pk = ? AND name = 'h2'",
+                         [ppk])
+            # a history row that is not JSON, and one whose _step lies about where it is
+            h3 = cat.run_pk(ppk, "h3")
+            conn.execute("UPDATE history SET row = 'not json at all' WHERE run_pk = ? AND step = 4", [h3])
+            conn.execute("UPDATE history SET row = '{\"_step\": 999, \"loss\": 1}' WHERE run_pk = ? AND step = 6", [h3])
+        # a manifest with an entry that climbs out of the artifact, its digest made consistent
+        art = cat.query_one("SELECT pk, manifest_md5 FROM artifacts")
+        manifest = json.loads(up.objects.read_bytes(art["manifest_md5"]))
+        manifest["contents"]["../escape.txt"] = {"digest": ids.md5_hex_to_b64(up.objects.put_bytes(b"E").md5), "size": 1}
+        minfo = up.objects.put_bytes(json.dumps(manifest).encode())
+        digest = ids.artifact_manifest_digest({k: v["digest"] for k, v in manifest["contents"].items()})
+        with cat.transaction() as conn:
+            conn.execute("UPDATE artifacts SET manifest_md5 = ?, digest = ? WHERE pk = ?", [minfo.md5, digest, art["pk"]])
+    finally:
+        up.close()
+    return tmp_path, start_mirror_server(tmp_path / "up", read_only=True)
+
+
+def test_hostile_upstream_is_quarantined_not_stored(hostile, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path, server = hostile
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    cfg = minimal_config(server.url, tmp_path / "mirror", retry_wait_min=0.01, retry_wait_max=0.05)
+    store = Store(tmp_path / "mirror")
+    try:
+        for _attempt in range(2):  # a second pass over the same upstream must behave the same
+            client = make_client(cfg)
+            with store.lock("test"):
+                r = Engine(cfg, store, client).run_pass()
+            client.close()
+            assert r.status == "errors"
+            rows = store.catalog.query("SELECT kind, upstream_path, reason FROM quarantine ORDER BY pk")
+            kinds = [x["kind"] for x in rows]
+            assert kinds.count("file") == len(UNSAFE), rows
+            assert kinds.count("history_row") == 2 and kinds.count("artifact") == 1 and kinds.count("run") == 2, rows
+            reasons = " | ".join(x["reason"] for x in rows)
+            for needle in ("'.' or '..' component", "absolute path", "backslash", "control characters", "longer than",
+                           "empty path component", "summaryMetrics: malformed JSON", "config: expected a JSON object",
+                           "outside the requested window", "unsafe entry path '../escape.txt'"):
+                assert needle in reasons, needle
+            ppk = store.catalog.project_pk("evil", "p")
+            h1 = store.catalog.run_pk(ppk, "h1")
+            assert [f["name"] for f in store.catalog.query("SELECT name FROM files WHERE run_pk = ?", [h1])] == ["ok.txt"]
+            h2 = store.catalog.get_run(ppk, "h2")
+            assert h2.summary == "{}" and h2.config == "{}"  # nothing malformed stored
+            h3 = store.catalog.run_pk(ppk, "h3")
+            steps = [x["step"] for x in store.catalog.query("SELECT step FROM history WHERE run_pk = ? ORDER BY step", [h3])]
+            assert steps == [0, 1, 2, 3, 5, 7, 8, 9]
+            assert store.catalog.scalar("SELECT COUNT(*) FROM artifacts") == 0
+            # every stored object is one a catalog row references or a run file: nothing unsafe slipped in
+            assert store.catalog.scalar("SELECT COUNT(*) FROM file_versions") == 1
+            assert len(rows) == len(UNSAFE) + 5  # repeated findings update their row instead of piling up
+    finally:
+        store.close()
