@@ -122,6 +122,7 @@ class Faults:
 class MirrorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the stdlib default (5) drops bursts of parallel clients into SYN retries
 
     def __init__(self, addr: tuple[str, int], store: Store, *, api_key: str | None, read_only: bool,
                  latency_ms: float, fault_rate: float, fault_seed: int):
@@ -215,6 +216,7 @@ class Handler(BaseHTTPRequestHandler):
         self._status = 0
         self._bytes = 0
         self._operation = ""
+        self._streaming = False
         split = urlsplit(self.path)
         path, query = split.path, parse_qs(split.query)
         if path == "/_mirror/requests":
@@ -250,6 +252,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as e:  # a bug must answer 500, not hang the client
             log.exception("error serving %s %s", method, path)
+            if self._streaming:  # headers are out: the only honest signal left is a short body
+                self.close_connection = True
+                return
             try:
                 self._send_json(500, {"errors": [{"message": f"internal error: {e}"}]})
             except OSError:
@@ -440,6 +445,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(size))
         self.end_headers()
         self._status = 200
+        self._streaming = True
         if method == "HEAD":
             return
         limit = size // 2 if fault == "truncate" else size
@@ -475,6 +481,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": "expected /_mirror/upload/{entity}/{project}/{run}/{name}"}]})
             return
         entity, project, run, name = (unquote(p) for p in parts[3:7])
+        if name.startswith("/") or ".." in name.split("/"):
+            self._drain_body()
+            self._send_json(400, {"errors": [{"message": f"invalid file name {name!r}"}]})
+            return
         canonical = (f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/"
                      f"{quote_path(name)}")
         if self.server.api_key and not self.server.signer.check(canonical, (query.get("sig") or [""])[0]):
