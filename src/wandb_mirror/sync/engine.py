@@ -587,7 +587,7 @@ class ProjectSync:
                     return  # deleted between the listing and now; the next reconcile tombstones it
                 lr = full
             RunSync(self, lr, old, files_marker, retry).process()
-        except (AuthError, RetryBudgetExhausted):
+        except (AuthError, RetryBudgetExhausted, PassAborted):
             raise
         except (ApiError, IntegrityError, MirrorError) as e:
             self.fail(f"{self.where}/{name}", e)
