@@ -76,3 +76,14 @@ def test_run_artifacts_and_lineage(api: Any) -> None:
     art = api.artifact(f"{PATH}/mnist:v1")
     assert [r.id for r in art.used_by()] == ["r02"]
     assert art.logged_by().id == "r01"
+
+
+def test_artifact_fallback_download_path(api: Any, seeded_server: Any) -> None:
+    """`{base}/artifactsV2/...` is where the official client falls back when a directUrl fails."""
+    import requests
+
+    files = {f.name: f for f in api.artifact(f"{PATH}/mnist:v0").files()}
+    url = files["sub/b.txt"].url
+    assert "/artifactsV2/" in url
+    assert requests.get(url, auth=("api", "x" * 40), timeout=30).text == "bee"
+    assert requests.get(files["a.txt"].direct_url, timeout=30).text == "hello"

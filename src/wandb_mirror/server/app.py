@@ -590,7 +590,7 @@ class ServerHandle:
         host, port = server.server_address[:2]
         self.host = host
         self.port = port
-        self.url = f"http://{host}:{port}"
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def request_log(self) -> list[dict[str, Any]]:
         return self._server.log.entries()
@@ -625,8 +625,11 @@ def open_store(store_path: str | Path, *, read_only: bool) -> Store:
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                 read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
                 fault_seed: int = 0) -> MirrorHTTPServer:
-    return MirrorHTTPServer((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-                            fault_rate=fault_rate, fault_seed=fault_seed)
+    cls = MirrorHTTPServer
+    if ":" in host:  # an IPv6 literal such as ::1
+        cls = type("MirrorHTTPServer6", (MirrorHTTPServer,), {"address_family": socket.AF_INET6})
+    return cls((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
+               fault_rate=fault_rate, fault_seed=fault_seed)
 
 
 def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
