@@ -51,6 +51,8 @@ poll_interval = "30s"
 jitter = "5s"
 plugins_dir = "plugins.d"
 metrics_port = 9108
+hook_timeout = "2m"
+max_failures = 3
 
 [plugins.export]
 enabled = true
@@ -96,12 +98,13 @@ def test_full_config(tmp_path: Path) -> None:
     assert cfg.sync.concurrency == 8 and cfg.sync.rate_limit == 5.5 and cfg.sync.progress == "never"
     assert cfg.daemon.poll_interval == 30 and cfg.daemon.jitter == 5 and cfg.daemon.metrics_port == 9108
     assert cfg.daemon.plugins_dir == tmp_path / "plugins.d"
+    assert cfg.daemon.hook_timeout == 120 and cfg.daemon.max_failures == 3 and cfg.daemon.stop_grace == 5
     assert cfg.store_path == Path("/var/lib/wandb-mirror")
     # plugin sections are kept verbatim for the plugin system to validate
     assert cfg.plugins["export"]["whatever_the_plugin_wants"] == {"nested": 1}
     assert cfg.plugins["best_run"] == {"enabled": False}
     assert cfg.raw["plugins"]["export"]["formats"] == ["csv", "parquet"]
-    assert cfg.line_of("plugins", "export", "formats") == 38
+    assert cfg.line_of("plugins", "export", "formats") == 40
 
 
 def test_daemon_poll_interval_is_the_default_for_sync(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@
     rate_limit = 0                   # requests per second, 0: unlimited
     reconcile_interval = "24h"
 
-    [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port
+    [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port,
+                                     # metrics_host, hook_timeout, max_failures, retry_backoff(_max), stop_grace
     [plugins.NAME]                   # owned by each plugin; validated by the plugin system
 
 Errors name the key and its line and exit 2 (UsageError). The sections this module does not own
@@ -152,6 +153,12 @@ DAEMON_KEYS: dict[str, tuple[str, Any]] = {
     "plugins_dir": ("path", None),
     "metrics_port": ("port", None),
     "metrics_host": ("str", "127.0.0.1"),
+    # plugin delivery (hooks/delivery.py)
+    "hook_timeout": ("duration+", 60.0),
+    "max_failures": ("int+", 5),
+    "retry_backoff": ("duration", 5.0),
+    "retry_backoff_max": ("duration", 600.0),
+    "stop_grace": ("duration", 5.0),
 }
 
 STORE_KEYS: dict[str, tuple[str, Any]] = {
@@ -224,6 +231,11 @@ class DaemonConfig:
     plugins_dir: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    hook_timeout: float = 60.0
+    max_failures: int = 5
+    retry_backoff: float = 5.0
+    retry_backoff_max: float = 600.0
+    stop_grace: float = 5.0
 
 
 @dataclass
