@@ -170,9 +170,13 @@ class Dispatcher:
             new = plugins.get(name)
             if new is not None and new.digest and new.digest != rt.info.digest:
                 self.reset(name, reason="its source changed")
-            if rt.worker is not None:
-                rt.worker.close()
         self._sync_runtimes()
+        # Keep each plugin's worker thread (and so its catalog connection) across reloads.
+        for name, rt in old.items():
+            if name in self._rt:
+                self._rt[name].worker, self._rt[name].hung = rt.worker, rt.hung
+            elif rt.worker is not None:
+                rt.worker.close()
 
     def set_transport(self, transport: Transport | None) -> None:
         """Use `transport` for every plugin's upstream writes from now on."""
