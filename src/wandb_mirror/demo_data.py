@@ -93,6 +93,8 @@ def demo_fixture(scale: int = 1) -> dict[str, Any]:
         {"_step": 2, "_runtime": 3.0, "_timestamp": 1704067202.0, "loss": float("inf"), "val": {"loss": 0.7, "acc": 0.6}},
         {"_step": 3, "_runtime": 4.0, "_timestamp": 1704067203.0, "loss": 0.4, "text": "ok"},
     ]
+    # a summary written by hand that lacks what history has: summary_backfill's work
+    runs[17]["summary"] = {"best_epoch": 7, "notes": "summary set by hand"}
     best_sweep = min((r for r in runs if r.get("sweep") and r["state"] == "finished"),
                      key=lambda r: r["history"]["metrics"]["val/loss"]["end"])  # type: ignore[index]
 
