@@ -341,6 +341,53 @@ def test_deleted_run_becomes_a_tombstone_with_its_data(world: World, make_wandb_
 
 
 # ---------------------------------------------------------------------------------------------
+# 6b. an alias moved upstream arrives with the next pass; a rewritten file keeps both versions
+# ---------------------------------------------------------------------------------------------
+def test_moved_alias_and_rewritten_file(world: World, make_wandb_api) -> None:
+    api = make_wandb_api(world.server.url)
+    art = api.artifact(f"{ENTITY}/{PROJECT}/mnist:v0")
+    art.aliases.append("prod")
+    art.save()
+    r, _ = world.sync()  # incremental: the collection's updatedAt moved, so its versions are listed again
+    assert r.status == "ok", r.errors
+    mi = world.mirror()
+    try:
+        moved = changes_feed(mi.catalog.conn, r.first_change_seq - 1, kinds=("artifact_aliases_changed",))
+        assert [(c["payload"]["version_index"], c["payload"]["added"], c["payload"]["removed"]) for c in moved] == \
+            [(0, ["prod"], [])]
+        assert "prod" in json.loads(q(mi, "SELECT aliases FROM artifacts WHERE version_index = 0 AND "
+                                          "collection_pk = (SELECT pk FROM artifact_collections WHERE name = 'mnist')")[0]["aliases"])
+    finally:
+        mi.close()
+
+    up = world.upstream()
+    try:
+        ppk = up.catalog.project_pk(ENTITY, PROJECT)
+        rpk = up.catalog.run_pk(ppk, "r02")
+        old = q(up, "SELECT id, md5 FROM files WHERE run_pk = ? AND name = 'logs/part-00.txt'", [rpk])[0]
+        info = up.objects.put_bytes(b"part 0, rewritten\n")
+        up.catalog.upsert_file(rpk, RunFile(name="logs/part-00.txt", size=info.size, md5=info.md5, id=old["id"],
+                                            updated_at="2024-06-03T00:00:00"))
+        with up.catalog.transaction() as conn:
+            conn.execute("UPDATE runs SET updated_at = '2024-06-03T00:00:00' WHERE pk = ?", [rpk])
+    finally:
+        up.close()
+    r, _ = world.sync(reconcile=True)
+    assert r.status == "ok", r.errors
+    mi = world.mirror()
+    try:
+        rpk = mi.catalog.run_pk(mi.catalog.project_pk(ENTITY, PROJECT), "r02")
+        versions = q(mi, "SELECT md5 FROM file_versions WHERE run_pk = ? AND name = 'logs/part-00.txt' ORDER BY pk", [rpk])
+        assert [v["md5"] for v in versions] == [old["md5"], info.md5]
+        assert all(mi.objects.has(v["md5"]) for v in versions)
+        assert q(mi, "SELECT md5 FROM files WHERE run_pk = ? AND name = 'logs/part-00.txt'", [rpk])[0]["md5"] == info.md5
+        ev = changes_feed(mi.catalog.conn, r.first_change_seq - 1, kinds=("file_mirrored",))
+        assert [(c["run"], c["subject"], c["payload"]["changed"]) for c in ev] == [("r02", "logs/part-00.txt", True)]
+    finally:
+        mi.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # 7. wrong bytes upstream are rejected and reported, never stored; that pass tombstones nothing
 # ---------------------------------------------------------------------------------------------
 def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> None:

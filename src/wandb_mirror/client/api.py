@@ -113,7 +113,9 @@ class WandbClient:
             if conn is None:
                 if missing_ok:
                     return
-                raise NotFound(f"{doc.name}: {'.'.join(path[:-1]) or path[0]} not found", operation=doc.name)
+                missing = next((".".join(path[:i + 1]) for i in range(len(path)) if _dig(data, *path[:i + 1]) is None),
+                               ".".join(path))
+                raise NotFound(f"{doc.name}: {missing} is null (not found upstream)", operation=doc.name)
             edges = conn.get("edges") if isinstance(conn, dict) else None
             edges = [e for e in edges if isinstance(e, dict)] if isinstance(edges, list) else []
             for e in edges:
@@ -132,9 +134,6 @@ class WandbClient:
             if nxt is None:
                 nxt = info.get("endCursor") if isinstance(info.get("endCursor"), str) else None
             if nxt is None:
-                if not edges:
-                    # An empty page with hasNextPage and no cursor: nothing to resume from.
-                    raise PaginationError(f"{doc.name}: hasNextPage without a cursor", operation=doc.name)
                 raise PaginationError(f"{doc.name}: hasNextPage without a cursor", operation=doc.name)
             if nxt in seen_cursors or nxt == cursor:
                 raise PaginationError(f"{doc.name}: the server repeated cursor {nxt[:40]!r}", operation=doc.name)
@@ -253,8 +252,7 @@ class WandbClient:
 
     def artifact_types(self, entity: str, project: str) -> Iterator[ArtifactTypeInfo]:
         for e in self.paginate(D.PROJECT_ARTIFACT_TYPES, {"entity": entity, "project": project},
-                               ("project", "artifactTypes"), per_page=100, key=lambda e: _dig(e, "node", "name"),
-                               missing_ok=True):
+                               ("project", "artifactTypes"), per_page=100, key=lambda e: _dig(e, "node", "name")):
             n = e.get("node")
             if isinstance(n, dict) and isinstance(n.get("name"), str):
                 yield ArtifactTypeInfo(name=n["name"], id=n.get("id"), description=n.get("description"),
@@ -264,7 +262,7 @@ class WandbClient:
         doc = D.artifact_type_collections(self.features())
         for e in self.paginate(doc, {"entity": entity, "project": project, "type": type_name, "order": None},
                                ("project", "artifactType", "artifactCollections"), per_page=100,
-                               key=lambda e: _dig(e, "node", "name"), missing_ok=True):
+                               key=lambda e: _dig(e, "node", "name")):
             n = e.get("node")
             if isinstance(n, dict):
                 rc = collection_from_node(n, entity=entity, project=project)
@@ -278,7 +276,7 @@ class WandbClient:
         variables = {"entity": entity, "project": project, "type": type_name, "collection": collection,
                      "order": None, "filters": json.dumps({"state": "COMMITTED"})}
         for e in self.paginate(doc, variables, ("project", "artifactType", "artifactCollection", "artifacts"),
-                               per_page=self.artifact_page_size, key=lambda e: _dig(e, "node", "id"), missing_ok=True):
+                               per_page=self.artifact_page_size, key=lambda e: _dig(e, "node", "id")):
             n = e.get("node")
             if isinstance(n, dict):
                 yield artifact_from_node(n)
@@ -306,8 +304,7 @@ class WandbClient:
         variables: dict[str, Any] = {"project": project, "entity": entity}
         if "SWEEPS_QUERY_FILTERING" in feats:
             variables["filters"] = "{}"
-        for e in self.paginate(doc, variables, ("project", "sweeps"), key=lambda e: _dig(e, "node", "name"),
-                               missing_ok=True):
+        for e in self.paginate(doc, variables, ("project", "sweeps"), key=lambda e: _dig(e, "node", "name")):
             n = e.get("node")
             if not isinstance(n, dict):
                 continue
@@ -319,8 +316,7 @@ class WandbClient:
     def reports(self, entity: str, project: str, problems: list[Problem]) -> Iterator[Any]:
         variables = {"project": project, "entity": entity, "viewType": "runs", "viewName": None}
         for e in self.paginate(D.PROJECT_VIEWS, variables, ("project", "allViews"), cursor_var="reportCursor",
-                               per_page_var="reportLimit", edge_cursor=True, key=lambda e: _dig(e, "node", "id"),
-                               missing_ok=True):
+                               per_page_var="reportLimit", edge_cursor=True, key=lambda e: _dig(e, "node", "id")):
             n = e.get("node")
             if not isinstance(n, dict):
                 continue

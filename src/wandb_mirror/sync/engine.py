@@ -120,7 +120,7 @@ class PassResult:
             f"({mb / 1e6:.1f} MB),",
             f"{s.get('artifacts', 0)} artifact versions,",
             f"{s.get('tombstoned', 0)} tombstones,",
-            f"{self.requests} requests ({s.get('requests', {}).get('retries', 0)} retries)",
+            f"{self.requests} requests ({s.get('requests_pass', {}).get('retries', 0)} retries)",
         ]
         text = " ".join(parts)
         if s.get("quarantined"):
@@ -146,6 +146,17 @@ class _Stats:
     def snapshot(self) -> dict[str, int]:
         with self.lock:
             return dict(self.values)
+
+
+def _delta(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in now.items():
+        if isinstance(v, dict):
+            b = before.get(k) or {}
+            out[k] = {op: n - b.get(op, 0) for op, n in v.items() if n - b.get(op, 0)}
+        elif isinstance(v, (int, float)):
+            out[k] = v - (before.get(k) or 0)
+    return out
 
 
 def _iso_now() -> str:
@@ -272,7 +283,8 @@ class Engine:
         self.stats = _Stats()
         self.errors = []
         self.tombstones = []
-        req0 = self.client.stats.total
+        req_before = self.client.stats.snapshot()
+        req0 = req_before["total"]
         with self.cat.transaction() as conn:
             self.pass_id = int(conn.execute("INSERT INTO passes (started_at, status) VALUES (?, 'running')",
                                             [started]).lastrowid)
@@ -305,7 +317,8 @@ class Engine:
         req_stats = self.client.stats.snapshot()
         requests = req_stats["total"] - req0
         stats = dict(self.stats.snapshot())
-        stats["requests"] = req_stats
+        stats["requests"] = req_stats  # cumulative over the client's life (the daemon takes deltas)
+        stats["requests_pass"] = _delta(req_stats, req_before)
         with self.cat.transaction() as conn:
             last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
             conn.execute("UPDATE passes SET finished_at = ?, status = ?, requests = ?, stats = ?, errors = ? WHERE id = ?",
@@ -539,7 +552,9 @@ class ProjectSync:
                         continue
                     self.e.progress.add_runs(1)
                     futures.append(pool.submit(self.run_worker, lr, old, markers.get(name), name in retry))
-                complete = True
+                complete = info.found
+                if not info.found:
+                    self.fail(f"{self.where} runs", "the project is gone upstream (Runs returned no project)")
             except (AuthError, RetryBudgetExhausted):
                 raise
             except ApiError as e:
