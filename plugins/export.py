@@ -144,6 +144,9 @@ def cycle_finished(config, store):
     if not config.get("out"):
         raise ValueError("export: `out` is not configured")
     formats = _formats(config)
+    # temp files of a write abandoned at shutdown (atomic_write cleans up after itself otherwise)
+    for tmp in out.rglob(".*.tmp") if out.is_dir() else []:
+        tmp.unlink(missing_ok=True)
     if not dirty and all((out / f"runs.{f}").exists() for f in formats):
         return
     if config.get("history", True):

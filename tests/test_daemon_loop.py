@@ -267,3 +267,46 @@ def test_bad_plugin_config_refuses_to_start(store_path: Path, tmp_path: Path, ca
     assert main(["run", "--config", str(cfg), "--once"]) == 2
     err = capsys.readouterr().err
     assert "plugins.cleanup.extensions: expected a list" in err and "Traceback" not in err
+
+
+BAD_PLUGINS = {
+    "raiser.py": "from wandb_mirror.hooks import hookimpl\n\n@hookimpl\ndef cycle_finished(stats):\n"
+                 "    raise RuntimeError('raiser is broken')\n",
+    "hanger.py": "import time\nfrom wandb_mirror.hooks import hookimpl\n\n@hookimpl\ndef run_created(run):\n"
+                 "    time.sleep(30)\n",
+}
+
+
+def test_broken_plugins_never_stop_the_mirror(store_path: Path, tmp_path: Path) -> None:
+    from test_plugins_support import emit_runs_created
+
+    from wandb_mirror.store import Store
+
+    with Store(store_path) as s:
+        emit_runs_created(s)
+    pdir = tmp_path / "p"
+    pdir.mkdir()
+    for name, src in BAD_PLUGINS.items():
+        (pdir / name).write_text(src)
+    rec = Cycles()
+    cfg = config(tmp_path, store_path,
+                 "[plugins.raiser]\nenabled = true\n[plugins.hanger]\nenabled = true\n[plugins.cycles]\nenabled = true\n",
+                 daemon=f'poll_interval = "0.05s"\nplugins_dir = "{pdir}"\nhook_timeout = "0.2s"\n'
+                        'max_failures = 2\nretry_backoff = "0s"\nstop_grace = "0.1s"')
+    d = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False, extra_plugins={"cycles": rec})
+    t = run_in_thread(d)
+    try:
+        with Store(store_path) as s:
+            wait_for(lambda: s.catalog.scalar("SELECT COUNT(*) FROM plugin_cursors WHERE disabled_at IS NOT NULL") == 2,
+                     what="both broken plugins disabled")
+            rows = {r["plugin"]: r for r in s.catalog.query("SELECT * FROM plugin_cursors")}
+        n = len(rec.seen)
+        wait_for(lambda: len(rec.seen) >= n + 3, what="cycles going on")
+    finally:
+        t0 = time.monotonic()
+        d.stop()
+        t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 3
+    assert "RuntimeError: raiser is broken" in rows["raiser"]["last_error"]
+    assert "timed out after 0.2s" in rows["hanger"]["last_error"] or "still running" in rows["hanger"]["last_error"]
+    assert rows["cycles"]["disabled_at"] is None

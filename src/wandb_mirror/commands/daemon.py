@@ -12,7 +12,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="the TOML configuration file")
-    parser.add_argument("--once", action="store_true", help="run one cycle (sync, deliver, cycle_finished) and exit")
+    parser.add_argument("--once", action="store_true",
+                        help="run one cycle (sync, deliver, cycle_finished) and exit; 1 if the pass had errors")
     parser.add_argument("--no-watch", action="store_true", help="do not watch the config and plugin files (SIGHUP still reloads)")
 
 
@@ -21,4 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     credentials_to_env()
     d = Daemon(args.config, max_cycles=1 if args.once else None, watch=not (args.no_watch or args.once))
-    return d.run()
+    rc = d.run()
+    if args.once and d.last_outcome is not None and d.last_outcome.status in ("errors", "failed"):
+        return 1  # like `sync --once`: the pass did not complete cleanly (see `status`)
+    return rc

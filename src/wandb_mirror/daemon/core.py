@@ -105,6 +105,7 @@ class Daemon:
         self._watcher: Any = None
         self._schedule = Schedule(60.0)
         self._runner: EngineRunner | None = None
+        self.last_outcome: PassOutcome | None = None
 
     # -- public control (also used by signal handlers and tests) -----------------------------------
     def stop(self) -> None:
@@ -283,6 +284,7 @@ class Daemon:
         started_at = _now()
         self._status(f"cycle {self.cycle}: syncing")
         outcome = self._run_pass()
+        self.last_outcome = outcome
         self.beat()
         self._record_pass(outcome)
         stats = CycleStats(cycle=self.cycle, started_at=started_at, pass_id=outcome.pass_id,

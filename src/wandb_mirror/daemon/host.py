@@ -38,7 +38,12 @@ class PluginConfig:
         else:
             raw_daemon = dict((getattr(cfg, "raw", {}) or {}).get("daemon") or {})
             sections = dict(getattr(cfg, "plugins", {}) or {})
-            pdir = getattr(getattr(cfg, "daemon", None), "plugins_dir", None) or raw_daemon.get("plugins_dir")
+            daemon = getattr(cfg, "daemon", None)
+            pdir = getattr(daemon, "plugins_dir", None) or raw_daemon.get("plugins_dir")
+            # the config module already parsed and validated these: prefer its values
+            for key in DELIVERY_KEYS:
+                if key in raw_daemon and hasattr(daemon, key):
+                    raw_daemon[key] = getattr(daemon, key)
         try:
             delivery = DeliverySettings.from_raw({k: raw_daemon[k] for k in DELIVERY_KEYS if k in raw_daemon})
         except (TypeError, ValueError) as e:

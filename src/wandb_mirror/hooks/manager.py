@@ -315,33 +315,8 @@ def _entry_points() -> list[metadata.EntryPoint]:
         return []
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def parse_duration(value: Any) -> float:
-    """Seconds from 30, 2.5, "30s", "5m", "1h", "500ms", "1d"."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"60s\", got {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        s = value.strip().lower()
-        for unit in sorted(_UNITS, key=len, reverse=True):
-            if s.endswith(unit):
-                num = s[: -len(unit)].strip()
-                try:
-                    v = float(num)
-                except ValueError:
-                    break
-                if v < 0:
-                    break
-                return v * _UNITS[unit]
-        try:
-            v = float(s)
-            if v >= 0:
-                return v
-        except ValueError:
-            pass
-    raise ValueError(f"expected a duration like \"60s\", \"5m\" or a number of seconds, got {value!r}")
+    """Seconds from 30, 2.5, "30s", "5m", "1h30m", "500ms", "1d" (the config file's duration syntax)."""
+    from ..config import parse_duration as _parse
+
+    return _parse(value)
