@@ -142,3 +142,28 @@ def test_sighup_reloads_and_sigterm_stops_when_idle(fast_upstream, tmp_path: Pat
     assert took < 3
     assert "received SIGHUP" in err and "configuration reloaded" in err
     assert catalog_query(store, "SELECT status FROM passes")[-1][0] == "ok"
+
+
+def test_metrics_count_requests_retries_and_429s_of_real_passes(tmp_path: Path, monkeypatch) -> None:
+    from wandb_mirror.daemon import Daemon
+    from wandb_mirror.server import start_server
+
+    up = seed_store(tmp_path / "up")
+    handle = start_server(up, read_only=True, fault_rate=0.1, fault_seed=3)
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[source]\nbase_url = "{handle.url}"\n[store]\npath = "{tmp_path / "m"}"\n'
+                   '[sync]\nretry_wait_min = "10ms"\nretry_wait_max = "20ms"\n[daemon]\nmetrics_port = 0\n')
+    try:
+        d = Daemon(cfg, install_signals=False, watch=False, max_cycles=1)
+        assert d.run() == 0
+    finally:
+        handle.stop()
+    log = handle.request_log()
+    faults = [e for e in log if e["status"] in (429, 500)]
+    limited = [e for e in faults if e["status"] == 429]
+    m = d.metrics
+    assert m.get("http_requests_total") >= len(log) - len(faults)
+    assert m.get("http_retries_total") >= len(faults) > 0
+    assert m.get("rate_limited_total") == len(limited)
+    assert m.get("sync_passes_total", result=d.last_outcome.status) == 1

@@ -42,8 +42,11 @@ SyncPass = Callable[[Any, Store, threading.Event], PassOutcome]
 def outcome_from(result: Any, duration: float, before: dict[str, Any] | None = None) -> PassOutcome:
     """A PassOutcome from the engine's PassResult; request counters as deltas against `before`."""
     stats = dict(getattr(result, "stats", {}) or {})
-    req = stats.get("requests") if isinstance(stats.get("requests"), dict) else {}
-    before = before or {}
+    if isinstance(stats.get("requests_pass"), dict):  # the engine's own per-pass deltas
+        req, before = stats["requests_pass"], {}
+    else:
+        req = stats.get("requests") if isinstance(stats.get("requests"), dict) else {}
+        before = before or {}
 
     def delta(key: str) -> int:
         return max(0, int(req.get(key, 0) or 0) - int(before.get(key, 0) or 0))
