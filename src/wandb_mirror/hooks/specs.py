@@ -54,7 +54,8 @@ def run_updated(run, changes, upstream, config, store) -> None:
     """Fields of an already mirrored run changed (config, summary, tags, notes, ...).
 
     `changes` maps a field name (a `Run` field, e.g. "summary", "tags") to a
-    `hooks.types.FieldChange(before, after)` of decoded values.
+    `hooks.types.FieldChange(before, after)` of decoded values; for "summary" and "config" these
+    are dicts of only the keys that differ (config values in W&B's wrapped form).
     """
 
 
@@ -107,7 +108,7 @@ def sweep_finished(sweep, upstream, config, store) -> None:
 def tombstoned(kind, key, upstream, config, store) -> None:
     """Something was deleted upstream; the mirror keeps it and marks it with a tombstone.
 
-    `kind` is "project", "run", "file", "artifact", "sweep" or "report"; `key` is its path,
+    `kind` is "project", "run", "file", "artifact", "collection", "sweep" or "report"; `key` is its path,
     e.g. "entity/project/run" or "entity/project/run/file.txt".
     """
 
