@@ -1100,28 +1100,39 @@ def _mirror_new_artifact(ps: ProjectSync, ra: RemoteArtifact, producer: tuple[st
                          consumer_pk: int | None, where: str) -> int | None:
     e, client = ps.e, ps.client
     a = ra.artifact
-    # 1. the manifest: fetched, parsed, checked against the artifact digest before anything is kept
+    # 1. the manifest: fetched, parsed, checked against the artifact digest before anything is kept.
+    # Its bytes have no digest of their own, so a body garbled in transit shows up as unparsable or
+    # as a digest mismatch: fetch it again (bounded, like file downloads), then quarantine.
     url = client.manifest_url(a.id)
     if not url:
         e.quarantine("artifact", where, "upstream has no manifest for this version")
-        return None
-    raw = client.fetch_bytes(url, operation="GET manifest")
-    try:
-        manifest = json.loads(raw)
-    except ValueError as err:
-        e.quarantine("artifact", where, f"manifest is not JSON: {err}", raw[:4096].decode(errors="replace"))
-        return None
-    entries, problem = parse_manifest(manifest)
-    if problem:
-        e.quarantine("artifact", where, f"manifest rejected: {problem}", raw[:4096].decode(errors="replace"))
         return None
     algorithm = a.digest_algorithm or "MANIFEST_MD5"
     if algorithm not in ("MANIFEST_MD5", "MANIFEST_XXH128"):
         e.quarantine("artifact", where, f"unknown digest algorithm {algorithm!r}")
         return None
-    computed = manifest_digest({x.path: x.digest for x in entries}, algorithm)
-    if a.digest != computed:
-        e.quarantine("artifact", where, f"artifact digest mismatch: server says {a.digest}, manifest gives {computed}")
+    reason = detail = None
+    entries: list[ArtifactEntry] = []
+    raw = b""
+    for _attempt in range(max(1, client.t.retry.integrity_attempts)):
+        raw = client.fetch_bytes(url, operation="GET manifest")
+        reason = detail = None
+        try:
+            manifest = json.loads(raw)
+        except ValueError as err:
+            reason, detail = f"manifest is not JSON: {err}", raw[:4096].decode(errors="replace")
+            continue
+        entries, problem = parse_manifest(manifest)
+        if problem:
+            reason, detail = f"manifest rejected: {problem}", raw[:4096].decode(errors="replace")
+            continue
+        computed = manifest_digest({x.path: x.digest for x in entries}, algorithm)
+        if a.digest != computed:
+            reason = f"artifact digest mismatch: server says {a.digest}, manifest gives {computed}"
+            continue
+        break
+    if reason:
+        e.quarantine("artifact", where, reason, detail)
         return None
 
     # 2. every non-reference file, verified against its manifest digest while it streams
