@@ -235,11 +235,14 @@ class Transport:
         # (operation, variables) of every GraphQL call when set to a list: for tests and debugging
         # (the key is never part of it).
         self.trace: list[tuple[str, dict[str, Any]]] | None = None
-        # We identify as ourselves. The official client sends "W&B Public Client 0.31.0", which the
-        # cloud uses to unlock first-party fields such as User.apiKeys (protocol §2.3) - fields a
-        # mirror never asks for. `Use-Admin-Privileges: true` is what the official client sends with
-        # every call: for an admin key it lets the server return every project of a team (not only
-        # the admin's own), which a backup of a team needs; for other keys it changes nothing.
+        # We identify as ourselves (User-Agent wandb-mirror/VERSION). The official client sends
+        # "W&B Public Client 0.31.0", which the cloud uses to unlock first-party fields such as
+        # User.apiKeys (protocol 2.3) - fields a mirror never asks for; `[source] user_agent` can
+        # override ours if a server insists. `Use-Admin-Privileges: true` is sent with every call by
+        # the official client (wandb/apis/public/api.py:176): with an admin's key the server answers
+        # with that key's admin access instead of only its membership. We send it too, so a mirror
+        # sees exactly what the official client would see with the same key; for other keys it is a
+        # no-op.
         self.headers = {
             "User-Agent": user_agent or f"wandb-mirror/{__version__}",
             "Use-Admin-Privileges": "true",
