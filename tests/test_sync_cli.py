@@ -114,6 +114,8 @@ def test_killed_pass_is_completed_by_the_next(seeded_store: Path, start_mirror_s
                "(SELECT group_concat(name || ':' || md5, ',') FROM (SELECT name, md5 FROM files f WHERE f.run_pk = r.pk ORDER BY name)) AS files "
                "FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY p.name, r.name")
         assert a.catalog.query(sql, [ENTITY]) == b.catalog.query(sql, [ENTITY])
+        killed = b.catalog.query_one("SELECT status, errors FROM passes ORDER BY id LIMIT 1")
+        assert killed["status"] == "failed" and "interrupted" in killed["errors"]
         created = b.catalog.query("SELECT run, COUNT(*) AS n FROM changes WHERE kind = 'run_created' GROUP BY run")
         assert len(created) == 8 and all(c["n"] == 1 for c in created)  # each run announced exactly once
         for md5, _ in b.catalog.referenced_objects():
@@ -122,3 +124,35 @@ def test_killed_pass_is_completed_by_the_next(seeded_store: Path, start_mirror_s
     finally:
         a.close()
         b.close()
+
+
+def test_sync_loop_runs_passes_until_terminated(seeded_server: Any, tmp_path: Path, env) -> None:
+    cfg = write_config(tmp_path, seeded_server.url, extra='poll_interval = "50ms"\nprogress = "never"\n')
+    child_env = {**os.environ, "WANDB_API_KEY": "k" * 40}
+    proc = subprocess.Popen([sys.executable, "-m", "wandb_mirror.cli", "sync", "--config", str(cfg)],
+                            env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if (tmp_path / "mirror" / "catalog.db").exists():
+                s = Store(tmp_path / "mirror")
+                try:
+                    if (s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'ok'") or 0) >= 3:
+                        break
+                finally:
+                    s.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert out.count(" ok in ") >= 3 and "interrupted" in err
+    s = Store(tmp_path / "mirror")
+    try:
+        with s.lock("after"):  # released
+            pass
+        assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status NOT IN ('ok', 'failed')") in (0, 1)
+    finally:
+        s.close()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import signal
 import sys
+import threading
 import time
 
 from ..config import load_config
@@ -29,8 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display, only the summary line")
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends `sync` like Ctrl-C: work committed so far stays, the next pass resumes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    _interrupt_on_sigterm()
     store = Store(config.store_path)
     try:
         with store.lock("sync"):

@@ -286,6 +286,10 @@ class Engine:
         req_before = self.client.stats.snapshot()
         req0 = req_before["total"]
         with self.cat.transaction() as conn:
+            # We hold the store lock, so a pass still marked running was cut short (killed, power loss).
+            conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
+                         "errors = ? WHERE status = 'running'",
+                         [started, json.dumps(["interrupted: the process ended during this pass"])])
             self.pass_id = int(conn.execute("INSERT INTO passes (started_at, status) VALUES (?, 'running')",
                                             [started]).lastrowid)
             first_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
@@ -467,7 +471,7 @@ class ProjectSync:
         else:
             mode = "incremental"
         self.mode = mode
-        log.info("%s: %s pass", self.where, mode)
+        log.debug("%s: %s pass", self.where, mode)
 
         self.sync_runs(mode, watermark)
         if self.opts.artifacts:
