@@ -106,6 +106,9 @@ class Daemon:
         self._schedule = Schedule(60.0)
         self._runner: EngineRunner | None = None
         self.last_outcome: PassOutcome | None = None
+        self.size_gauges_every = 300.0
+        self._sizes_at: float | None = None
+        self._sizes_seq: int | None = None  # the change log position the size gauges were computed at
 
     # -- public control (also used by signal handlers and tests) -----------------------------------
     def stop(self) -> None:
@@ -207,15 +210,16 @@ class Daemon:
                 log.info("removed %d temp files left by an interrupted writer", removed)
             # plugin configuration first: its problems are the user's to fix before anything runs
             self.host = PluginHost(store, cfg, extra=self.extra_plugins)
+            # an object store offered by a plugin replaces the local one before anything uses it
+            backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
+            if backend is not None:
+                store.objects = backend
+                log.info("object store provided by a plugin: %r", backend)
             if self.sync_pass is None:
                 self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat)
             transport = self._upstream_transport(cfg, _wants_upstream(cfg))
             if transport is not None:
                 self.host.dispatcher.set_transport(transport)
-            backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
-            if backend is not None:
-                store.objects = backend
-                log.info("object store provided by a plugin: %r", backend)
             self._start_metrics(cfg)
             self._start_watcher(cfg)
             supervisor = self._start_supervisor()
@@ -336,21 +340,29 @@ class Daemon:
             log.error("cycle %d: sync pass failed: %s", self.cycle, o.error)
 
     def _refresh_gauges(self) -> None:
-        """Catalog-derived gauges, computed once per cycle (a scrape never touches the catalog)."""
+        """Catalog-derived gauges, computed between cycles (a scrape never touches the catalog).
+
+        The store-size gauges scan big tables, so they are refreshed only when the change log moved
+        (or every `size_gauges_every` seconds); the cheap ones every cycle.
+        """
         if self.store is None or self.host is None:
             return
         cat = self.store.catalog
         m = self.metrics
         try:
-            m.set("runs", cat.scalar("SELECT COUNT(*) FROM runs") or 0)
-            m.set("history_rows", cat.scalar("SELECT COUNT(*) FROM history") or 0)
-            row = cat.query_one(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM ("
-                "SELECT md5, MAX(size) AS size FROM file_versions GROUP BY md5 "
-                "UNION SELECT md5, MAX(size) FROM artifact_files WHERE md5 IS NOT NULL GROUP BY md5)"
-            ) or {}
-            m.set("objects", row.get("n", 0))
-            m.set("bytes", row.get("b", 0))
+            now = time.monotonic()
+            seq = cat.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes")
+            if self._sizes_at is None or seq != self._sizes_seq or now - self._sizes_at >= self.size_gauges_every:
+                self._sizes_at, self._sizes_seq = now, seq
+                m.set("runs", cat.scalar("SELECT COUNT(*) FROM runs") or 0)
+                m.set("history_rows", cat.scalar("SELECT COUNT(*) FROM history") or 0)
+                row = cat.query_one(
+                    "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM ("
+                    "SELECT md5, MAX(size) AS size FROM file_versions GROUP BY md5 "
+                    "UNION SELECT md5, MAX(size) FROM artifact_files WHERE md5 IS NOT NULL GROUP BY md5)"
+                ) or {}
+                m.set("objects", row.get("n", 0))
+                m.set("bytes", row.get("b", 0))
             for r in cat.query(
                 "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS k, "
                 "COUNT(*) AS n FROM journal GROUP BY k"
