@@ -86,8 +86,21 @@ def write_runs_table(store, out: Path, formats: list[str]) -> list[Path]:
     return [write_table(out / f"runs.{fmt}", rows, fmt, cols) for fmt in formats]
 
 
+def _part(name: str) -> str:
+    """A path component from an upstream name: "/" and a leading "." are quoted, so a name can
+    never leave the export directory or hide a file."""
+    from urllib.parse import quote
+
+    if not name:
+        return "_"
+    if "/" in name or "\x00" in name or name.startswith("."):
+        q = quote(name, safe="")
+        return "%2E" + q[1:] if q.startswith(".") else q
+    return name
+
+
 def history_path(out: Path, run, fmt: str) -> Path:
-    return out / "history" / run.entity / run.project / f"{run.name}.{fmt}"
+    return out / "history" / _part(run.entity) / _part(run.project) / f"{_part(run.name)}.{fmt}"
 
 
 def write_history(store, run, out: Path, formats: list[str]) -> list[Path]:

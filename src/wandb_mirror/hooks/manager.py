@@ -173,6 +173,7 @@ class PluginSet:
             d = Path(plugins_dir).expanduser()
             if not d.is_dir():
                 ps.problems.append(f"plugins directory {d} does not exist")
+                log.error("%s", ps.problems[-1])
             else:
                 for path in sorted(d.glob("*.py")):
                     if path.name.startswith(("_", ".")):
