@@ -222,3 +222,26 @@ def test_systemd_unit() -> None:
                              capture_output=True, text=True, timeout=30)
         problems = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip() and "is not executable" not in ln]
         assert problems == [], problems
+
+
+def test_plugins_reset_reenables_a_disabled_plugin(tmp_path: Path, capsys) -> None:
+    from wandb_mirror.cli import main
+
+    store_path = tmp_path / "s"
+    with Store(store_path) as s:
+        s.catalog.conn.execute("INSERT INTO plugin_cursors (plugin, seq, failures, disabled_at, last_error) "
+                               "VALUES ('export', 7, 5, '2024-01-01T00:00:00Z', 'boom')")
+        s.catalog.conn.commit()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[source]\nbase_url = "http://127.0.0.1:9"\n[store]\npath = "{store_path}"\n')
+    assert main(["plugins", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "delivery: cursor 7, 0 pending, 5 consecutive failures, DISABLED at 2024-01-01T00:00:00Z" in out
+    assert "last error: boom" in out
+    assert main(["plugins", "--config", str(cfg), "--reset", "export"]) == 0
+    assert "re-enabled" in capsys.readouterr().out
+    with Store(store_path) as s:
+        row = s.catalog.query_one("SELECT * FROM plugin_cursors WHERE plugin = 'export'")
+    assert (row["seq"], row["failures"], row["disabled_at"]) == (7, 0, None)
+    assert main(["plugins", "--config", str(cfg), "--reset", "nosuch"]) == 2
+    assert "no delivery state for plugin 'nosuch'" in capsys.readouterr().err
