@@ -70,6 +70,9 @@ def test_run_diff() -> None:
     d = run_diff(old, new)
     assert d["summary"] == {"before": {"loss": 0.5}, "after": {"loss": 0.4, "extra": 1}}
     assert "config" not in d
+    new.config = '{"lr": {"value": 0.2, "desc": null}, "bs": {"value": 8, "desc": null}}'
+    assert run_diff(old, new)["config"] == {"before": {"lr": {"value": 0.1, "desc": None}},
+                                            "after": {"lr": {"value": 0.2, "desc": None}, "bs": {"value": 8, "desc": None}}}
     assert d["tags"] == {"before": ["a"], "after": ["a", "b"]} and d["notes"] == {"before": None, "after": "hi"}
     assert run_diff(old, old) == {}
 

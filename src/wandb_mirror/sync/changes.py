@@ -10,7 +10,8 @@ Payloads (JSON in `changes.payload`; `run` and `subject` columns make them query
     run_created                run=NAME   {"state", "display_name", "created_at"}
     run_state_changed          run=NAME   {"old", "new"}
     run_updated                run=NAME   {"changes": {"summary"|"config"|"tags"|"notes"|...: {"before", "after"}}}
-                               (summary/config: only the keys that differ; absent keys are left out)
+                               (summary/config: only the keys that differ, absent keys left out;
+                                config values in W&B's wrapped form {"value": v, "desc": null})
     history_appended           run=NAME   {"first_step", "last_step", "rows"}
     file_mirrored              run=NAME subject=FILE  {"name", "md5", "size", "changed"}
     artifact_version_mirrored  run=PRODUCER|None subject=ARTIFACT_ID

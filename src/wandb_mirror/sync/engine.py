@@ -999,8 +999,9 @@ def run_diff(old: Run, new: Run) -> dict[str, dict[str, Any]]:
                      new.summary_values() if _loads_ok(new.summary) else {})
     if d:
         out["summary"] = d
-    d = ch.dict_diff(old.config_values() if _loads_ok(old.config) else {},
-                     new.config_values() if _loads_ok(new.config) else {})
+    # config in W&B's wrapped form {"k": {"value": v, "desc": null}}, as stored (docs/plugins.md)
+    d = ch.dict_diff(loads_lenient(old.config, {}) if _loads_ok(old.config) else {},
+                     loads_lenient(new.config, {}) if _loads_ok(new.config) else {})
     if d:
         out["config"] = d
     for col, label in RUN_UPDATE_FIELDS:
