@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+    from .hooks.commands import register_plugin_commands
+
+    register_plugin_commands(sub)
     return parser
 
 

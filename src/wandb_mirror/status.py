@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .hooks.status import plugins_status
 from .store import Store
 
 
@@ -40,9 +41,7 @@ def store_status(store: Store) -> dict[str, Any]:
     lag = None
     if last_ok and last_ok["finished_at"]:
         lag = round((now - _parse(last_ok["finished_at"])).total_seconds(), 1)
-    journal = {r["result_kind"]: r["n"] for r in cat.query(
-        "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS result_kind, "
-        "COUNT(*) AS n FROM journal GROUP BY result_kind")}
+    plugins = plugins_status(store)
     return {
         "store": str(store.path),
         "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
@@ -59,7 +58,8 @@ def store_status(store: Store) -> dict[str, Any]:
         "dedup_ratio": round(logical / physical, 3) if physical else None,
         "quarantined": cat.scalar("SELECT COUNT(*) FROM quarantine"),
         "changes": cat.scalar("SELECT COUNT(*) FROM changes"),
-        "write_backs": journal,
+        "write_backs": plugins["journal"],
+        "plugins": plugins,
         "last_pass": last_pass,
         "lag_seconds": lag,
     }
@@ -86,6 +86,10 @@ def format_status(s: dict[str, Any]) -> str:
     wb = s["write_backs"]
     if wb:
         lines.append("write-back " + ", ".join(f"{n} {k}" for k, n in sorted(wb.items())))
+    for c in s["plugins"]["cursors"]:
+        state = f"DISABLED since {c['disabled_at']}: {c['last_error']}" if c["disabled_at"] else (
+            f"{c['pending']} events pending" + (f", {c['failures']} failures" if c["failures"] else ""))
+        lines.append(f"plugin     {c['name']}: {state}")
     lp = s["last_pass"]
     if lp:
         dur = f"{lp['duration_seconds']:.1f}s" if lp["duration_seconds"] is not None else "in progress"
