@@ -574,10 +574,25 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     for name, table in plugins_raw.items():
         if not isinstance(table, dict):
             raise chk.fail(("plugins", name), f"expected a table [plugins.{name}], got {_show(table)}")
-        plugins[name] = table
+        plugins[name] = resolve_plugin_paths(table, base_dir)
 
     return Config(source=source, store_path=store["path"], sync=sync, daemon=daemon, plugins=plugins, raw=raw,
                   path=path, lines=lines)
+
+
+def is_path_key(key: str) -> bool:
+    """Plugin keys that name a filesystem path, by convention: `out`, `path`, `*_dir`, `*_path`."""
+    return key in ("out", "path") or key.endswith(("_dir", "_path"))
+
+
+def resolve_plugin_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """Relative paths in a plugin table mean "relative to the config file", like [store] path."""
+    out = dict(table)
+    for key, value in table.items():
+        if is_path_key(key) and isinstance(value, str) and value:
+            p = Path(value).expanduser()
+            out[key] = str(p if p.is_absolute() or base_dir is None else (base_dir / p))
+    return out
 
 
 def load_config(path: str | Path) -> Config:

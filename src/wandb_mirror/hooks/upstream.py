@@ -140,6 +140,23 @@ mutation DeleteAliases($input: DeleteAliasesInput!) {
 """
 
 
+# The fields a read-modify-write needs, in the shape of the official client's `Run` query
+# (a subset of its RunFragment).
+RUN_STATE_QUERY = """
+query RunState($project: String!, $entity: String!, $name: String!) {
+    project(name: $project, entityName: $entity) {
+        run(name: $name) {
+            id
+            tags
+            notes
+            config
+            summaryMetrics
+        }
+    }
+}
+"""
+
+
 class UpstreamWriteError(Exception):
     """A write-back failed (journaled as `error: ...`); raising it lets delivery retry the event."""
 
@@ -292,6 +309,23 @@ class Upstream:
         return WriteResult(action, target, False, "ok", before, after)
 
     def _current(self, run: Run) -> dict[str, Any]:
+        """The run's current summary/config/tags/notes: from upstream when writing for real.
+
+        The mirror lags upstream (edits to finished runs arrive at the next reconcile, including
+        this writer's own earlier writes), so a read-modify-write based on the catalog would undo
+        them: e.g. untagging the previous best run would see no tag to remove.
+        """
+        if not self.dry_run and self._transport is not None and not self._revoked.is_set():
+            try:
+                data = self._transport.graphql(RUN_STATE_QUERY, {"entity": run.entity, "project": run.project,
+                                                                 "name": run.name})
+            except Exception as e:  # noqa: BLE001 - journaled by the caller's write attempt
+                raise UpstreamWriteError(f"cannot read {self._run_target(run)} upstream: {e}") from e
+            node = ((data or {}).get("project") or {}).get("run")
+            if node is None:
+                raise UpstreamWriteError(f"run {self._run_target(run)} does not exist upstream")
+            return {"storage_id": node.get("id"), "summary": node.get("summaryMetrics"), "config": node.get("config"),
+                    "tags": json.dumps(node.get("tags") or []), "notes": node.get("notes")}
         row = self._store.catalog.query_one(
             "SELECT r.storage_id, r.summary, r.config, r.tags, r.notes FROM runs r JOIN projects p ON p.pk = r.project_pk "
             "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
