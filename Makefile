@@ -22,7 +22,7 @@ soak: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
 demo: venv
-	$(VENV)/bin/wandb-mirror demo
+	$(VENV)/bin/wandb-mirror demo --dir .demo
 
 bench: venv
 	$(PY) bench/run.py
