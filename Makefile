@@ -25,7 +25,7 @@ demo: venv
 	$(VENV)/bin/wandb-mirror demo --dir .demo
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check src plugins tests

@@ -61,3 +61,80 @@ def workload(scale: int = 1, *, runs: int = 200, steps: int = 5000, files_per_ru
             "artifacts": [{"name": "bench-data", "type": "dataset", "versions": versions}],
         }],
     }
+
+
+def cheap_workload(runs: int = 2000, steps: int = 10) -> dict[str, Any]:
+    """The no-change target's project: many runs, a few history steps each, no files or artifacts."""
+    rng = random.Random(7)
+    return {
+        "viewer": {"username": "bench", "entity": "bench"},
+        "projects": [{
+            "name": "many-runs",
+            "runs": [{"id": f"c{i:05d}", "state": "finished", "config": {"lr": round(10 ** rng.uniform(-4, -1), 6)},
+                      "history": {"steps": steps, "seed": i, "metrics": ["loss", "acc"]}}
+                     for i in range(runs)],
+        }],
+    }
+
+
+def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 500,
+                    project: str = "bench") -> dict[str, Any]:
+    """Mutate a seeded upstream catalog the way W&B would see it change between two passes.
+
+    `share` of the runs (every 1/share-th one) get `new_steps` more history steps (a resumed run:
+    new rows, history counters, summary, heartbeat and updatedAt move), and one other run gets its
+    summary edited after it finished (only updatedAt and the summary move). Writes go straight into
+    the catalog a running `serve` reads; the server notices through SQLite's data_version.
+    Returns {"changed_runs": [...], "edited_run": name, "rows": n}.
+    """
+    import json
+    import sqlite3
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    conn = sqlite3.connect(catalog_path, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        ppk = conn.execute("SELECT pk FROM projects WHERE name = ?", [project]).fetchone()[0]
+        runs = conn.execute("SELECT pk, name, summary, history_keys, last_step, history_line_count FROM runs "
+                            "WHERE project_pk = ? AND tombstoned_at IS NULL ORDER BY pk", [ppk]).fetchall()
+        every = max(1, round(1 / share))
+        changed = [r for i, r in enumerate(runs) if i % every == 0]
+        edited = next(r for i, r in enumerate(runs) if i % every == 1)
+        total = 0
+        with conn:
+            for pk, _name, summary, hkeys, last_step, lines in changed:
+                rng = random.Random(pk)
+                start = (last_step if last_step is not None else -1) + 1
+                last = json.loads(conn.execute("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1",
+                                               [pk]).fetchone()[0])
+                rows = []
+                for step in range(start, start + new_steps):
+                    row = {k: (round(v + rng.gauss(0.0, 0.01), 6) if isinstance(v, float) and k[0] != "_" else v)
+                           for k, v in last.items()}
+                    row["_step"] = step
+                    row["_runtime"] = round(1.5 * step + 1.0, 3)
+                    row["_timestamp"] = round(last["_timestamp"] + 1.5 * (step - last["_step"]), 3)
+                    rows.append((pk, step, json.dumps(row, separators=(", ", ": "))))
+                    last_row = row
+                conn.executemany("INSERT INTO history (run_pk, step, row) VALUES (?, ?, ?)", rows)
+                total += len(rows)
+                hk = json.loads(hkeys or "{}")
+                hk["lastStep"] = start + new_steps - 1
+                for k, v in hk.get("keys", {}).items():
+                    if k in last_row:
+                        v["previousValue"] = last_row[k]
+                        for tc in v.get("typeCounts", []):
+                            tc["count"] = tc.get("count", 0) + new_steps
+                s = json.loads(summary or "{}")
+                s.update({k: v for k, v in last_row.items() if "." not in k})
+                conn.execute("UPDATE runs SET history_keys = ?, last_step = ?, history_line_count = ?, summary = ?, "
+                             "heartbeat_at = ?, updated_at = ? WHERE pk = ?",
+                             [json.dumps(hk), start + new_steps - 1, (lines or 0) + new_steps, json.dumps(s), now, now,
+                              pk])
+            s = json.loads(edited[2] or "{}")
+            s["best_val_loss"] = 0.01234
+            conn.execute("UPDATE runs SET summary = ?, updated_at = ? WHERE pk = ?", [json.dumps(s), now, edited[0]])
+    finally:
+        conn.close()
+    return {"changed_runs": [r[1] for r in changed], "edited_run": edited[1], "rows": total}

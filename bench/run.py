@@ -1,0 +1,619 @@
+"""`make bench`: wandb-mirror against the official client's documented export loop, side by side.
+
+What one run does (docs/benchmarks.md explains the method and the numbers):
+
+1. Builds the upstream from the workload (bench/workload.py, fixture format) and caches it under
+   bench/out/cache/, keyed by the workload parameters and the fixture code; re-runs reuse it. Each
+   run serves a private copy (catalog copied, objects hard-linked), so changing it never touches
+   the cache.
+2. Serves it with `wandb-mirror serve --latency-ms 30` in its own process; the server's request log
+   (GET /_mirror/requests?reset=1) counts requests and bytes per phase and /proc gives its CPU.
+3. Phases, each in its own process (peak RSS sampled over the whole process tree, so the official
+   client's wandb-core helper counts too):
+   A1 first mirror into an empty store, A2 a pass with no change, A3 a pass after 10% of the runs
+   got more history and one summary was edited; B1 the official client's export loop, single
+   threaded as documented; B2 the same loop on a thread pool as wide as wandb-mirror's
+   concurrency; A4/A5 files-only and history-only mirrors (to set against the machine limits);
+   C1/C2 a 2,000-run project: first pass and a no-change pass.
+4. The limits of this machine: md5 per core, raw file serving with a plain GET loop, SQLite
+   history inserts.
+5. Prints a table and one PASS/FAIL line per target, and writes bench/out/results.{json,md}.
+   It never fails: exit 0 unless the harness itself breaks.
+
+Usage: python bench/run.py [--scale N] [--quick] [--concurrency N] [--latency-ms MS] [--skip-official]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import workload as W  # noqa: E402
+
+BIN = Path(sys.executable).parent
+MIRROR = str(BIN / "wandb-mirror") if (BIN / "wandb-mirror").exists() else "wandb-mirror"
+API_KEY = "x" * 40  # the served store accepts any key; never a real one
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# Requests a pass makes once, whatever the number of projects (the rest are per project).
+PER_PASS_OPERATIONS = {"Viewer", "GetProjects", "ServerFeaturesQuery"}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# =============================================================================================
+# upstream: seeded once, cached, served from a private copy
+# =============================================================================================
+def cache_key(doc: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
+    # the bytes a fixture seeds come from this code: a change there must not reuse a stale cache
+    h.update((ROOT / "src" / "wandb_mirror" / "fixtures.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def seeded(out: Path, name: str, doc: dict[str, Any]) -> tuple[Path, float]:
+    """A seeded store for `doc` under out/cache (built once); returns (path, seconds spent seeding now)."""
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    final = cache / f"{name}-{cache_key(doc)}"
+    if (final / "READY").exists():
+        return final, 0.0
+    log(f"seeding {name} upstream into {final} (once; cached for later runs)")
+    tmp = cache / (final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    doc_path = cache / (final.name + ".json")
+    doc_path.write_text(json.dumps(doc))
+    t0 = time.monotonic()
+    subprocess.run([MIRROR, "seed", "--store", str(tmp), str(doc_path)], check=True, stdout=subprocess.DEVNULL)
+    conn = sqlite3.connect(tmp / "catalog.db")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final, time.monotonic() - t0
+
+
+def working_copy(src: Path, dst: Path) -> Path:
+    """A private upstream: the catalog copied, the (immutable) objects hard-linked."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    shutil.copyfile(src / "catalog.db", dst / "catalog.db")
+    shutil.copytree(src / "objects", dst / "objects", copy_function=os.link)
+    return dst
+
+
+class Server:
+    """`wandb-mirror serve` in its own process."""
+
+    def __init__(self, store: Path, latency_ms: float, logfile: Path):
+        self.logf = open(logfile, "wb")
+        self.proc = subprocess.Popen([MIRROR, "serve", "--store", str(store), "--port", "0",
+                                      "--latency-ms", str(latency_ms)],
+                                     stdout=subprocess.PIPE, stderr=self.logf)
+        line = self.proc.stdout.readline().decode().strip()
+        m = re.match(r"listening on (http://\S+)", line)
+        if not m:
+            raise RuntimeError(f"serve did not start: {line!r} (see {logfile})")
+        self.url = m.group(1)
+        self.latency_ms = latency_ms
+
+    def take(self) -> list[dict[str, Any]]:
+        req = urllib.request.Request(f"{self.url}/_mirror/requests?reset=1",
+                                     headers={"Authorization": "Basic " + _b64(f"api:{API_KEY}")})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read())
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.logf.close()
+
+
+def _b64(s: str) -> str:
+    import base64
+
+    return base64.b64encode(s.encode()).decode()
+
+
+# =============================================================================================
+# measuring a phase: wall time, process-tree RSS, server requests/bytes/CPU
+# =============================================================================================
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _procs() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, comm) for every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        comm = s[s.index("(") + 1: s.rindex(")")]
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        out[int(d)] = (ppid, comm)
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+class TreeSampler(threading.Thread):
+    """Peak RSS of a process and all its descendants (summed), and the peak of each program in it."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_total = 0
+        self.peak_by_comm: dict[str, int] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            procs = _procs()
+            children: dict[int, list[int]] = {}
+            for pid, (ppid, _) in procs.items():
+                children.setdefault(ppid, []).append(pid)
+            todo, total, by = [self.pid], 0, {}
+            while todo:
+                p = todo.pop()
+                r = _rss(p)
+                total += r
+                if p in procs:
+                    c = procs[p][1]
+                    by[c] = by.get(c, 0) + r
+                todo.extend(children.get(p, []))
+            self.peak_total = max(self.peak_total, total)
+            for c, r in by.items():
+                self.peak_by_comm[c] = max(self.peak_by_comm.get(c, 0), r)
+            self.stop_event.wait(self.interval)
+
+
+@dataclass
+class Phase:
+    key: str
+    label: str
+    wall: float = 0.0
+    requests: int = 0
+    bytes: int = 0
+    peak_rss: int = 0                     # whole process tree, summed
+    peak_by_comm: dict[str, int] = field(default_factory=dict)
+    maxrss_main: int = 0                  # ru_maxrss of the phase's own process
+    cpu: float = 0.0                      # user+sys of the phase's process tree
+    server_cpu: float = 0.0
+    server_service_ms: float = 0.0        # mean time the server spent per request, its added latency excluded
+    operations: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+    rc: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mb(self) -> float:
+        return self.bytes / 1e6
+
+
+def run_measured(cmd: list[str], env: dict[str, str], outfile: Path) -> tuple[float, int, TreeSampler, Any]:
+    with open(outfile, "wb") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop_event.set()
+        sampler.join()
+    return wall, proc.returncode, sampler, ru
+
+
+def phase(key: str, label: str, cmd: list[str], server: Server, workdir: Path, env: dict[str, str]) -> Phase:
+    log(f"{key}: {label}")
+    server.take()  # reset the log
+    cpu0 = server.cpu()
+    outfile = workdir / f"{key}.out"
+    wall, rc, sampler, ru = run_measured(cmd, env, outfile)
+    entries = server.take()
+    ph = Phase(key, label, wall=wall, rc=rc)
+    ph.server_cpu = server.cpu() - cpu0
+    ph.requests = len(entries)
+    ph.bytes = sum(e.get("bytes", 0) for e in entries)
+    ops: dict[str, int] = {}
+    for e in entries:
+        op = e.get("operation") or ("GET " + e["path"].split("/")[1] if e.get("path") else "?")
+        ops[op] = ops.get(op, 0) + 1
+    ph.operations = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+    if entries:
+        ph.server_service_ms = sum(max(0.0, e.get("ms", 0) - server.latency_ms) for e in entries) / len(entries)
+    ph.peak_rss = sampler.peak_total
+    ph.peak_by_comm = dict(sampler.peak_by_comm)
+    ph.maxrss_main = ru.ru_maxrss * 1024
+    ph.cpu = ru.ru_utime + ru.ru_stime
+    ph.output = outfile.read_text(errors="replace")
+    if rc != 0:
+        log(f"{key}: exit {rc}; last output:\n{ph.output[-2000:]}")
+    log(f"{key}: {wall:.1f}s, {ph.requests} requests, {ph.mb:.1f} MB, peak RSS {ph.peak_rss / 1e6:.0f} MB")
+    return ph
+
+
+def mirror_config(path: Path, url: str, store: Path, concurrency: int, **toggles: bool) -> Path:
+    lines = ["[source]", f'base_url = "{url}"']
+    lines += [f"{k} = {'true' if v else 'false'}" for k, v in toggles.items()]
+    lines += ["", "[store]", f'path = "{store}"', "", "[sync]", f"concurrency = {concurrency}", 'progress = "never"', ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def mirror_cmd(config: Path, *extra: str) -> list[str]:
+    return [MIRROR, "sync", "--config", str(config), "--once", "--quiet", *extra]
+
+
+def pass_stats(store: Path) -> dict[str, Any]:
+    """The last pass the mirror recorded (requests, stats) from its own catalog."""
+    conn = sqlite3.connect(f"file:{store / 'catalog.db'}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT status, requests, stats, started_at, finished_at FROM passes ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    return {"status": row[0], "requests": row[1], "stats": json.loads(row[2] or "{}")} if row else {}
+
+
+def pass_seconds(output: str) -> float | None:
+    m = re.search(r"pass \d+ \w+ in ([\d.]+)s", output)
+    return float(m.group(1)) if m else None
+
+
+# =============================================================================================
+# machine limits
+# =============================================================================================
+def md5_per_core(mb: int = 256) -> float:
+    buf = os.urandom(1 << 20)
+    t0 = time.perf_counter()
+    h = hashlib.md5()
+    for _ in range(mb):
+        h.update(buf)
+    h.hexdigest()
+    return mb * (1 << 20) / 1e6 / (time.perf_counter() - t0)
+
+
+def file_urls(store: Path, base: str) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(f"file:{store / 'catalog.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT p.entity, p.name, r.name, f.name, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
+                            "JOIN projects p ON p.pk = r.project_pk WHERE f.tombstoned_at IS NULL ORDER BY f.run_pk, f.name"
+                            ).fetchall()
+    finally:
+        conn.close()
+    return [(f"/files/{quote(e, safe='')}/{quote(p, safe='')}/{quote(r, safe='')}/{quote(n)}", size)
+            for e, p, r, n, size in rows]
+
+
+def raw_get_loop(base: str, paths: list[tuple[str, int]], threads: int) -> tuple[float, int, float]:
+    """GET every path over keep-alive connections, bodies read and dropped: (MB/s, bytes, seconds)."""
+    u = urlsplit(base)
+    auth = "Basic " + _b64(f"api:{API_KEY}")
+    chunks = [paths[i::threads] for i in range(threads)]
+
+    def worker(mine: list[tuple[str, int]]) -> int:
+        conn = HTTPConnection(u.hostname, u.port, timeout=120)
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        n = 0
+        for path, _size in mine:
+            conn.request("GET", path, headers={"Authorization": auth})
+            r = conn.getresponse()
+            while True:
+                k = r.readinto(view)
+                if not k:
+                    break
+                n += k
+            r.close()
+        conn.close()
+        return n
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(worker, chunks))
+    secs = time.monotonic() - t0
+    return total / 1e6 / secs, total, secs
+
+
+def sqlite_insert_rate(source: Path, dest: Path, rows: int = 200_000, chunk: int = 5000) -> tuple[float, float]:
+    """History rows/s (and MB/s) into a fresh catalog-shaped table, the mirror's pragmas and chunking."""
+    src = sqlite3.connect(f"file:{source / 'catalog.db'}?mode=ro", uri=True)
+    data = src.execute("SELECT run_pk, step, row FROM history LIMIT ?", [rows]).fetchall()
+    src.close()
+    dest.unlink(missing_ok=True)
+    conn = sqlite3.connect(dest, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE history (run_pk INTEGER NOT NULL, step INTEGER NOT NULL, row TEXT NOT NULL, "
+                 "PRIMARY KEY (run_pk, step)) WITHOUT ROWID")
+    nbytes = sum(len(r[2]) for r in data)
+    t0 = time.perf_counter()
+    for i in range(0, len(data), chunk):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR REPLACE INTO history (run_pk, step, row) VALUES (?, ?, ?)", data[i:i + chunk])
+        conn.execute("COMMIT")
+    secs = time.perf_counter() - t0
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(dest) + suffix).unlink(missing_ok=True)
+    return len(data) / secs, nbytes / 1e6 / secs
+
+
+# =============================================================================================
+# the run
+# =============================================================================================
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="wandb-mirror benchmark (docs/benchmarks.md)")
+    ap.add_argument("--scale", type=int, default=1, help="multiply the workload's runs (default 1: 200 runs)")
+    ap.add_argument("--quick", action="store_true", help="a 40-run workload, for trying the harness out")
+    ap.add_argument("--concurrency", type=int, default=8, help="wandb-mirror's concurrency = the official pool's width")
+    ap.add_argument("--latency-ms", type=float, default=30.0, help="added to every response (a WAN round trip)")
+    ap.add_argument("--cheap-runs", type=int, default=2000, help="runs of the no-change project (default 2000)")
+    ap.add_argument("--skip-official", action="store_true", help="skip B1/B2 (the official client)")
+    ap.add_argument("--out", default=str(HERE / "out"), help="work and cache directory (default bench/out)")
+    args = ap.parse_args(argv)
+
+    t_start = time.monotonic()
+    out = Path(args.out).resolve()
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = dict(os.environ, WANDB_API_KEY=API_KEY, WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    runs = 40 if args.quick else 200
+    doc = W.workload(args.scale, runs=runs)
+    n_runs = len(doc["projects"][0]["runs"])
+    C = args.concurrency
+    res: dict[str, Any] = {"machine": machine(), "scale": args.scale, "quick": args.quick, "runs": n_runs,
+                           "concurrency": C, "cheap_runs": args.cheap_runs, "latency_ms": args.latency_ms, "phases": {}, "limits": {}}
+
+    up_cache, seed_s = seeded(out, f"bench-r{n_runs}", doc)
+    cheap_cache, cheap_seed_s = seeded(out, f"cheap-r{args.cheap_runs}", W.cheap_workload(args.cheap_runs))
+    res["seed_seconds"] = round(seed_s + cheap_seed_s, 1)
+    upstream = working_copy(up_cache, work / "upstream")
+    server = Server(upstream, args.latency_ms, work / "serve.log")
+    phases: dict[str, Phase] = {}
+    try:
+        # --- A: wandb-mirror -----------------------------------------------------------------------
+        cfg = mirror_config(work / "mirror.toml", server.url, work / "mirror", C)
+        phases["A1"] = phase("A1", "wandb-mirror: first mirror (empty store)", mirror_cmd(cfg), server, work, env)
+        phases["A1"].extra["pass"] = pass_stats(work / "mirror")
+        phases["A2"] = phase("A2", "wandb-mirror: second pass, no change", mirror_cmd(cfg), server, work, env)
+
+        # --- B: the official client --------------------------------------------------------------
+        if not args.skip_official:
+            for key, threads in (("B1", 1), ("B2", C)):
+                cmd = [sys.executable, str(HERE / "official_export.py"), server.url, "bench/bench",
+                       str(work / f"official-{threads}"), "--threads", str(threads)]
+                label = ("official client: documented loop, 1 thread" if threads == 1
+                         else f"official client: same loop, {threads} threads")
+                ph = phases[key] = phase(key, label, cmd, server, work, env)
+                last = ph.output.strip().splitlines()[-1] if ph.output.strip() else "{}"
+                try:
+                    ph.extra["export"] = json.loads(last)
+                except ValueError:
+                    ph.extra["export"] = {"error": last[-300:]}
+                shutil.rmtree(work / f"official-{threads}", ignore_errors=True)
+
+        # --- A3: after 10% of the runs changed ---------------------------------------------------
+        change = W.change_upstream(str(upstream / "catalog.db"))
+        res["change"] = {"changed_runs": len(change["changed_runs"]), "edited_run": change["edited_run"],
+                         "rows": change["rows"]}
+        phases["A3"] = phase("A3", f"wandb-mirror: after {len(change['changed_runs'])} runs got history "
+                             "and 1 summary was edited (reconcile pass)", mirror_cmd(cfg, "--reconcile"), server, work, env)
+        phases["A3"].extra["pass"] = pass_stats(work / "mirror")
+
+        # --- A4/A5: one kind of data at a time, to set against the limits -------------------------
+        cfg_files = mirror_config(work / "files.toml", server.url, work / "mirror-files", C, history=False,
+                                  events=False, artifacts=False, sweeps=False, reports=False)
+        phases["A4"] = phase("A4", "wandb-mirror: run files only (empty store)", mirror_cmd(cfg_files), server, work, env)
+        phases["A4"].extra["pass"] = pass_stats(work / "mirror-files")
+        shutil.rmtree(work / "mirror-files", ignore_errors=True)
+        cfg_hist = mirror_config(work / "history.toml", server.url, work / "mirror-history", C, files=False,
+                                 events=False, artifacts=False, sweeps=False, reports=False)
+        phases["A5"] = phase("A5", "wandb-mirror: history only (empty store)", mirror_cmd(cfg_hist), server, work, env)
+        phases["A5"].extra["pass"] = pass_stats(work / "mirror-history")
+        shutil.rmtree(work / "mirror-history", ignore_errors=True)
+
+        # --- limits ----------------------------------------------------------------------------------
+        log("limits: md5, raw GET loop, SQLite inserts")
+        paths = file_urls(upstream, server.url)
+        server.take()
+        cpu0 = server.cpu()
+        raw1 = raw_get_loop(server.url, paths, 1)
+        rawc = raw_get_loop(server.url, paths, C)
+        raw_cpu = server.cpu() - cpu0
+        server.take()
+        rows_s, rows_mb = sqlite_insert_rate(upstream, work / "insert-test.db")
+        res["limits"] = {"md5_mb_s_per_core": md5_per_core(), "raw_get_1_mb_s": raw1[0], "raw_get_c_mb_s": rawc[0],
+                         "raw_get_bytes": rawc[1], "raw_get_1_s": raw1[2], "raw_get_c_s": rawc[2],
+                         "raw_get_server_cpu_s": raw_cpu, "raw_get_requests": 2 * len(paths),
+                         "sqlite_rows_s": rows_s, "sqlite_mb_s": rows_mb}
+    finally:
+        server.stop()
+
+    # --- C: the 2,000-run project ------------------------------------------------------------------
+    cheap_up = working_copy(cheap_cache, work / "cheap-upstream")
+    server = Server(cheap_up, args.latency_ms, work / "serve-cheap.log")
+    try:
+        cfg_c = mirror_config(work / "cheap.toml", server.url, work / "mirror-cheap", C)
+        phases["C1"] = phase("C1", f"{args.cheap_runs}-run project: first pass", mirror_cmd(cfg_c), server, work, env)
+        phases["C2"] = phase("C2", f"{args.cheap_runs}-run project: no-change pass", mirror_cmd(cfg_c), server, work, env)
+        phases["C2"].extra["pass"] = pass_stats(work / "mirror-cheap")
+    finally:
+        server.stop()
+
+    for ph in phases.values():
+        ph.extra["pass_seconds"] = pass_seconds(ph.output)
+        res["phases"][ph.key] = {k: v for k, v in asdict(ph).items() if k != "output"}
+    res["total_seconds"] = round(time.monotonic() - t_start, 1)
+    table, verdicts = report(res, phases)
+    print(table)
+    print()
+    print("\n".join(verdicts))
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    (out / "results.md").write_text(table + "\n\n" + "\n".join(verdicts) + "\n")
+    shutil.rmtree(work / "upstream", ignore_errors=True)
+    shutil.rmtree(work / "cheap-upstream", ignore_errors=True)
+    log(f"done in {res['total_seconds']:.0f}s (results in {out / 'results.md'})")
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
+
+
+# =============================================================================================
+# the report
+# =============================================================================================
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
+    C = res["concurrency"]
+    lat = res["latency_ms"]
+    lines = [f"wandb-mirror benchmark: {res['runs']} runs (scale {res['scale']}{', quick' if res['quick'] else ''}), "
+             f"{lat:g} ms added per response, concurrency {C}, {res['machine']['cores']} cores "
+             f"({res['machine']['cpu']}), total {res['total_seconds']:.0f}s",
+             "",
+             "| phase | what | wall s | requests | MB served | peak RSS MB | client CPU s | server CPU s | server ms/req |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, p in ph.items():
+        lines.append(f"| {k} | {p.label} | {p.wall:.1f} | {p.requests:,} | {p.mb:,.1f} | {_mb(p.peak_rss)} | "
+                     f"{p.cpu:.1f} | {p.server_cpu:.1f} | {1000 * p.server_cpu / max(1, p.requests):.2f} |")
+    for k in ("B1", "B2"):
+        if k in ph:
+            by = ph[k].peak_by_comm
+            core = max((v for c, v in by.items() if "wandb-core" in c), default=0)
+            lines.append(f"\n{k} peak RSS by program: " + ", ".join(f"{c} {_mb(v)} MB" for c, v in sorted(by.items()))
+                         + f" (the table sums the tree; wandb-core alone peaked at {_mb(core)} MB)")
+    a1 = ph["A1"]
+    if "B1" in ph and "B2" in ph:
+        lines += ["", "| ratio A1/B | wall | requests | bytes | peak RSS |", "|---|---:|---:|---:|---:|"]
+        for k in ("B1", "B2"):
+            b = ph[k]
+            lines.append(f"| A1 / {k} | {_ratio(a1.wall, b.wall)} | {_ratio(a1.requests, b.requests)} | "
+                         f"{_ratio(a1.bytes, b.bytes)} | {_ratio(a1.peak_rss, b.peak_rss)} |")
+    L = res["limits"]
+    a4, a5 = ph["A4"], ph["A5"]
+    a4_bytes = a4.extra.get("pass", {}).get("stats", {}).get("file_bytes", a4.bytes)
+    a4_mb_s = a4_bytes / 1e6 / a4.wall
+    a5_rows = a5.extra.get("pass", {}).get("stats", {}).get("history_rows", 0)
+    a5_rows_s = a5_rows / a5.wall if a5.wall else 0
+    lines += ["", "| limit of this machine | measured | wandb-mirror | share |", "|---|---:|---:|---:|",
+              f"| md5, one core | {L['md5_mb_s_per_core']:,.0f} MB/s | {a4_mb_s:,.0f} MB/s (A4, hashed once while written) | "
+              f"{100 * a4_mb_s / L['md5_mb_s_per_core']:.0f}% |",
+              f"| raw GET loop, 1 connection | {L['raw_get_1_mb_s']:,.0f} MB/s | | |",
+              f"| raw GET loop, {C} connections | {L['raw_get_c_mb_s']:,.0f} MB/s | {a4_mb_s:,.0f} MB/s (A4) | "
+              f"{100 * a4_mb_s / L['raw_get_c_mb_s']:.0f}% |",
+              f"| SQLite history inserts | {L['sqlite_rows_s']:,.0f} rows/s ({L['sqlite_mb_s']:,.0f} MB/s) | "
+              f"{a5_rows_s:,.0f} rows/s (A5, over the wire) | {100 * a5_rows_s / L['sqlite_rows_s']:.0f}% |",
+              f"\nserver: raw GET loop cost {1000 * L['raw_get_server_cpu_s'] / max(1, L['raw_get_requests']):.2f} ms CPU "
+              f"per file request; GraphQL phases above: see server ms/req."]
+    res["derived"] = {"a4_mb_s": a4_mb_s, "a5_rows_s": a5_rows_s}
+
+    # --- targets -----------------------------------------------------------------------------------
+    v: list[str] = []
+
+    def verdict(ok: bool, text: str) -> None:
+        v.append(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+    if "B1" in ph:
+        r1 = ph["B1"].wall / a1.wall
+        verdict(r1 >= 5, f"first mirror >= 5x faster than the documented single-threaded loop: {r1:.1f}x "
+                         f"({a1.wall:.0f}s vs {ph['B1'].wall:.0f}s)")
+    if "B2" in ph:
+        r2 = ph["B2"].wall / a1.wall
+        verdict(r2 >= 2, f"first mirror >= 2x faster than the official client on {C} threads: {r2:.1f}x "
+                         f"({a1.wall:.0f}s vs {ph['B2'].wall:.0f}s)")
+    c2 = ph["C2"]
+    per_pass = sum(n for op, n in c2.operations.items() if op in PER_PASS_OPERATIONS)
+    per_project = c2.requests - per_pass
+    secs = c2.wall
+    verdict(per_project <= 5 and secs < 2,
+            f"no-change pass on a {res['cheap_runs']:,}-run project: {per_project} requests for the project (+{per_pass} per pass: "
+            f"{', '.join(sorted(op for op in c2.operations if op in PER_PASS_OPERATIONS))}), "
+            f"{secs:.2f}s wall for the whole command ({c2.extra.get('pass_seconds') or 0:.2f}s in the pass)")
+    a2, a3 = ph["A2"], ph["A3"]
+    changed = res["change"]["changed_runs"] + 1
+    per_run_first = a1.requests / res["runs"]
+    extra_req = a3.requests - a2.requests
+    per_changed = extra_req / changed
+    verdict(per_changed <= per_run_first,
+            f"10%-changed pass costs requests in proportion to the changed runs: {a3.requests} requests = "
+            f"{a2.requests} (no change) + {extra_req} for {changed} changed runs = {per_changed:.1f} per changed run "
+            f"(first pass: {per_run_first:.1f} per run; listing all {res['runs']} runs adds "
+            f"{a3.operations.get('Runs', 0)} Runs pages)")
+    share = a4_mb_s / L["raw_get_c_mb_s"]
+    verdict(share >= 0.5, f"file throughput >= 50% of raw serving: {a4_mb_s:,.0f} MB/s = {100 * share:.0f}% "
+                          f"of {L['raw_get_c_mb_s']:,.0f} MB/s (raw GET loop, {C} connections)")
+    rss = max(a1.peak_rss, ph["C1"].peak_rss, a3.peak_rss)
+    scale = res["scale"]
+    where = (f"measured at scale {scale} (A1 {_mb(a1.peak_rss)} MB) and on the {res['cheap_runs']:,}-run project "
+             f"(C1 {_mb(ph['C1'].peak_rss)} MB)")
+    if scale >= 10:
+        verdict(rss <= 300e6, f"peak RSS <= 300 MB at scale 10: {_mb(rss)} MB")
+    else:
+        verdict(rss <= 300e6, f"peak RSS <= 300 MB at scale 10: {_mb(rss)} MB {where}; "
+                              f"scale 10 itself: `python bench/run.py --scale 10 --skip-official`")
+    return "\n".join(lines), v
+
+
+if __name__ == "__main__":
+    sys.exit(main())
