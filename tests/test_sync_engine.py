@@ -169,6 +169,8 @@ def test_round_trip_through_the_official_client(world: World, make_wandb_api, st
         if _norm(a) != _norm(b):
             diffs.append(f"{what}: upstream {_norm(a)[:200]} != mirror {_norm(b)[:200]}")
 
+    viewer = lambda api: (api.default_entity, api.viewer.username, api.viewer.name, api.viewer.email)  # noqa: E731
+    cmp("viewer", viewer(A), viewer(B))
     cmp("projects", sorted(p.name for p in A.projects(ENTITY)), sorted(p.name for p in B.projects(ENTITY)))
     for p in ("vision", "nlp"):
         path = f"{ENTITY}/{p}"

@@ -146,7 +146,8 @@ def viewer_from_node(node: dict[str, Any]) -> Viewer:
             teams.append(name)
     username = _str(node.get("username")) or _str(node.get("entity")) or "unknown"
     user = User(username=username, id=_str(node.get("id")), name=_str(node.get("name")) or username,
-                email=_str(node.get("email")), entity=_str(node.get("entity")), teams=json.dumps(teams))
+                email=_str(node.get("email")), entity=_str(node.get("entity")), admin=1 if node.get("admin") else 0,
+                teams=json.dumps(teams))
     return Viewer(user=user, entity=_str(node.get("entity")), teams=teams)
 
 

@@ -208,13 +208,17 @@ fragment ArtifactFragment on Artifact {
 # ---------------------------------------------------------------------------------------------
 # viewer, features, projects
 # ---------------------------------------------------------------------------------------------
+# wandb-core's Viewer (query_viewer.graphql) plus `name` and `admin`, which the official GetViewer's
+# UserFragment selects too: the mirror keeps the user's display name.
 VIEWER = Document("Viewer", """
 query Viewer {
   viewer {
     id
     entity
     username
+    name
     email
+    admin
     flags
     teams {
       edges {
