@@ -391,3 +391,17 @@ def test_api_key_from_env_then_netrc_then_clear_error(tmp_path: Path, monkeypatc
     msg = str(ei.value)
     assert "WANDB_API_KEY" in msg and "wandb.example.com" in msg and "\n" not in msg
     assert ei.value.exit_code == 2
+
+
+def test_sessions_are_pooled_not_per_thread(serve) -> None:
+    s = serve(lambda req: OK)
+    t = transport(s.url, concurrency=2)
+    for _ in range(5):  # short-lived worker threads, as each pass's thread pool has
+        threads = [threading.Thread(target=viewer, args=(t,)) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert len(t._all_sessions) <= 2
+    t.close()
+    assert t._all_sessions == []

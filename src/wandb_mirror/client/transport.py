@@ -229,8 +229,11 @@ class Transport:
         self._limiter = RateLimiter(rate_limit) if rate_limit and rate_limit > 0 else None
         self._sleep = sleep
         self._key = api_key
-        self._local = threading.local()  # one Session per thread: requests.Session is not thread-safe
-        self._sessions: list[requests.Session] = []
+        # requests.Session is not thread-safe: a request borrows one from this pool (while holding the
+        # semaphore, so there are never more than `concurrency`), keeping connections alive across
+        # passes without one Session per short-lived worker thread.
+        self._idle: list[requests.Session] = []
+        self._all_sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         # (operation, variables) of every GraphQL call when set to a list: for tests and debugging
         # (the key is never part of it).
@@ -251,24 +254,28 @@ class Transport:
         }
 
     # -- sessions ----------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.headers.update(self.headers)
-            s.trust_env = False  # no ~/.netrc auth injected by requests for foreign hosts; proxies set below
-            s.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-            self._local.session = s
-            with self._sessions_lock:
-                self._sessions.append(s)
+    def _take_session(self) -> requests.Session:
+        with self._sessions_lock:
+            if self._idle:
+                return self._idle.pop()
+        s = requests.Session()
+        s.headers.update(self.headers)
+        s.trust_env = False  # no ~/.netrc auth injected by requests for foreign hosts; proxies set below
+        s.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        with self._sessions_lock:
+            self._all_sessions.append(s)
         return s
+
+    def _give_session(self, s: requests.Session) -> None:
+        with self._sessions_lock:
+            self._idle.append(s)
 
     def close(self) -> None:
         with self._sessions_lock:
-            for s in self._sessions:
+            for s in self._all_sessions:
                 s.close()
-            self._sessions.clear()
-        self._local = threading.local()
+            self._all_sessions.clear()
+            self._idle.clear()
 
     def resolve(self, url: str) -> str:
         """Absolute URL: W&B sometimes hands out paths relative to the API host."""
@@ -360,14 +367,15 @@ class Transport:
         resp.close()
         raise _Retryable(f"HTTP {code}: {msg}", status=code, retry_after=retry_after)
 
-    def _send(self, method: str, url: str, operation: str, *, stream: bool = False, **kw: Any) -> requests.Response:
+    def _send(self, session: requests.Session, method: str, url: str, operation: str, *, stream: bool = False,
+              **kw: Any) -> requests.Response:
         """One attempt: limits, counting, transport errors mapped to retryable ones."""
         if self._limiter:
             self._limiter.acquire()
         self.stats.count(operation)
         auth = ("api", self._key) if self.under_base(url) else None
         try:
-            resp = self._session().request(method, url, auth=auth, timeout=self.timeout, stream=stream,
+            resp = session.request(method, url, auth=auth, timeout=self.timeout, stream=stream,
                                            allow_redirects=True, **kw)
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as e:
@@ -392,13 +400,17 @@ class Transport:
 
         def attempt() -> dict[str, Any]:
             with self._sem:
-                resp = self._send("POST", self.graphql_url, operation, data=payload)
+                session = self._take_session()
                 try:
-                    raw = resp.content
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-                    raise _Retryable(f"truncated response: {_short(e)}") from None
+                    resp = self._send(session, "POST", self.graphql_url, operation, data=payload)
+                    try:
+                        raw = resp.content
+                    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                        raise _Retryable(f"truncated response: {_short(e)}") from None
+                    finally:
+                        resp.close()
                 finally:
-                    resp.close()
+                    self._give_session(session)
             try:
                 doc = json.loads(raw)
             except ValueError:
@@ -434,16 +446,20 @@ class Transport:
 
         def attempt() -> Any:
             with self._sem:
-                resp = self._send("GET", url, operation, stream=True, headers={"Accept": "*/*"})
+                session = self._take_session()
                 try:
-                    return consume(self._chunks(resp))
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                        requests.Timeout) as e:
-                    raise _Retryable(f"download interrupted: {_short(e)}") from None
-                except _Truncated as e:
-                    raise _Retryable(str(e)) from None
+                    resp = self._send(session, "GET", url, operation, stream=True, headers={"Accept": "*/*"})
+                    try:
+                        return consume(self._chunks(resp))
+                    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            requests.Timeout) as e:
+                        raise _Retryable(f"download interrupted: {_short(e)}") from None
+                    except _Truncated as e:
+                        raise _Retryable(str(e)) from None
+                    finally:
+                        resp.close()
                 finally:
-                    resp.close()
+                    self._give_session(session)
 
         return self._with_retries(operation, attempt)
 
