@@ -439,7 +439,7 @@ class ProjectSync:
         self.opts = opts
         self.where = f"{project.entity}/{project.name}"
         self.scope = ch.Scope(engine.pass_id, project.entity, project.name)
-        self.ok = True
+        self.ok = True  # no failure (an exception, not a quarantine): a reconcile may count as done
         self.lock = threading.Lock()
         self.failed_created: list[str] = []
         self.max_created: str | None = None
@@ -544,8 +544,6 @@ class ProjectSync:
                     reason = unsafe_id_reason(name)
                     if reason:
                         self.e.quarantine("run", f"{self.where}/{name!r}"[:500], f"unsafe run id: {reason}")
-                        with self.lock:
-                            self.ok = False
                         continue
                     listed.add(name)
                     self.e.stats.add("runs_seen")
@@ -610,15 +608,19 @@ class ProjectSync:
             raise
         except (ApiError, IntegrityError, MirrorError) as e:
             self.fail(f"{self.where}/{name}", e)
-            self.note_failed(lr)
+            self.note_failed(lr, old)
         except Exception as e:
             log.exception("run %s/%s failed", self.where, name)
             self.fail(f"{self.where}/{name}", f"{type(e).__name__}: {e}")
-            self.note_failed(lr)
+            self.note_failed(lr, old)
         finally:
             self.e.progress.run_done()
 
-    def note_failed(self, lr: RunListing) -> None:
+    def note_failed(self, lr: RunListing, old: dict[str, Any] | None) -> None:
+        """A run that was not recorded. A new one holds the created-at watermark back so the next
+        incremental pass lists it again; a known one is found again by its unchanged markers."""
+        if old is not None and old.get("mirrored_at"):
+            return
         with self.lock:
             if lr.run.created_at:
                 self.failed_created.append(lr.run.created_at)
@@ -708,9 +710,7 @@ class ProjectSync:
             self.e.stats.add("sweeps")
         self.e.problems(problems)
         if problems:
-            with self.lock:
-                self.ok = False
-            return
+            return  # a listing with refused entries is not proof of deletions
         for row in self.cat.query("SELECT pk, name FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL", [self.ppk]):
             if row["name"] not in listed:
                 self.e.tombstone(Tombstone("sweep", "sweeps", row["pk"], f"{self.where}/{row['name']}", self.scope))
@@ -730,9 +730,7 @@ class ProjectSync:
             self.e.stats.add("reports")
         self.e.problems(problems)
         if problems:
-            with self.lock:
-                self.ok = False
-            return
+            return  # a listing with refused entries is not proof of deletions
         for row in self.cat.query("SELECT pk, id FROM reports WHERE project_pk = ? AND tombstoned_at IS NULL", [self.ppk]):
             if row["id"] not in listed:
                 self.e.tombstone(Tombstone("report", "reports", row["pk"], f"{self.where}/report {row['id']}", self.scope))
@@ -773,8 +771,6 @@ class RunSync:
                              ("history_keys", "historyKeys")):
                 if src in bad:
                     setattr(run, col, getattr(old_run, col) if old_run else getattr(Run(name=""), col))
-            with ps.lock:
-                ps.ok = False
 
         # 1. history from the last mirrored step
         last_step = old_run.last_step if old_run and old_run.last_step is not None else -1
@@ -849,9 +845,6 @@ class RunSync:
             for fpk, fname in file_tombs:
                 e.tombstone(Tombstone("file", "files", fpk, f"{self.where}/{fname}", ps.scope, run=self.name))
         e.stats.add("runs_new" if new else "runs_updated")
-        if self.failed:
-            with ps.lock:
-                ps.ok = False
 
     # -- history -------------------------------------------------------------------------------
     def fetch_history(self, start: int, stop: int) -> tuple[int | None, int | None, int]:
@@ -969,9 +962,6 @@ class RunSync:
             else:
                 e.progress.add(files=1)
         e.problems(problems)
-        if problems:
-            with ps.lock:
-                ps.ok = False
         tombs = [(r["pk"], n) for n, r in stored.items() if n not in listed and r["tombstoned_at"] is None]
         return out, tombs, True
 
