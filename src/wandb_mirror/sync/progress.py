@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 log = logging.getLogger("wandb_mirror.sync")
@@ -26,7 +27,7 @@ def human_bytes(n: float) -> str:
 
 class Progress:
     def __init__(self, *, stream: TextIO | None = None, mode: str = "auto", interval: float = 0.2,
-                 log_every: float = 15.0, requests: callable | None = None):
+                 log_every: float = 15.0, requests: Callable[[], int] | None = None):
         self.stream = stream or sys.stderr
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = mode != "never"
