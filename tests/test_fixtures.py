@@ -145,3 +145,8 @@ def test_demo_cli(tmp_path: Path):
     assert "38 runs" in r.stdout
     r = cli("seed", "--store", str(tmp_path / "s"))
     assert r.returncode == 2 and "FIXTURE.json or --demo" in r.stderr
+
+
+def test_demo_scales():
+    plan = parse(demo_fixture(scale=3))
+    assert sum(len(p.runs) for p in plan.projects) == 3 * 38

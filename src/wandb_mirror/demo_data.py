@@ -95,7 +95,7 @@ def demo_fixture(scale: int = 1) -> dict[str, Any]:
     ]
     # a summary written by hand that lacks what history has: summary_backfill's work
     runs[17]["summary"] = {"best_epoch": 7, "notes": "summary set by hand"}
-    best_sweep = min((r for r in runs if r.get("sweep") and r["state"] == "finished"),
+    best_sweep = min((r for r in runs if r.get("sweep") and r["state"] == "finished" and isinstance(r["history"], dict)),
                      key=lambda r: r["history"]["metrics"]["val/loss"]["end"])  # type: ignore[index]
 
     shared = [{"path": f"images/train_{k:02d}.bin", "size": 6000 + 37 * k, "seed": 100 + k} for k in range(10)]
