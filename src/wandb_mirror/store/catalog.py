@@ -29,7 +29,7 @@ from ..models import (
     User,
     dumps_compact,
 )
-from . import migrations
+from . import faults, migrations
 
 
 def utcnow() -> str:
@@ -95,12 +95,18 @@ class Catalog:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if faults.active:  # crash and disk-failure injection for the reliability tests (store/faults.py)
+                faults.hit("catalog.begin", conn)
             yield conn
+            if faults.active:
+                faults.hit("catalog.commit", conn)
         except BaseException:
             conn.rollback()
             raise
         else:
             conn.commit()
+            if faults.active:
+                faults.hit("catalog.committed", conn)
 
     def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, params if isinstance(params, dict) else list(params))

@@ -20,6 +20,7 @@ from typing import BinaryIO
 import xxhash
 
 from ..errors import IntegrityError
+from . import faults
 
 CHUNK = 1 << 20
 
@@ -104,8 +105,12 @@ class ObjectStore:
                     for h in hashers.values():
                         h.update(chunk)
                     size += len(chunk)
+                    if faults.active:
+                        faults.hit("objects.write")
                     f.write(chunk)
                 f.flush()
+                if faults.active:
+                    faults.hit("objects.fsync")
                 os.fsync(f.fileno())
             digest = md5.hexdigest()
             if expected_size is not None and size != expected_size:
@@ -115,8 +120,12 @@ class ObjectStore:
             final = self.path(digest)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.chmod(tmp, 0o400)
+            if faults.active:
+                faults.hit("objects.publish")
             os.replace(tmp, final)
             _fsync_dir(final.parent)
+            if faults.active:
+                faults.hit("objects.published")
             return ObjectInfo(digest, size, {n: h.hexdigest() for n, h in hashers.items()})
         finally:
             if tmp.exists():

@@ -79,6 +79,10 @@ RUN_UPDATE_FIELDS = (  # catalog column -> name in run_updated payloads
     ("system_metrics", "system_metrics"),
 )
 HISTORY_CHUNK_ROWS = 5000
+# Upstream calls of one run that may fail for good (each after its own retries) before the run is
+# given up for this pass: a run whose files keep failing is reported and retried next pass instead
+# of spending the pass's shared retry budget (which would stop every run after it).
+RUN_FAILURE_LIMIT = 3
 
 
 class PassAborted(MirrorError):
@@ -754,6 +758,16 @@ class RunSync:
         self.retry = retry
         self.where = f"{ps.where}/{self.name}"
         self.failed = False  # something of this run must be tried again next pass
+        self.failures = 0    # calls of this run that failed for good in this pass
+
+    def call_failed(self) -> bool:
+        """Count a failed call; True once the run has failed often enough to be given up."""
+        self.failed = True
+        self.failures += 1
+        if self.failures == RUN_FAILURE_LIMIT:
+            self.e.error(self.where, f"giving up on this run for this pass after {self.failures} failed calls; "
+                                     "it is tried again next pass")
+        return self.failures >= RUN_FAILURE_LIMIT
 
     def process(self) -> None:
         ps, e = self.ps, self.e
@@ -945,13 +959,15 @@ class RunSync:
                                                   expected_size=f.size)
             except IntegrityError as err:
                 self.e.quarantine("file", f"{self.where}/{f.name}", f"download failed verification: {err}")
-                self.failed = True
+                if self.call_failed():
+                    break
                 continue
             except (AuthError, RetryBudgetExhausted):
                 raise
             except ApiError as err:
                 e.error(f"{self.where}/{f.name}", err)
-                self.failed = True
+                if self.call_failed():
+                    break
                 continue
             f.md5, f.size = info.md5, info.size
             out.append((f, old is not None))
@@ -961,9 +977,14 @@ class RunSync:
                 e.progress.add(files=1, bytes=info.size)
             else:
                 e.progress.add(files=1)
+        else:
+            e.problems(problems)
+            tombs = [(r["pk"], n) for n, r in stored.items() if n not in listed and r["tombstoned_at"] is None]
+            return out, tombs, True
+        # given up part-way: what was downloaded is recorded, the listing is incomplete (no tombstones,
+        # no files marker) and the run's retry marker brings it back next pass
         e.problems(problems)
-        tombs = [(r["pk"], n) for n, r in stored.items() if n not in listed and r["tombstoned_at"] is None]
-        return out, tombs, True
+        return out, [], False
 
     # -- artifacts -----------------------------------------------------------------------------
     def sync_run_artifacts(self, run_pk: int) -> None:
@@ -978,8 +999,8 @@ class RunSync:
                     pk = mirror_artifact(ps, ra, producer=(self.name, run_pk))
                 else:
                     pk = mirror_artifact(ps, ra, consumer_pk=run_pk)
-                if pk is None:
-                    self.failed = True
+                if pk is None and self.call_failed():
+                    return
 
 
 def run_diff(old: Run, new: Run) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,380 @@
+"""Shared helpers for the reliability suite (tests/test_reliability_*.py; no tests here).
+
+- `small_doc()`: a small but varied upstream (history, NaN rows, files, artifacts with md5 and
+  XXH128 digests, a sweep, a running run, a second project) that mirrors in well under a second.
+- `write_config(dir, url, ...)`: a mirror configuration file with fast retries.
+- `Proxy`: a misbehaving HTTP front for a real `serve` (answers instead of the server, or rewrites
+  its GraphQL answers), with a timestamped request log. The data still comes from the real server.
+- `mirror_state(store, entity)`: everything a user could notice about a mirrored entity, as plain
+  values, to compare a mirror with its upstream store.
+- `official_diff(api_a, api_b, ...)`: the same comparison through the official wandb client.
+- `store_problems(path)`: temp files left behind, permissions wider than 0600/0700.
+- `cli(...)`: run `wandb-mirror` as a real process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from wandb_mirror.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTITY = "acme"
+KEY = "k" * 40
+
+
+def small_doc() -> dict[str, Any]:
+    nan_rows = [{"_step": 0, "loss": 1.0}, {"_step": 1, "loss": float("nan")}, {"_step": 2, "loss": float("inf")},
+                {"_step": 3, "loss": float("-inf"), "acc": 0.5}]
+    return {
+        "viewer": {"username": "ada", "entity": ENTITY, "name": "Ada"},
+        "projects": [
+            {"name": "alpha", "created_at": "2024-01-01T00:00:00",
+             "sweeps": [{"name": "sw", "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+                         "parameters": {"lr": {"values": [0.1, 0.01]}}}],
+             "runs": [
+                 {"id": "a1", "state": "finished", "sweep": "sw", "config": {"lr": 0.1, "opt": {"name": "adam"}},
+                  "tags": ["base"], "history": {"steps": 120, "metrics": ["loss", "acc"], "seed": 1},
+                  "events": {"count": 5, "seed": 1},
+                  "files": [{"name": "config.yaml", "text": "lr: 0.1\n"}, {"name": "model.bin", "size": 200_000, "seed": 1},
+                            {"name": "media/plot.png", "size": 3000, "seed": 2}]},
+                 {"id": "a2", "state": "finished", "sweep": "sw", "config": {"lr": 0.01},
+                  "history": {"steps": 60, "metrics": ["loss"], "seed": 2},
+                  "files": [{"name": "out.log", "text": "epoch 1\nepoch 2\n"}, {"name": "w.bin", "size": 50_000, "seed": 3}]},
+                 {"id": "a3", "state": "running", "config": {"lr": 0.5},
+                  "history": {"steps": 40, "metrics": ["loss"], "seed": 3},
+                  "files": [{"name": "live.txt", "text": "still going\n"}]},
+                 {"id": "a4", "state": "crashed", "summary": {"loss": 9.0}, "files": [{"name": "err.txt", "text": "oom\n"}]},
+                 {"id": "a5", "state": "finished", "history": nan_rows, "summary": {"loss": 0.1, "best": float("inf")}},
+                 {"id": "a6", "state": "finished", "notes": "unicode: héllo 🌍", "tags": ["ünï"],
+                  "files": [{"name": "résumé/naïve 文件.txt", "text": "unicode names mirror too\n"}]},
+             ],
+             "artifacts": [
+                 {"name": "data", "type": "dataset", "versions": [
+                     {"files": [{"path": "a.txt", "text": "A"}, {"path": "sub/b.bin", "size": 20_000, "seed": 4}],
+                      "created_by": "a1"},
+                     {"files": [{"path": "a.txt", "text": "A2"}, {"path": "sub/b.bin", "size": 20_000, "seed": 4}],
+                      "created_by": "a2", "used_by": ["a1"], "aliases": ["best"]}]},
+                 {"name": "model", "type": "model", "versions": [
+                     {"files": [{"path": "weights.bin", "size": 30_000, "seed": 5, "alg": "xxh128"}], "created_by": "a2"}]},
+             ]},
+            {"name": "beta", "created_at": "2024-02-01T00:00:00",
+             "runs": [{"id": "b1", "config": {"k": 1}, "history": {"steps": 10, "metrics": ["x"], "seed": 9}},
+                      {"id": "b2", "files": [{"name": "f.txt", "text": "f\n"}]}]},
+        ],
+    }
+
+
+def seed_store(path: Path, doc: dict[str, Any] | None = None) -> Path:
+    from wandb_mirror.fixtures import seed
+
+    with Store(path) as store:
+        seed(store, doc or small_doc())
+    return path
+
+
+def write_config(directory: Path, url: str, *, store: str = "mirror", sync: str = "", extra: str = "",
+                 name: str = "mirror.toml") -> Path:
+    p = directory / name
+    p.write_text(f'[source]\nbase_url = "{url}"\n\n[store]\npath = "{store}"\n\n'
+                 '[sync]\nretry_wait_min = "10ms"\nretry_wait_max = "50ms"\nmax_retries = 6\nprogress = "never"\n'
+                 f"{sync}\n{extra}")
+    return p
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, WANDB_API_KEY=KEY, PYTHONUNBUFFERED="1")
+    env.pop("NOTIFY_SOCKET", None)
+    env.pop("WANDB_MIRROR_FAULTS", None)
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+        ) -> subprocess.CompletedProcess:
+    """`wandb-mirror ARGS` as a real process (stdout, stderr captured as text)."""
+    return subprocess.run([sys.executable, "-m", "wandb_mirror.cli", *args], env=env if env is not None else child_env(),
+                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# a misbehaving front for a real server
+# ---------------------------------------------------------------------------------------------
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class Proxy:
+    """Forwards every request to `upstream` (a real `serve`), except where the test intervenes.
+
+    `intercept(req) -> Answer | None` may answer instead of the server (req: method, path, headers,
+    body, op, variables). `rewrite(req, doc) -> doc` may change a GraphQL answer. Every request is
+    logged with its arrival time and the status the client got.
+    """
+
+    def __init__(self, upstream: str, *, intercept: Callable[[dict[str, Any]], Answer | None] | None = None,
+                 rewrite: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None):
+        self.upstream = upstream.rstrip("/")
+        self.intercept = intercept
+        self.rewrite = rewrite
+        self.log: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.state: dict[str, Any] = {}
+        proxy = self
+        local = threading.local()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.handle_any("GET")
+
+            def do_POST(self) -> None:
+                self.handle_any("POST")
+
+            def do_HEAD(self) -> None:
+                self.handle_any("HEAD")
+
+            def do_PUT(self) -> None:
+                self.handle_any("PUT")
+
+            def handle_any(self, method: str) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                req: dict[str, Any] = {"method": method, "path": self.path, "headers": dict(self.headers), "body": body,
+                                       "op": None, "variables": {}, "t": time.monotonic(),
+                                       "digest": hashlib.sha256(method.encode() + self.path.encode() + body).hexdigest()}
+                if method == "POST" and self.path.rstrip("/").endswith("graphql"):
+                    try:
+                        doc = json.loads(body)
+                        req["op"] = doc.get("operationName")
+                        req["variables"] = doc.get("variables") or {}
+                    except ValueError:
+                        pass
+                answer = proxy.intercept(req) if proxy.intercept else None
+                if answer is None:
+                    s = getattr(local, "session", None)
+                    if s is None:
+                        s = local.session = requests.Session()
+                        s.trust_env = False
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
+                    r = s.request(method, proxy.upstream + self.path, data=body or None, headers=headers,
+                                  allow_redirects=False, timeout=60)
+                    status, out = r.status_code, r.content
+                    rh = {k: v for k, v in r.headers.items()
+                          if k.lower() not in ("content-length", "connection", "transfer-encoding", "content-encoding")}
+                    if proxy.rewrite and req["op"] and status == 200:
+                        try:
+                            doc = json.loads(out)
+                        except ValueError:
+                            doc = None
+                        if isinstance(doc, dict):
+                            out = json.dumps(proxy.rewrite(req, doc)).encode()
+                    answer = (status, rh, out)
+                status, rh, out = answer
+                req["status"] = status
+                with proxy.lock:
+                    proxy.log.append(req)
+                if status == 0:  # drop the connection without an answer
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for k, v in rh.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def requests(self, op: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.log if op is None or r["op"] == op]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def json_answer(status: int, doc: Any, headers: dict[str, str] | None = None) -> Answer:
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(doc).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing a mirror with its upstream
+# ---------------------------------------------------------------------------------------------
+def _h(rows: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _norm_json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return ("unparsable", text)
+
+
+def mirror_state(path: Path, entity: str = ENTITY) -> dict[str, Any]:
+    """What the store holds for `entity`: runs with config/summary/history/events/files, artifact
+    versions with their entries, sweeps, reports. Local bookkeeping (pks, mirrored_at) is left out."""
+    store = Store(path, create=False, readonly=True)
+    try:
+        q = store.catalog.query
+        out: dict[str, Any] = {}
+        for p in q("SELECT pk, name FROM projects WHERE entity = ? ORDER BY name", [entity]):
+            runs = {}
+            for r in q("SELECT * FROM runs WHERE project_pk = ? ORDER BY name", [p["pk"]]):
+                hist = [(x["step"], _norm_json(x["row"])) for x in q(
+                    "SELECT step, row FROM history WHERE run_pk = ? ORDER BY step", [r["pk"]])]
+                runs[r["name"]] = {
+                    **{k: r[k] for k in ("state", "display_name", "tags", "notes", "group_name", "job_type", "sweep_name",
+                                         "created_at", "heartbeat_at", "last_step", "tombstoned_at")},
+                    "tombstoned_at": r["tombstoned_at"] is not None,
+                    "config": _norm_json(r["config"]), "summary": _norm_json(r["summary"]),
+                    "history": (len(hist), _h(hist)),
+                    "events": q("SELECT COUNT(*) AS n FROM events WHERE run_pk = ?", [r["pk"]])[0]["n"],
+                    "files": [(f["name"], f["md5"], f["size"]) for f in q(
+                        "SELECT name, md5, size FROM files WHERE run_pk = ? AND tombstoned_at IS NULL ORDER BY name",
+                        [r["pk"]])],
+                }
+            arts = {}
+            for a in q("SELECT a.*, c.name AS coll FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
+                       "WHERE c.project_pk = ? ORDER BY c.name, a.version_index", [p["pk"]]):
+                entries = [(e["path"], e["digest"], e["size"], e["md5"]) for e in q(
+                    "SELECT path, digest, size, md5 FROM artifact_files WHERE artifact_pk = ? ORDER BY path", [a["pk"]])]
+                arts[f"{a['coll']}:v{a['version_index']}"] = {
+                    "digest": a["digest"], "aliases": _norm_json(a["aliases"]), "state": a["state"], "size": a["size"],
+                    "entries": entries, "tombstoned": a["tombstoned_at"] is not None}
+            sweeps = {s["name"]: (s["state"], s["best_loss"], s["run_count"], s["config"]) for s in q(
+                "SELECT * FROM sweeps WHERE project_pk = ? ORDER BY name", [p["pk"]])}
+            reports = sorted((r["id"], r["name"]) for r in q("SELECT id, name FROM reports WHERE project_pk = ?", [p["pk"]]))
+            out[p["name"]] = {"runs": runs, "artifacts": arts, "sweeps": sweeps, "reports": reports}
+        return out
+    finally:
+        store.close()
+
+
+def state_diff(a: dict[str, Any], b: dict[str, Any], where: str = "") -> list[str]:
+    """Human-readable differences between two `mirror_state` values (empty: equal)."""
+    out: list[str] = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a:
+                out.append(f"{where}/{k}: only in the mirror")
+            elif k not in b:
+                out.append(f"{where}/{k}: missing from the mirror")
+            else:
+                out += state_diff(a[k], b[k], f"{where}/{k}")
+    elif _norm(a) != _norm(b):
+        out.append(f"{where}: upstream {str(a)[:150]} != mirror {str(b)[:150]}")
+    return out
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    return v
+
+
+def official_diff(A: Any, B: Any, entity: str, projects: list[str], tmp: Path) -> list[str]:
+    """Differences between two servers as the official client sees them (A: upstream, B: mirror)."""
+    diffs: list[str] = []
+
+    def cmp(what: str, a: Any, b: Any) -> None:
+        ja, jb = (json.dumps(x, sort_keys=True, default=str) for x in (a, b))  # NaN == NaN here
+        if ja != jb:
+            diffs.append(f"{what}: upstream {ja[:300]} != mirror {jb[:300]}")
+
+    cmp("projects", sorted(p.name for p in A.projects(entity)), sorted(p.name for p in B.projects(entity)))
+    for p in projects:
+        path = f"{entity}/{p}"
+        ra, rb = list(A.runs(path)), list(B.runs(path))
+        cmp(f"{p} runs", [r.id for r in ra], [r.id for r in rb])
+        for x, y in zip(ra, rb):
+            for attr in ("name", "state", "tags", "notes", "group", "job_type", "created_at", "sweep_name",
+                         "lastHistoryStep"):
+                cmp(f"{x.id}.{attr}", getattr(x, attr), getattr(y, attr))
+            cmp(f"{x.id}.config", x.config, y.config)
+            cmp(f"{x.id}.summary", dict(x.summary), dict(y.summary))
+            cmp(f"{x.id}.scan_history", list(x.scan_history()), list(y.scan_history()))
+            cmp(f"{x.id}.files", sorted((f.name, f.md5, f.size) for f in x.files()),
+                sorted((f.name, f.md5, f.size) for f in y.files()))
+            cmp(f"{x.id}.logged", [(a.name, a.digest, a.aliases) for a in x.logged_artifacts()],
+                [(a.name, a.digest, a.aliases) for a in y.logged_artifacts()])
+        for t in A.artifact_types(path):
+            for c in t.collections():
+                va = [(v.name, v.digest, v.aliases, v.size) for v in A.artifacts(t.name, f"{path}/{c.name}")]
+                vb = [(v.name, v.digest, v.aliases, v.size) for v in B.artifacts(t.name, f"{path}/{c.name}")]
+                cmp(f"{c.name} versions", va, vb)
+                for v in B.artifacts(t.name, f"{path}/{c.name}"):
+                    root = v.download(root=str(tmp / p / c.name / v.version))
+                    v.verify(root=root)  # raises on any byte that does not match the manifest
+        cmp(f"{p} sweeps", sorted((s.id, s.state) for s in A.project(p, entity).sweeps()),
+            sorted((s.id, s.state) for s in B.project(p, entity).sweeps()))
+    return diffs
+
+
+# ---------------------------------------------------------------------------------------------
+# store hygiene
+# ---------------------------------------------------------------------------------------------
+def store_problems(path: Path) -> list[str]:
+    """Temp files left behind, and files or directories others could read or write."""
+    out: list[str] = []
+    tmp = path / "objects" / "tmp"
+    if tmp.exists():
+        out += [f"temp file left: {p.name}" for p in tmp.iterdir()]
+    for p in [path, *path.rglob("*")]:
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        if mode & 0o077:
+            out.append(f"{p.relative_to(path.parent)}: mode {mode:04o} lets others in")
+    return out
+
+
+def verify_deep(path: Path) -> list[str]:
+    from wandb_mirror.verify import verify_store
+
+    store = Store(path, create=False)
+    try:
+        return verify_store(store, deep=True).problems
+    finally:
+        store.close()
+
+
+def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> set[str]:
+    """Every path under `root` except those under `skip` (to prove nothing was written elsewhere)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        if any(d == s or s in d.parents for s in skip):
+            dirnames[:] = []
+            continue
+        for n in dirnames + filenames:
+            out.add(str((d / n).relative_to(root)))
+    return out
