@@ -58,6 +58,7 @@ API_KEY = "x" * 40  # the served store accepts any key; never a real one
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Requests a pass makes once, whatever the number of projects (the rest are per project).
 PER_PASS_OPERATIONS = {"Viewer", "GetProjects", "ServerFeaturesQuery"}
+DEFAULT_CONCURRENCY = 4  # config.py's [sync] concurrency default
 
 
 def log(msg: str) -> None:
@@ -422,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         phases["A1"] = phase("A1", "wandb-mirror: first mirror (empty store)", mirror_cmd(cfg), server, work, env)
         phases["A1"].extra["pass"] = pass_stats(work / "mirror")
         phases["A2"] = phase("A2", "wandb-mirror: second pass, no change", mirror_cmd(cfg), server, work, env)
+        if C != DEFAULT_CONCURRENCY and not args.skip_official:
+            # what a user gets without tuning: the shipped default concurrency
+            cfg_d = mirror_config(work / "mirror-default.toml", server.url, work / "mirror-default", DEFAULT_CONCURRENCY)
+            phases["A1d"] = phase("A1d", f"wandb-mirror: first mirror, shipped default concurrency "
+                                  f"{DEFAULT_CONCURRENCY}", mirror_cmd(cfg_d), server, work, env)
+            shutil.rmtree(work / "mirror-default", ignore_errors=True)
 
         # --- B: the official client --------------------------------------------------------------
         if not args.skip_official:
@@ -496,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(verdicts))
     (out / "results.json").write_text(json.dumps(res, indent=2, default=str))
     (out / "results.md").write_text(table + "\n\n" + "\n".join(verdicts) + "\n")
-    shutil.rmtree(work / "upstream", ignore_errors=True)
-    shutil.rmtree(work / "cheap-upstream", ignore_errors=True)
+    for d in ("upstream", "cheap-upstream", "mirror", "mirror-cheap"):  # keep the logs, not the GBs
+        shutil.rmtree(work / d, ignore_errors=True)
     log(f"done in {res['total_seconds']:.0f}s (results in {out / 'results.md'})")
     return 0
 
@@ -545,11 +552,15 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
                          + f" (the table sums the tree; wandb-core alone peaked at {_mb(core)} MB)")
     a1 = ph["A1"]
     if "B1" in ph and "B2" in ph:
-        lines += ["", "| ratio A1/B | wall | requests | bytes | peak RSS |", "|---|---:|---:|---:|---:|"]
-        for k in ("B1", "B2"):
-            b = ph[k]
-            lines.append(f"| A1 / {k} | {_ratio(a1.wall, b.wall)} | {_ratio(a1.requests, b.requests)} | "
-                         f"{_ratio(a1.bytes, b.bytes)} | {_ratio(a1.peak_rss, b.peak_rss)} |")
+        lines += ["", "| ratio A/B | wall | requests | bytes | peak RSS |", "|---|---:|---:|---:|---:|"]
+        for ak in ("A1", "A1d"):
+            if ak not in ph:
+                continue
+            a = ph[ak]
+            for k in ("B1", "B2"):
+                b = ph[k]
+                lines.append(f"| {ak} / {k} | {_ratio(a.wall, b.wall)} | {_ratio(a.requests, b.requests)} | "
+                             f"{_ratio(a.bytes, b.bytes)} | {_ratio(a.peak_rss, b.peak_rss)} |")
     L = res["limits"]
     a4, a5 = ph["A4"], ph["A5"]
     a4_bytes = a4.extra.get("pass", {}).get("stats", {}).get("file_bytes", a4.bytes)
@@ -591,6 +602,10 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
             f"{', '.join(sorted(op for op in c2.operations if op in PER_PASS_OPERATIONS))}), "
             f"{secs:.2f}s wall for the whole command ({c2.extra.get('pass_seconds') or 0:.2f}s in the pass)")
     a2, a3 = ph["A2"], ph["A3"]
+    a2_pass = sum(n for op, n in a2.operations.items() if op in PER_PASS_OPERATIONS)
+    verdict(a2.requests - a2_pass <= 5 and a2.wall < 2,
+            f"no-change pass on the {res['runs']:,}-run project (with artifacts, sweep): {a2.requests - a2_pass} "
+            f"requests for the project (+{a2_pass} per pass), {a2.wall:.2f}s wall")
     changed = res["change"]["changed_runs"] + 1
     per_run_first = a1.requests / res["runs"]
     extra_req = a3.requests - a2.requests
