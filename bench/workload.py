@@ -2,7 +2,9 @@
 
 Default (scale 1): 200 runs x 5,000 history steps x 20 metrics with system events, 5 files per
 run (1 KB to 5 MB, log-uniform, mixed text and binary), a sweep of 50 runs, and an artifact
-collection of 20 versions that share 80% of their files. `scale` multiplies the run count.
+collection of 20 versions, each sharing 80% of its files with the version before. `scale`
+multiplies the run count (and the sweep). `cheap_workload()` is the 2,000-run project of the
+no-change target; `change_upstream()` makes the changes the third mirror pass has to find.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ def workload(scale: int = 1, *, runs: int = 200, steps: int = 5000, files_per_ru
               for k in range(artifact_files)]
     n_changed = max(1, artifact_files // 5)  # 20% of the files change from one version to the next
     versions = []
+    files = [dict(f) for f in shared]
     for v in range(artifact_versions):
-        files = [dict(f) for f in shared]
-        for j in range(n_changed):
-            k = (v * n_changed + j) % artifact_files
-            files[k] = dict(files[k], seed=20_000 + v * artifact_files + k)
+        if v:  # each version is the previous one with 20% of its files rewritten: 80% shared
+            files = [dict(f) for f in files]
+            for j in range(n_changed):
+                k = ((v - 1) * n_changed + j) % artifact_files
+                files[k] = dict(files[k], seed=20_000 + v * artifact_files + k)
         versions.append({"files": files, "created_by": run_docs[v % n_runs]["id"]})
     return {
         "viewer": {"username": "bench", "entity": "bench"},
