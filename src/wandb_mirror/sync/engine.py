@@ -289,6 +289,11 @@ class Engine:
         self.tombstones = []
         req_before = self.client.stats.snapshot()
         req0 = req_before["total"]
+        # We hold the store lock, so a temp object is what a killed writer left (kill -9 mid-download):
+        # `sync` removes them like the daemon does at start.
+        removed = self.objects.clean_tmp()
+        if removed:
+            log.info("removed %d temp files left by an interrupted writer", removed)
         with self.cat.transaction() as conn:
             # We hold the store lock, so a pass still marked running was cut short (killed, power loss).
             conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
