@@ -128,8 +128,10 @@ class ObjectStore:
                 faults.hit("objects.published")
             return ObjectInfo(digest, size, {n: h.hexdigest() for n, h in hashers.items()})
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a filesystem gone read-only: the next writer's clean_tmp() removes it
+                pass
 
     def put_file(self, src: Path, expected_md5: str | None = None) -> ObjectInfo:
         with open(src, "rb") as f:

@@ -33,8 +33,11 @@ never deleted.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
+import os
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,6 +90,30 @@ RUN_FAILURE_LIMIT = 3
 
 class PassAborted(MirrorError):
     """Stop the pass now (retry budget exhausted, store problem)."""
+
+
+class StoreUnwritable(PassAborted):
+    """The store's disk is full, read-only or failing: every further write would fail the same way,
+    so the pass stops at once (what was committed stays; nothing half-written is kept)."""
+
+
+# errno values that mean "the store's filesystem cannot take writes", not "this item is bad"
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+_SQLITE_DISK = ("database or disk is full", "attempt to write a readonly database", "disk i/o error",
+                "unable to open database file")
+
+
+def store_failure(e: BaseException) -> str | None:
+    """Why `e` means the store cannot be written (disk full, read-only, I/O error), else None."""
+    if isinstance(e, StoreUnwritable):
+        return str(e)
+    if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+        return e.strerror or os.strerror(e.errno)
+    if isinstance(e, sqlite3.Error):
+        text = str(e)
+        if any(m in text.lower() for m in _SQLITE_DISK):
+            return f"catalog: {text}"
+    return None
 
 
 @dataclass
@@ -218,8 +245,19 @@ class Engine:
         self._artifact_locks_guard = threading.Lock()
         self._project_pks: dict[tuple[str, str], int] = {}
         self._project_lock = threading.Lock()
+        self.aborted: PassAborted | None = None  # set when the pass must stop: queued runs are skipped
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    def unwritable(self, e: BaseException) -> StoreUnwritable:
+        """The StoreUnwritable to raise for a disk-level failure `e`; later workers skip their runs."""
+        if isinstance(e, StoreUnwritable):
+            return e
+        err = StoreUnwritable(f"store {self.store.path} cannot be written: {store_failure(e)}; the pass stopped "
+                              "(what was committed stays, nothing half-written was kept): free space or fix the "
+                              "filesystem, then run again")
+        self.aborted = err
+        return err
+
     def error(self, where: str, message: str | BaseException) -> None:
         text = f"{where}: {message}"
         log.error("%s", text)
@@ -291,21 +329,32 @@ class Engine:
         req0 = req_before["total"]
         # We hold the store lock, so a temp object is what a killed writer left (kill -9 mid-download):
         # `sync` removes them like the daemon does at start.
-        removed = self.objects.clean_tmp()
-        if removed:
-            log.info("removed %d temp files left by an interrupted writer", removed)
-        with self.cat.transaction() as conn:
-            # We hold the store lock, so a pass still marked running was cut short (killed, power loss).
-            conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
-                         "errors = ? WHERE status = 'running'",
-                         [started, json.dumps(["interrupted: the process ended during this pass"])])
-            self.pass_id = int(conn.execute("INSERT INTO passes (started_at, status) VALUES (?, 'running')",
-                                            [started]).lastrowid)
-            first_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+        self.aborted = None
+        try:
+            removed = self.objects.clean_tmp()
+            if removed:
+                log.info("removed %d temp files left by an interrupted writer", removed)
+            with self.cat.transaction() as conn:
+                # We hold the store lock, so a pass still marked running was cut short (killed, power loss).
+                conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
+                             "errors = ? WHERE status = 'running'",
+                             [started, json.dumps(["interrupted: the process ended during this pass"])])
+                self.pass_id = int(conn.execute("INSERT INTO passes (started_at, status) VALUES (?, 'running')",
+                                                [started]).lastrowid)
+                first_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+        except (OSError, sqlite3.Error) as e:
+            if store_failure(e):
+                raise self.unwritable(e) from None
+            raise
         status = "ok"
         fatal: BaseException | None = None
         try:
-            self._pass_body()
+            try:
+                self._pass_body()
+            except Exception as e:
+                if store_failure(e) and not isinstance(e, PassAborted):
+                    raise self.unwritable(e) from None
+                raise
         except (AuthError, PassAborted, RetryBudgetExhausted) as e:
             fatal = e
             status = "failed"
@@ -332,10 +381,18 @@ class Engine:
         stats = dict(self.stats.snapshot())
         stats["requests"] = req_stats  # cumulative over the client's life (the daemon takes deltas)
         stats["requests_pass"] = _delta(req_stats, req_before)
-        with self.cat.transaction() as conn:
-            last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-            conn.execute("UPDATE passes SET finished_at = ?, status = ?, requests = ?, stats = ?, errors = ? WHERE id = ?",
-                         [finished, status, requests, json.dumps(stats), json.dumps(self.errors[:1000]), self.pass_id])
+        try:
+            with self.cat.transaction() as conn:
+                last_seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+                conn.execute("UPDATE passes SET finished_at = ?, status = ?, requests = ?, stats = ?, errors = ? "
+                             "WHERE id = ?",
+                             [finished, status, requests, json.dumps(stats), json.dumps(self.errors[:1000]),
+                              self.pass_id])
+        except (OSError, sqlite3.Error) as e:
+            # the pass cannot even be recorded (the next pass marks it interrupted): say why, in one line
+            if store_failure(e):
+                raise (fatal if isinstance(fatal, StoreUnwritable) else self.unwritable(e)) from None
+            raise
         result = PassResult(pass_id=self.pass_id, status=status, started_at=started, finished_at=finished,
                             seconds=time.monotonic() - t0, requests=requests, stats=stats, errors=list(self.errors),
                             first_change_seq=first_seq + 1 if last_seq > first_seq else None,
@@ -413,6 +470,8 @@ class Engine:
             except (ApiError, IntegrityError) as e:
                 self.error(f"{p.entity}/{p.name}", e)
             except Exception as e:
+                if store_failure(e):
+                    raise self.unwritable(e) from None
                 log.exception("project %s/%s failed", p.entity, p.name)
                 self.error(f"{p.entity}/{p.name}", f"{type(e).__name__}: {e}")
 
@@ -512,6 +571,8 @@ class ProjectSync:
         except (ApiError, IntegrityError) as e:
             self.fail(f"{self.where} {what}", e)
         except Exception as e:
+            if store_failure(e):
+                raise self.e.unwritable(e) from None
             log.exception("%s %s failed", self.where, what)
             self.fail(f"{self.where} {what}", f"{type(e).__name__}: {e}")
 
@@ -606,6 +667,10 @@ class ProjectSync:
 
     def run_worker(self, lr: RunListing, old: dict[str, Any] | None, files_marker: str | None, retry: bool) -> None:
         name = lr.run.name
+        if self.e.aborted is not None:  # the pass is stopping (disk full...): queued runs wait for the next
+            self.e.progress.run_done()
+            self.note_failed(lr, old)
+            return
         try:
             if not lr.full:
                 full = self.client.run(self.entity, self.name, name)
@@ -619,6 +684,8 @@ class ProjectSync:
             self.fail(f"{self.where}/{name}", e)
             self.note_failed(lr, old)
         except Exception as e:
+            if store_failure(e):
+                raise self.e.unwritable(e) from None
             log.exception("run %s/%s failed", self.where, name)
             self.fail(f"{self.where}/{name}", f"{type(e).__name__}: {e}")
             self.note_failed(lr, old)
