@@ -86,17 +86,27 @@ def write_runs_table(store, out: Path, formats: list[str]) -> list[Path]:
     return [write_table(out / f"runs.{fmt}", rows, fmt, cols) for fmt in formats]
 
 
+MAX_PART_BYTES = 200  # a file name is at most 255 bytes; leave room for ".csv" and the atomic writer's temp suffix
+
+
 def _part(name: str) -> str:
     """A path component from an upstream name: "/" and a leading "." are quoted, so a name can
-    never leave the export directory or hide a file."""
+    never leave the export directory or hide a file; a name too long for the filesystem (run ids
+    may have 256 bytes) is shortened and made unique with a hash of the whole name."""
+    import hashlib
     from urllib.parse import quote
 
     if not name:
         return "_"
+    part = name
     if "/" in name or "\x00" in name or name.startswith("."):
         q = quote(name, safe="")
-        return "%2E" + q[1:] if q.startswith(".") else q
-    return name
+        part = "%2E" + q[1:] if q.startswith(".") else q
+    raw = part.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_PART_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        part = raw[:MAX_PART_BYTES - 17].decode("utf-8", "ignore") + "~" + digest
+    return part
 
 
 def history_path(out: Path, run, fmt: str) -> Path:

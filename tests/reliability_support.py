@@ -121,8 +121,9 @@ class Proxy:
     """Forwards every request to `upstream` (a real `serve`), except where the test intervenes.
 
     `intercept(req) -> Answer | None` may answer instead of the server (req: method, path, headers,
-    body, op, variables). `rewrite(req, doc) -> doc` may change a GraphQL answer. Every request is
-    logged with its arrival time and the status the client got.
+    body, op, variables), or change req["body"] and return None to forward the changed request.
+    `rewrite(req, doc) -> doc` may change a GraphQL answer. Every request is logged with its arrival
+    time and the status the client got.
     """
 
     def __init__(self, upstream: str, *, intercept: Callable[[dict[str, Any]], Answer | None] | None = None,
@@ -174,7 +175,7 @@ class Proxy:
                         s = local.session = requests.Session()
                         s.trust_env = False
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
-                    r = s.request(method, proxy.upstream + self.path, data=body or None, headers=headers,
+                    r = s.request(method, proxy.upstream + self.path, data=req["body"] or None, headers=headers,
                                   allow_redirects=False, timeout=60)
                     status, out = r.status_code, r.content
                     rh = {k: v for k, v in r.headers.items()

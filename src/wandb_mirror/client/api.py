@@ -91,11 +91,13 @@ class WandbClient:
         key: Callable[[dict[str, Any]], Any] | None = None,
         on_page: Callable[[dict[str, Any]], None] | None = None,
         missing_ok: bool = False,
+        on_duplicate: Callable[[Any], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the edges of the connection at `path` in `data`, page after page.
 
         `edge_cursor`: take the next cursor from the last edge (the legacy Runs/Files paginators)
-        rather than pageInfo.endCursor. `key`: drop edges whose key was already seen.
+        rather than pageInfo.endCursor. `key`: drop edges whose key was already seen (and tell
+        `on_duplicate`: a server that repeats entries across pages may also skip others, P4).
         `missing_ok`: a null parent (project, run, collection gone) ends the listing quietly;
         otherwise it raises NotFound.
         """
@@ -122,6 +124,8 @@ class WandbClient:
                 if key is not None:
                     k = key(e)
                     if k in seen_keys:
+                        if on_duplicate:
+                            on_duplicate(k)
                         continue
                     seen_keys.add(k)
                 yield e
@@ -193,12 +197,21 @@ class WandbClient:
             if info.run_count is None and isinstance(proj.get("runCount"), int):
                 info.run_count = proj["runCount"]
 
+        def on_duplicate(name: Any) -> None:
+            log.warning("Runs of %s: the server listed run %r twice (pagination bug); the listing is not "
+                        "trusted for deletions", where, name)
+            if info is not None:
+                info.duplicates += 1
+
         variables = {"project": project, "entity": entity, "order": order,
                      "filters": json.dumps(filters or {})}
         for e in self.paginate(doc, variables, ("project", "runs"), edge_cursor=True, on_page=on_page,
-                               per_page=per_page, key=lambda e: _dig(e, "node", "name"), missing_ok=True):
+                               per_page=per_page, key=lambda e: _dig(e, "node", "name"), missing_ok=True,
+                               on_duplicate=on_duplicate):
             node = e.get("node")
             if isinstance(node, dict):
+                if info is not None:
+                    info.listed += 1
                 yield run_from_node(node, full=full, where=where)
 
     def run(self, entity: str, project: str, name: str) -> RunListing | None:

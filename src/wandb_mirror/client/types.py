@@ -79,8 +79,16 @@ class RunsInfo:
     """Project-level facts a Runs query returns beside its runs."""
 
     internal_id: str | None = None
-    run_count: int | None = None
+    run_count: int | None = None   # runCount(filters) as the server reports it
     found: bool = True
+    listed: int = 0                # distinct runs the pages held
+    duplicates: int = 0            # runs a page repeated (W&B pagination bug): the listing may also miss some
+
+    def complete(self) -> bool:
+        """Whether the listing can be trusted to hold every run (so absent runs were deleted)."""
+        if not self.found or self.duplicates:
+            return False
+        return self.run_count is None or self.listed >= self.run_count
 
 
 __all__ = [

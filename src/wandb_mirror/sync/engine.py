@@ -624,9 +624,16 @@ class ProjectSync:
                         continue
                     self.e.progress.add_runs(1)
                     futures.append(pool.submit(self.run_worker, lr, old, markers.get(name), name in retry))
-                complete = info.found
+                complete = info.complete()
                 if not info.found:
                     self.fail(f"{self.where} runs", "the project is gone upstream (Runs returned no project)")
+                elif not complete:
+                    # duplicates across pages or fewer runs than runCount: some runs may be missing from
+                    # this listing, so absent runs are not tombstoned and the watermark does not move
+                    log.warning("%s: the run listing looks incomplete (%d listed, %d repeated, runCount %s); "
+                                "no run is treated as deleted this pass", self.where, info.listed, info.duplicates,
+                                info.run_count)
+                    self.e.stats.add("incomplete_listings")
             except (AuthError, RetryBudgetExhausted):
                 raise
             except ApiError as e:
@@ -1242,7 +1249,9 @@ def _mirror_new_artifact(ps: ProjectSync, ra: RemoteArtifact, producer: tuple[st
         for x in need:
             url = urls.get(x.path)
             if not url:
-                e.error(where, f"no download URL for {x.path}")
+                # the manifest and the upstream's file listing disagree: report the entry by its path
+                e.quarantine("artifact_file", f"{where}/{x.path}",
+                             "the manifest lists this file but upstream gives no download URL for it")
                 return None
             xx = x.digest if "XXH128" in (x.extra or "") else None
             try:
