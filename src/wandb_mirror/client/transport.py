@@ -19,6 +19,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -298,8 +299,8 @@ class Transport:
             backoff = exc.retry_after
         return backoff
 
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= self.retry.max_attempts:
+    def _stop(self, state: tenacity.RetryCallState, max_attempts: int | None = None) -> bool:
+        if state.attempt_number >= (max_attempts or self.retry.max_attempts):
             return True
         wait = self._wait(state)
         if state.seconds_since_start + wait > self.retry.max_call_seconds:
@@ -314,10 +315,10 @@ class Transport:
         log.debug("retrying %s after %s (attempt %d, waiting %.1fs)", getattr(state, "_op", "?"), exc,
                   state.attempt_number, state.next_action.sleep if state.next_action else 0)
 
-    def _with_retries(self, operation: str, attempt: Callable[[], Any]) -> Any:
+    def _with_retries(self, operation: str, attempt: Callable[[], Any], max_attempts: int | None = None) -> Any:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=self._stop,
+            stop=lambda state: self._stop(state, max_attempts),
             wait=self._wait,
             before_sleep=self._before_sleep,
             sleep=self._sleep,
@@ -380,7 +381,12 @@ class Transport:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as e:
             raise ApiError(f"{operation}: invalid URL from upstream: {e}", operation=operation) from None
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+        except requests.exceptions.ConnectTimeout as e:
+            raise _Retryable(f"connection failed: timed out connecting to {urlsplit(url).netloc} "
+                             f"({_connection_reason(e)})") from None
+        except requests.exceptions.ConnectionError as e:
+            raise _Retryable(f"connection failed: {_connection_reason(e)}") from None
+        except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
             raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
         except requests.RequestException as e:
             raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
@@ -389,8 +395,10 @@ class Transport:
         return resp
 
     # -- GraphQL -----------------------------------------------------------------------------
-    def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST {base}/graphql; returns `data`. GraphQL `errors` fail the call (no retry)."""
+    def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None, *,
+                max_attempts: int | None = None) -> dict[str, Any]:
+        """POST {base}/graphql; returns `data`. GraphQL `errors` fail the call (no retry).
+        `max_attempts` lowers the policy's attempts for this call (a start-up check fails fast)."""
         body: dict[str, Any] = {"query": query, "operationName": operation}
         if variables:
             body["variables"] = variables
@@ -429,7 +437,7 @@ class Transport:
                 raise GraphQLError(f"{operation}: response has no data", operation=operation)
             return data
 
-        return self._with_retries(operation, attempt)
+        return self._with_retries(operation, attempt, max_attempts)
 
     # -- downloads ---------------------------------------------------------------------------
     def download(self, url: str, operation: str, consume: Callable[[Iterator[bytes]], Any]) -> Any:
@@ -477,6 +485,25 @@ class Transport:
 
 class _Truncated(Exception):
     pass
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno (-?\d+)\] ([^'\")\]]+)")
+
+
+def _connection_reason(e: BaseException) -> str:
+    """The operating system's reason inside urllib3's nested wrappers ("[Errno 111] Connection
+    refused", "host not found: ..."), instead of their repr()s."""
+    text = str(e)
+    m = _ERRNO_TEXT.search(text)
+    if "resolve" in text.lower() or "NameResolution" in text:
+        host = re.search(r"Failed to resolve '([^']+)'", text)
+        what = f"cannot resolve host {host.group(1)!r}" if host else "cannot resolve the host"
+        return f"{what} ([Errno {m.group(1)}] {m.group(2).strip()})" if m else what
+    if m:
+        return f"[Errno {m.group(1)}] {m.group(2).strip()}"
+    if "timed out" in text.lower():
+        return "timed out"
+    return _short(e)
 
 
 def _short(e: BaseException) -> str:

@@ -21,8 +21,35 @@ def run(args: argparse.Namespace) -> int:
     from ..daemon.core import Daemon, credentials_to_env
 
     credentials_to_env()
+    _preflight(args)
     d = Daemon(args.config, max_cycles=1 if args.once else None, watch=not (args.no_watch or args.once))
     rc = d.run()
     if args.once and d.last_outcome is not None and d.last_outcome.status in ("errors", "failed"):
         return 1  # like `sync --once`: the pass did not complete cleanly (see `status`)
     return rc
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """A first start (no store yet) checks its input before it creates anything, each problem in
+    one line: the configuration (exit 2), a missing or rejected key (exit 2); an unreachable
+    upstream stops `--once` (exit 1), while the long-running daemon starts anyway (the network may
+    come up after it) and retries every cycle. With an existing store the daemon's own start-up
+    order applies (store lock, plugin configuration, then passes that report upstream errors)."""
+    import logging
+
+    from ..config import load_config
+    from ..errors import WorkFailed
+    from ..sync.engine import make_client, preflight
+
+    config = load_config(args.config)
+    if config.store_path.exists():
+        return
+    client = make_client(config)
+    try:
+        preflight(config, client)
+    except WorkFailed as e:
+        if args.once:
+            raise
+        logging.getLogger("wandb_mirror.daemon").warning("%s; starting anyway, the next cycles retry", e)
+    finally:
+        client.close()

@@ -19,6 +19,7 @@ import time
 from ..config import load_config
 from ..store import Store
 from ..sync import Engine, Progress
+from ..sync.engine import make_client, preflight
 
 log = logging.getLogger("wandb_mirror.sync")
 
@@ -45,12 +46,19 @@ def _interrupt_on_sigterm() -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _interrupt_on_sigterm()
-    store = Store(config.store_path)
+    client = make_client(config)  # no key: one line, exit 2
+    try:
+        # the key and the host are checked before the store is created: a mistake writes nothing
+        preflight(config, client)
+        store = Store(config.store_path)
+    except BaseException:
+        client.close()
+        raise
     try:
         with store.lock("sync"):
             mode = "never" if args.quiet else config.sync.progress
             progress = Progress(stream=sys.stderr, mode=mode)
-            engine = Engine(config, store, progress=progress, force_reconcile=args.reconcile)
+            engine = Engine(config, store, client, progress=progress, force_reconcile=args.reconcile)
             try:
                 while True:
                     result = engine.run_pass()

@@ -64,7 +64,7 @@ from ..client import (
 )
 from ..client.convert import md5_b64_to_hex, parse_history_row, unsafe_id_reason, unsafe_path_reason
 from ..config import Config, ProjectOptions
-from ..errors import IntegrityError, MirrorError
+from ..errors import IntegrityError, MirrorError, WorkFailed
 from ..models import ArtifactEntry, Project, Run, RunFile, loads_lenient
 from ..store import Store
 from ..store.catalog import utcnow
@@ -215,6 +215,36 @@ def make_client(config: Config, api_key: str | None = None) -> WandbClient:
     t = Transport(config.source.base_url, key, concurrency=s.concurrency, rate_limit=s.rate_limit,
                   timeout=config.source.timeout, retry=retry, user_agent=config.source.user_agent)
     return WandbClient(t, page_size=config.source.page_size)
+
+
+PREFLIGHT_ATTEMPTS = 3
+
+
+def preflight(config: Config, client: WandbClient) -> Any:
+    """Ask the upstream who the key belongs to, before anything is written: a rejected key is a
+    UsageError (exit 2), an unreachable or failing upstream a WorkFailed (exit 1), each one line.
+    Retries are capped at PREFLIGHT_ATTEMPTS so a wrong host fails in seconds, not minutes."""
+    from ..client import documents as D
+    from ..client.convert import viewer_from_node
+
+    url = config.source.base_url
+    try:
+        data = client.t.graphql(D.VIEWER.name, D.VIEWER.text, max_attempts=PREFLIGHT_ATTEMPTS)
+    except AuthError:
+        raise
+    except ApiError as e:
+        if e.status is None:
+            raise WorkFailed(f"cannot reach {url}: {_without_operation(e)}") from None
+        raise WorkFailed(f"{url} is not answering properly: {_without_operation(e)}") from None
+    node = data.get("viewer")
+    if not isinstance(node, dict):
+        raise AuthError(f"API key rejected by {client.t.host} (the server does not know this key)")
+    return viewer_from_node(node)
+
+
+def _without_operation(e: ApiError) -> str:
+    text = str(e)
+    return text.split(": ", 1)[1] if e.operation and text.startswith(f"{e.operation}: ") else text
 
 
 # =============================================================================================
@@ -1355,4 +1385,5 @@ def run_pass(config: Config, store: Store | None = None, *, client: WandbClient 
             store.close()
 
 
-__all__ = ["Engine", "PassResult", "run_pass", "make_client", "parse_manifest", "manifest_digest"]
+__all__ = ["Engine", "PassResult", "run_pass", "make_client", "preflight", "parse_manifest", "manifest_digest",
+           "StoreUnwritable", "store_failure"]
