@@ -422,6 +422,11 @@ class _Checker:
             need(isinstance(value, str), "a string")
             return value
         if kind == "url":
+            netloc = value.split("//", 1)[1].split("/", 1)[0] if isinstance(value, str) and "//" in value else ""
+            if "@" in netloc:
+                # never echo it: the part before "@" is a secret
+                raise self.fail(keys, "must not contain credentials (user:key@); the API key belongs in "
+                                      "WANDB_API_KEY or ~/.netrc, never in the configuration")
             need(isinstance(value, str) and re.match(r"^https?://[^/\s]+", value or "") is not None,
                  "an http:// or https:// URL")
             return value.rstrip("/")

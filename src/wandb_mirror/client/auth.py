@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,9 +39,12 @@ def _netrc_lookup(base_url: str) -> str | None:
     except FileNotFoundError:
         return None
     except (netrc.NetrcParseError, OSError) as e:
-        # A broken netrc is the user's input: say so instead of pretending there is no key.
+        # A broken netrc is the user's input: say so instead of pretending there is no key. The
+        # parser quotes the token it choked on, which may be the key itself: never repeat it.
         where = f" line {e.lineno}" if isinstance(e, netrc.NetrcParseError) and e.lineno else ""
-        raise UsageError(f"cannot read {path}{where}: {getattr(e, 'msg', e)}") from None
+        msg = e.msg if isinstance(e, netrc.NetrcParseError) else (e.strerror or type(e).__name__)
+        msg = re.sub(r"'[^']*'", "(token not shown)", str(msg))
+        raise UsageError(f"cannot read {path}{where}: {msg}") from None
     parts = urlsplit(base_url)
     candidates = [parts.netloc, parts.hostname or ""]
     alias = _HOST_ALIASES.get(parts.hostname or "")
