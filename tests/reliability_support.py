@@ -10,6 +10,8 @@
 - `official_diff(api_a, api_b, ...)`: the same comparison through the official wandb client.
 - `store_problems(path)`: temp files left behind, permissions wider than 0600/0700.
 - `cli(...)`: run `wandb-mirror` as a real process.
+- `RECORDER` (a plugin file that writes one line per event) and `expected_lines(store)` (the lines
+  the change log says it must have written); `grow_upstream(store, i)`: upstream activity.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -139,6 +142,11 @@ class Proxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body in one segment
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed ACKs
 
             def log_message(self, *a: Any) -> None:
                 pass
@@ -379,3 +387,134 @@ def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> set[str]:
         for n in dirnames + filenames:
             out.add(str((d / n).relative_to(root)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# change events: a recording plugin, and what it must have seen
+# ---------------------------------------------------------------------------------------------
+RECORDER = '''"""recorder: one line per event received (reliability tests)."""
+import os
+
+from wandb_mirror.hooks import hookimpl
+
+
+def _w(config, line):
+    fd = os.open(config["out"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\\n").encode())
+    finally:
+        os.close(fd)
+
+
+@hookimpl
+def run_created(run, config):
+    _w(config, f"run_created {run.path}")
+
+
+@hookimpl
+def run_state_changed(run, old, new, config):
+    _w(config, f"run_state_changed {run.path} {old}->{new}")
+
+
+@hookimpl
+def run_updated(run, changes, config):
+    _w(config, f"run_updated {run.path} {sorted(changes)}")
+
+
+@hookimpl
+def history_appended(run, first_step, last_step, config):
+    _w(config, f"history_appended {run.path} {first_step}-{last_step}")
+
+
+@hookimpl
+def file_mirrored(run, file, config):
+    _w(config, f"file_mirrored {run.path}/{file.name}")
+
+
+@hookimpl
+def artifact_version_mirrored(artifact, config):
+    _w(config, f"artifact_version_mirrored {artifact.id}")
+
+
+@hookimpl
+def artifact_aliases_changed(artifact, added, removed, config):
+    _w(config, f"artifact_aliases_changed {artifact.id} {sorted(added)} {sorted(removed)}")
+
+
+@hookimpl
+def sweep_updated(sweep, config):
+    _w(config, f"sweep_updated {sweep.name}")
+
+
+@hookimpl
+def sweep_finished(sweep, config):
+    _w(config, f"sweep_finished {sweep.name}")
+
+
+@hookimpl
+def tombstoned(kind, key, config):
+    _w(config, f"tombstoned {kind} {key}")
+'''
+
+
+def expected_lines(store_path: Path) -> list[str]:
+    """What the recorder must have written, from the change log."""
+    out = []
+    with Store(store_path, create=False) as s:
+        for c in s.catalog.query("SELECT * FROM changes ORDER BY seq"):
+            p = json.loads(c["payload"])
+            run = f"{c['entity']}/{c['project']}/{c['run']}"
+            k = c["kind"]
+            line = {
+                "run_created": lambda: f"{k} {run}",  # noqa: B023 - used at once
+                "run_state_changed": lambda: f"{k} {run} {p.get('old')}->{p.get('new')}",  # noqa: B023
+                "run_updated": lambda: f"{k} {run} {sorted(p.get('changes') or {})}",  # noqa: B023
+                "history_appended": lambda: f"{k} {run} {p.get('first_step')}-{p.get('last_step')}",  # noqa: B023
+                "file_mirrored": lambda: f"{k} {run}/{p.get('name')}",  # noqa: B023
+                "artifact_version_mirrored": lambda: f"{k} {c['subject']}",  # noqa: B023
+                "artifact_aliases_changed": lambda: f"{k} {c['subject']} {sorted(p['added'])} {sorted(p['removed'])}",  # noqa: B023
+                "sweep_updated": lambda: f"{k} {c['subject']}",  # noqa: B023
+                "sweep_finished": lambda: f"{k} {c['subject']}",  # noqa: B023
+                "tombstoned": lambda: f"{k} {p.get('kind')} {p.get('key')}",  # noqa: B023
+            }[k]()
+            out.append(line)
+    return out
+
+
+def grow_upstream(up: Path, i: int) -> None:
+    """What a team does between two passes: the running run logs more history, a new run appears
+    with a new file, and a new project with a run and an artifact version."""
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.ids import run_storage_id
+    from wandb_mirror.models import Run
+
+    with Store(up) as s:
+        cat = s.catalog
+        ppk = cat.project_pk(ENTITY, "alpha")
+        run = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = 'a3'", [ppk])
+        last = json.loads(cat.scalar("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1", [run["pk"]]))
+        rows = [dict(last, _step=last["_step"] + k, loss=round(1 / (k + i + 1), 6)) for k in range(1, 16)]
+        cat.append_history(run["pk"], ((r["_step"], json.dumps(r)) for r in rows))
+        keys = json.loads(run["history_keys"])
+        keys["lastStep"] = rows[-1]["_step"]
+        now = f"2024-06-01T00:{i:02d}:00"
+        with cat.transaction() as conn:
+            conn.execute("UPDATE runs SET summary = ?, history_keys = ?, last_step = ?, "
+                         "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",
+                         [json.dumps(rows[-1]), json.dumps(keys), rows[-1]["_step"], len(rows), now, now, run["pk"]])
+        new = Run.from_row(cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = 'a2'", [ppk]))
+        new.name = f"n{i:02d}"
+        new.storage_id = run_storage_id(ENTITY, "alpha", new.name)
+        new.created_at = new.heartbeat_at = new.updated_at = now
+        npk = cat.upsert_run(ppk, new)
+        info = s.objects.put_bytes(f"new file of run {new.name}\n".encode() * 50)
+        from wandb_mirror.models import RunFile
+
+        cat.upsert_file(npk, RunFile(name="notes.txt", size=info.size, md5=info.md5, updated_at=now,
+                                     mimetype="text/plain"))
+        seed(s, {"projects": [{"entity": ENTITY, "name": f"delta{i:02d}", "created_at": now, "runs": [
+            {"id": f"d{i:02d}", "history": {"steps": 25, "metrics": ["x"], "seed": i},
+             "files": [{"name": "blob.bin", "size": 5000 + i, "seed": i}]}],
+            "artifacts": [{"name": "dd", "type": "dataset", "versions": [
+                {"files": [{"path": "q.txt", "text": f"q{i}"}, {"path": "r.bin", "size": 3000, "seed": i}],
+                 "created_by": f"d{i:02d}"}]}]}]})
