@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -497,7 +498,7 @@ def grow_upstream(up: Path, i: int) -> None:
         cat.append_history(run["pk"], ((r["_step"], json.dumps(r)) for r in rows))
         keys = json.loads(run["history_keys"])
         keys["lastStep"] = rows[-1]["_step"]
-        now = f"2024-06-01T00:{i:02d}:00"
+        now = (datetime(2024, 6, 1) + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S")
         with cat.transaction() as conn:
             conn.execute("UPDATE runs SET summary = ?, history_keys = ?, last_step = ?, "
                          "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",

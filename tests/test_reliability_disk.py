@@ -33,6 +33,8 @@ from reliability_support import (
 from wandb_mirror.cli import main
 from wandb_mirror.store import Store
 
+FIGURES: dict[str, int] = {"disk_failures": 0}
+
 CASES = [
     ("enospc", "objects.write", 6, "No space left on device"),
     ("enospc", "objects.fsync", 4, "No space left on device"),
@@ -92,6 +94,7 @@ def test_disk_trouble_mid_pass_stops_cleanly_and_the_next_pass_resumes(
     assert store_problems(mirror) == []
     assert verify_deep(mirror) == []
     assert consistent_subset(up, mirror) == []
+    FIGURES["disk_failures"] += 1
 
     # space returns: the next pass completes and the mirror equals the upstream
     monkeypatch.setenv("WANDB_API_KEY", KEY)
@@ -131,3 +134,27 @@ def test_the_daemon_survives_a_full_disk_and_catches_up(upstream: Any, tmp_path:
         pending = s.catalog.scalar("SELECT MAX(seq) FROM changes") - s.catalog.scalar(
             "SELECT seq FROM plugin_cursors WHERE plugin = 'count'")
         assert pending == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_soak_disk_trouble_at_random_moments(upstream: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             seed: int) -> None:
+    """`make soak`: a random failure kind at a random moment of the pass, once or from then on."""
+    import random
+
+    rng = random.Random(seed)
+    action, point, _n, cause = rng.choice(CASES)
+    n = rng.randint(1, 40 if point == "catalog.begin" else 12)
+    up, server = upstream
+    cfg = write_config(tmp_path, server.url, sync=f"concurrency = {rng.randint(1, 4)}\n")
+    spec = f"{action}@{point}#{n}" + ("+" if rng.random() < 0.7 else "")
+    p = cli("sync", "--config", str(cfg), "--once", env=child_env(WANDB_MIRROR_FAULTS=spec))
+    assert "Traceback" not in p.stderr, (spec, p.stderr[-3000:])
+    assert p.returncode in (0, 1), (spec, p.stderr)
+    mirror = tmp_path / "mirror"
+    assert store_problems(mirror) == [] and verify_deep(mirror) == []
+    assert consistent_subset(up, mirror) == []
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
+    assert state_diff(mirror_state(up), mirror_state(mirror)) == []

@@ -130,6 +130,7 @@ def test_retry_after_is_honoured_in_both_forms_and_bounded(upstream: Path, start
         cfg.source.projects = ["acme/beta"]
         r = one_pass(cfg, tmp_path / "mirror")
         assert r.status == "ok", r.errors
+        FIGURES["retry_after"] = FIGURES.get("retry_after", 0) + 2
         for op, least in (("Viewer", 1.0), ("Runs", 1.0)):
             calls = proxy.requests(op)
             assert calls[0]["status"] in (429, 503) and calls[1]["status"] == 200
@@ -150,6 +151,7 @@ def test_retry_after_is_honoured_in_both_forms_and_bounded(upstream: Path, start
             raise AssertionError(r.errors) if r.status == "failed" else AssertionError("pass did not fail")
         assert time.monotonic() - t0 < 5
         assert "429" in str(info.value) and "come back later" in str(info.value)
+        FIGURES["retry_after"] += len(proxy.requests())
     finally:
         proxy.stop()
 
@@ -198,6 +200,7 @@ def test_a_run_that_keeps_failing_is_skipped_without_holding_up_the_others(start
         assert "acme/p/bad" in text and "giving up on this run" in text, text
         failed_downloads = [x for x in proxy.requests() if x["status"] == 500]
         assert len(failed_downloads) <= 3 * 4  # 3 failed calls of 4 attempts, not 40 files x 4
+        FIGURES["persistent_failures"] = len(failed_downloads)
         assert r.stats["requests_pass"]["retries"] < 30
 
         broken["on"] = False  # upstream healed: the next pass completes the run
@@ -206,3 +209,29 @@ def test_a_run_that_keeps_failing_is_skipped_without_holding_up_the_others(start
         assert state_diff(mirror_state(up), mirror_state(tmp_path / "mirror")) == []
     finally:
         proxy.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_soak_demo_upstream_through_30_percent_faults(seed: int, start_mirror_server, tmp_path: Path) -> None:
+    """`make soak`: the built-in demo workspace (38 runs, sweeps, artifacts) through 30% faults,
+    a first pass and a forced reconcile, each judged against the upstream store."""
+    from wandb_mirror.demo_data import demo_fixture
+
+    up = seed_store(tmp_path / "up", demo_fixture())
+    faulty = start_mirror_server(up, read_only=True, fault_rate=0.3, fault_seed=seed)
+    cfg = minimal_config(faulty.url, tmp_path / "mirror", retry_wait_min=0.01, retry_wait_max=0.05, concurrency=4,
+                         max_retries=12, retry_budget=5000)
+    for reconcile in (False, True):
+        store = Store(tmp_path / "mirror")
+        client = make_client(cfg)
+        try:
+            with store.lock("soak"):
+                r = Engine(cfg, store, client, force_reconcile=reconcile).run_pass()
+        finally:
+            client.close()
+            store.close()
+        assert r.status == "ok", r.errors[:5]
+        assert state_diff(mirror_state(up), mirror_state(tmp_path / "mirror")) == []
+    assert main(["verify", "--store", str(tmp_path / "mirror"), "--deep"]) == 0
+    assert store_problems(tmp_path / "mirror") == []

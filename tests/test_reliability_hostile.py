@@ -255,8 +255,12 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
         assert {"ünïcode-rün", LONG_ID, "nan", "big", "files"} <= names and {f"r{i:02d}" for i in range(9)} <= names
         created = q("SELECT run, COUNT(*) AS n FROM changes WHERE kind = 'run_created' GROUP BY run")
         assert all(x["n"] == 1 for x in created) and len(created) == 16  # duplicates announced once
-        FIGURES["hostile_inputs"] = (len(UNSAFE_FILES) + len(UNSAFE_ENTRIES) + 6 + 2 + pages.empties
-                                     + pages.repeats + 2)
+        FIGURES["hostile_inputs"] = (
+            len(UNSAFE_FILES) + len(GOOD_FILES) + len(UNSAFE_ENTRIES) + 1  # names (+ a unicode entry)
+            + 3 + 1 + 3  # malformed config/summary/systemMetrics, a bad event row, 3 bad history rows
+            + 1 + 3 + 2  # NaN/Infinity values, 3 very large values, a 256-byte and a unicode run id
+            + pages.empties + pages.repeats  # empty pages and repeated runs
+            + 2 + 1)  # a lying and a ghost manifest, a run dropped from a listing
 
     # a reconcile through a listing that repeats runs and silently drops r03: r03 is not "deleted"
     pages2 = Pages()

@@ -36,6 +36,8 @@ from reliability_support import ENTITY, ROOT, child_env, cli, seed_store, store_
 
 from wandb_mirror.store import Store
 
+FIGURES: dict[str, int] = {}
+
 TAGGER = '''"""tagger: tags every new run upstream (a real write-back, journaled)."""
 from wandb_mirror.hooks import hookimpl
 
@@ -247,6 +249,7 @@ def test_api_key_guards_every_route(upstream_path: Path, start_mirror_server, mo
     assert requests.post(graphql[1], data=graphql[2], auth=("api", key), timeout=30).status_code == 200
     assert requests.get(f.url, auth=("api", key), timeout=30).status_code == 200
     assert refused >= 50
+    FIGURES["refused_requests"] = refused
 
 
 def _fill(t: Any) -> Any:
@@ -309,3 +312,4 @@ def test_read_only_refuses_every_mutation(upstream_path: Path, tmp_path: Path, s
         r = requests.request(method, f"{server.url}/_mirror/upload/{ENTITY}/alpha/a1/x.txt", data=b"x", timeout=30)
         assert r.status_code in (403, 404, 405), (method, r.status_code)
     assert _store_bytes(store) == before
+    FIGURES["mutations_refused"] = 2 * len(mutations) + 2
