@@ -66,13 +66,15 @@ def test_server_features_and_keep_alive(seeded_server: Any) -> None:
     assert all(e["status"] == 200 and e["bytes"] > 0 and e["ms"] >= 0 for e in log)
 
 
-def test_request_log_endpoint(seeded_server: Any) -> None:
-    seeded_server.reset_log()
-    gql(seeded_server.url, "query GetDefaultEntity { viewer { id entity } }")
-    r = requests.get(f"{seeded_server.url}/_mirror/requests?reset=1", auth=AUTH, timeout=30)
+def test_request_log_endpoint(seeded_store: Path, start_mirror_server: Any) -> None:
+    # a server of its own: the shared one may still be finishing other tests' requests
+    server = start_mirror_server(seeded_store, read_only=True)
+    server.reset_log()
+    gql(server.url, "query GetDefaultEntity { viewer { id entity } }")
+    r = requests.get(f"{server.url}/_mirror/requests?reset=1", auth=AUTH, timeout=30)
     entries = r.json()
     assert [(e["method"], e["path"], e["operation"]) for e in entries] == [("POST", "/graphql", "GetDefaultEntity")]
-    assert seeded_server.request_log() == []
+    assert server.request_log() == []
 
 
 def _outcomes(url: str, n: int) -> list[str]:

@@ -111,8 +111,9 @@ def test_first_pass_mirrors_the_default_entity(world: World) -> None:
         refs = q(mi, "SELECT md5 FROM artifact_files WHERE md5 IS NOT NULL")
         assert refs and all(mi.objects.has(x["md5"]) for x in refs)
         # producer and consumer links
-        assert q(mi, "SELECT r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.pk") == \
-            q(up, "SELECT r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.pk")
+        # (ordered by artifact id: the mirror records artifacts concurrently, so its pks follow no fixed order)
+        assert q(mi, "SELECT a.id, r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id") == \
+            q(up, "SELECT a.id, r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id")
         assert q(mi, "SELECT COUNT(*) AS n FROM artifact_usage")[0]["n"] == 1
         assert q(mi, "SELECT name, state, best_loss, metric_name FROM sweeps") == \
             q(up, "SELECT name, state, best_loss, metric_name FROM sweeps")
