@@ -155,6 +155,7 @@ def test_soak_disk_trouble_at_random_moments(upstream: Any, tmp_path: Path, monk
     mirror = tmp_path / "mirror"
     assert store_problems(mirror) == [] and verify_deep(mirror) == []
     assert consistent_subset(up, mirror) == []
+    FIGURES["disk_failures"] += 1
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
     assert state_diff(mirror_state(up), mirror_state(mirror)) == []

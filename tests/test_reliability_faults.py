@@ -235,3 +235,5 @@ def test_soak_demo_upstream_through_30_percent_faults(seed: int, start_mirror_se
         assert state_diff(mirror_state(up), mirror_state(tmp_path / "mirror")) == []
     assert main(["verify", "--store", str(tmp_path / "mirror"), "--deep"]) == 0
     assert store_problems(tmp_path / "mirror") == []
+    FIGURES["soak_faults"] = FIGURES.get("soak_faults", 0) + sum(
+        1 for e in faulty.request_log() if e["status"] != 200)
