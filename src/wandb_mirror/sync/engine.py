@@ -276,6 +276,7 @@ class Engine:
         self._project_pks: dict[tuple[str, str], int] = {}
         self._project_lock = threading.Lock()
         self.aborted: PassAborted | None = None  # set when the pass must stop: queued runs are skipped
+        self._tmp_cleaned = False
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def unwritable(self, e: BaseException) -> StoreUnwritable:
@@ -357,13 +358,15 @@ class Engine:
         self.tombstones = []
         req_before = self.client.stats.snapshot()
         req0 = req_before["total"]
-        # We hold the store lock, so a temp object is what a killed writer left (kill -9 mid-download):
-        # `sync` removes them like the daemon does at start.
+        # We hold the store lock, so at the first pass a temp object is what a killed writer left
+        # (kill -9 mid-download): `sync` removes them like the daemon does at start.
         self.aborted = None
         try:
-            removed = self.objects.clean_tmp()
-            if removed:
-                log.info("removed %d temp files left by an interrupted writer", removed)
+            if not self._tmp_cleaned:  # once per process: later temp files are our own pass's
+                removed = self.objects.clean_tmp()
+                self._tmp_cleaned = True
+                if removed:
+                    log.info("removed %d temp files left by an interrupted writer", removed)
             with self.cat.transaction() as conn:
                 # We hold the store lock, so a pass still marked running was cut short (killed, power loss).
                 conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
