@@ -104,6 +104,8 @@ def test_the_api_key_never_leaks(upstream_path: Path, tmp_path: Path, start_mirr
                     break
         else:
             pytest.fail("the daemon never finished its first cycle")
+        # while it runs (its catalog WAL open): nothing readable by others
+        assert [x for x in store_problems(mirror) if "lets others in" in x] == []
         # the running daemon's command line, and every command line on the machine
         cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes()
         ps = subprocess.run(["ps", "-eo", "pid,args", "-ww"], capture_output=True, timeout=10).stdout

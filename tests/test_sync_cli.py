@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,10 +90,13 @@ def test_killed_pass_is_completed_by_the_next(seeded_store: Path, start_mirror_s
     while time.monotonic() < deadline:
         time.sleep(0.1)
         if mirror.exists():
-            s = Store(tmp_path / "mirror")
+            # read-only: a writable open would race the child's own schema migration on a new store
+            s = Store(tmp_path / "mirror", create=False, readonly=True)
             try:
                 if (s.catalog.scalar("SELECT COUNT(*) FROM history") or 0) > 0:
                     break
+            except sqlite3.Error:  # the child is still creating the catalog
+                pass
             finally:
                 s.close()
     proc.send_signal(signal.SIGKILL)
