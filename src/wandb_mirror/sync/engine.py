@@ -28,6 +28,13 @@ An unchanged project costs a constant number of requests: Runs (1), ProjectArtif
 ArtifactTypeArtifactCollections (1 per artifact type), GetSweeps (1), ProjectViews (1).
 Tombstones are applied at the end of a pass that had no errors, never otherwise; local data is
 never deleted.
+
+Failure handling (docs/reliability.md): a run whose upstream calls fail for good RUN_FAILURE_LIMIT
+times is given up for the pass (reported, retried next pass) instead of spending the pass's retry
+budget; a run listing that repeats runs across pages or holds fewer than runCount is not trusted
+for deletions; a store that cannot be written (disk full, read-only, I/O error: `store_failure`)
+stops the pass at once with StoreUnwritable; temp objects a killed writer left are removed at the
+first pass of the process.
 """
 
 from __future__ import annotations
