@@ -173,22 +173,41 @@ def _procs() -> dict[int, tuple[int, str]]:
     return out
 
 
-def _rss(pid: int) -> int:
+def _status(pid: int) -> tuple[int, int]:
+    """(Pss, VmHWM) in bytes: the process's proportional share of memory now (pages shared with
+    another process, e.g. a forked child, count once across them), and its RSS peak since exec."""
+    pss = hwm = 0
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+                    break
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                    break
     except OSError:
-        return 0
+        pass
+    return pss, hwm
 
 
 class TreeSampler(threading.Thread):
-    """Peak RSS of a process and all its descendants (summed), and the peak of each program in it."""
+    """Peak RSS of a process and all its descendants.
+
+    Every 0.2 s: the tree's summed Pss (what the machine had to hold at once; summing RSS would
+    count the pages a forked helper shares with its parent twice), and per process its VmHWM, the
+    kernel's exact RSS peak since exec. (Not `ru_maxrss` from wait4: Linux carries the parent's
+    high-water mark into a forked child across exec, so a child of a large harness would report
+    the harness's size.)
+    """
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak_total = 0
-        self.peak_by_comm: dict[str, int] = {}
+        self.hwm: dict[int, tuple[str, int]] = {}  # pid -> (program, peak)
         self.stop_event = threading.Event()
         self.cpu = 0.0
 
@@ -198,20 +217,29 @@ class TreeSampler(threading.Thread):
             children: dict[int, list[int]] = {}
             for pid, (ppid, _) in procs.items():
                 children.setdefault(ppid, []).append(pid)
-            todo, total, by = [self.pid], 0, {}
+            todo, total = [self.pid], 0
             while todo:
                 p = todo.pop()
-                r = _rss(p)
-                total += r
-                if p in procs:
-                    c = procs[p][1]
-                    by[c] = by.get(c, 0) + r
+                pss, hwm = _status(p)
+                total += pss
+                if p in procs and hwm:
+                    self.hwm[p] = (procs[p][1], max(hwm, self.hwm.get(p, ("", 0))[1]))
                 todo.extend(children.get(p, []))
             self.peak_total = max(self.peak_total, total)
-            for c, r in by.items():
-                self.peak_by_comm[c] = max(self.peak_by_comm.get(c, 0), r)
             self.stop_event.wait(self.interval)
         self.cpu = time.thread_time()  # this thread's own CPU: the cost of measuring
+
+    @property
+    def peak_by_comm(self) -> dict[str, int]:
+        """Per program, the peak of its largest process (short-lived forks of a program are left out)."""
+        out: dict[str, int] = {}
+        for comm, peak in self.hwm.values():
+            out[comm] = max(out.get(comm, 0), peak)
+        return out
+
+    @property
+    def processes(self) -> int:
+        return len(self.hwm)
 
 
 @dataclass
@@ -223,7 +251,7 @@ class Phase:
     bytes: int = 0
     peak_rss: int = 0                     # whole process tree, summed
     peak_by_comm: dict[str, int] = field(default_factory=dict)
-    maxrss_main: int = 0                  # ru_maxrss of the phase's own process
+    maxrss_main: int = 0                  # ru_maxrss from wait4 (inflated by the harness's own size, see TreeSampler)
     cpu: float = 0.0                      # user+sys of the phase's process tree
     server_cpu: float = 0.0
     server_service_ms: float = 0.0        # mean time the server spent per request, its added latency excluded
@@ -269,9 +297,9 @@ def phase(key: str, label: str, cmd: list[str], server: Server, workdir: Path, e
     ph.operations = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
     if entries:
         ph.server_service_ms = sum(max(0.0, e.get("ms", 0) - server.latency_ms) for e in entries) / len(entries)
-    # sampled every 0.2 s over the tree; the phase's own process also has its exact kernel peak
-    ph.peak_rss = max(sampler.peak_total, ru.ru_maxrss * 1024)
     ph.peak_by_comm = dict(sampler.peak_by_comm)
+    ph.peak_rss = max(sampler.peak_total, max((v for _, v in sampler.hwm.values()), default=0))
+    ph.extra["processes"] = sampler.processes
     ph.maxrss_main = ru.ru_maxrss * 1024
     ph.cpu = ru.ru_utime + ru.ru_stime
     ph.extra["sampler_cpu"] = round(sampler.cpu, 2)
@@ -560,8 +588,10 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
         if k in ph:
             by = ph[k].peak_by_comm
             core = max((v for c, v in by.items() if "wandb-core" in c), default=0)
-            lines.append(f"\n{k} peak RSS by program: " + ", ".join(f"{c} {_mb(v)} MB" for c, v in sorted(by.items()))
-                         + f" (the table sums the tree; wandb-core alone peaked at {_mb(core)} MB)")
+            lines.append(f"\n{k} peak RSS by program (largest process of each): "
+                         + ", ".join(f"{c} {_mb(v)} MB" for c, v in sorted(by.items()))
+                         + f"; the table gives the tree's peak of summed Pss, wandb-core ({_mb(core)} MB) included "
+                         f"({ph[k].extra.get('processes', 0)} processes seen)")
     a1 = ph["A1"]
     if "B1" in ph and "B2" in ph:
         lines += ["", "| ratio A/B | wall | requests | bytes | peak RSS |", "|---|---:|---:|---:|---:|"]
