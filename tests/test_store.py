@@ -108,3 +108,14 @@ def test_missing_store_is_a_usage_error(tmp_path):
     for cmd in ("verify", "status", "gc"):
         r = cli(cmd, "--store", str(tmp_path / "nope"))
         assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_processes_racing_to_create_one_store(tmp_path):
+    code = ("import sys; from wandb_mirror.store import Store; "
+            "s = Store(sys.argv[1]); print(s.catalog.scalar('SELECT COUNT(*) FROM _migrations'))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "new")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
+    counts = {r[0].strip() for r in results}
+    assert len(counts) == 1 and int(counts.pop()) >= 2

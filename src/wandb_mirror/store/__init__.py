@@ -26,7 +26,7 @@ class Store:
                 from ..errors import UsageError
 
                 raise UsageError(f"store {self.path} does not exist")
-            self.path.mkdir(mode=0o700, parents=True)
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # another process may race us here
         elif not self.path.is_dir():
             from ..errors import UsageError
 

@@ -6,6 +6,8 @@ one writer). Writers group their rows in `transaction()` so a run is recorded wh
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -44,14 +46,15 @@ class Catalog:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         if not readonly:
-            new = not self.path.exists()
-            db = self.db
-            if new:
-                try:
-                    self.path.chmod(0o600)
-                except OSError:
-                    pass
-            migrations.apply(db)
+            # Several processes may open a brand-new store at once (a daemon and a `status`, say):
+            # create the file private first, and serialize the schema setup with an flock on it
+            # (independent of SQLite's own fcntl locks), so each migration runs exactly once.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                migrations.apply(self.db)
+            finally:
+                os.close(fd)  # closing releases the flock
 
     # -- connections -----------------------------------------------------------------------
     @property
