@@ -386,6 +386,12 @@ def test_api_key_from_env_then_netrc_then_clear_error(tmp_path: Path, monkeypatc
     assert resolve_api_key("http://127.0.0.1:8080") == "portkey"
     assert resolve_api_key("https://api.wandb.ai") == "cloudkey"
     assert resolve_api_key("https://api.forge.coreweave.com") == "cloudkey"
+    creds = tmp_path / "creds"  # systemd LoadCredential=wandb-api-key:... beats the netrc
+    creds.mkdir()
+    (creds / "wandb-api-key").write_text("credkey\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert resolve_api_key("https://api.wandb.ai") == "credkey"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(ApiKeyMissing) as ei:
         resolve_api_key("https://wandb.example.com")
     msg = str(ei.value)

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from test_plugins_support import ENTITY, PROJECT, seed_store
 
-from wandb_mirror.config import parse_config
+from wandb_mirror.config import minimal_config, parse_config
+from wandb_mirror.daemon.core import GraphQLAdapter
 from wandb_mirror.hooks import UpstreamWriteError, hookimpl
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.hooks.store_view import StoreView
-from wandb_mirror.hooks.upstream import RequestsTransport, Upstream
+from wandb_mirror.hooks.upstream import Upstream
 from wandb_mirror.store import Store
+from wandb_mirror.sync.engine import make_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +50,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def writer(world, *, dry_run: bool, transport=True) -> tuple[Upstream, StoreView]:
     server, _, store = world
-    t = RequestsTransport(server.url, "k" * 40) if transport else None
+    t = GraphQLAdapter(make_client(minimal_config(server.url, store.path)).t) if transport else None
     return Upstream("tester", store, t, dry_run=dry_run), StoreView(store, "tester")
 
 

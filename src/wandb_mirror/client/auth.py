@@ -59,13 +59,28 @@ def _netrc_lookup(base_url: str) -> str | None:
     return None
 
 
+def _systemd_credential() -> str | None:
+    # LoadCredential=wandb-api-key:/etc/wandb-mirror/api-key (see docs/daemon.md)
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not cred_dir:
+        return None
+    try:
+        return (Path(cred_dir) / "wandb-api-key").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def resolve_api_key(base_url: str, explicit: str | None = None) -> str:
-    """The key for `base_url`: explicit, else $WANDB_API_KEY, else ~/.netrc; UsageError if none."""
+    """The key for `base_url`: explicit, else $WANDB_API_KEY, else systemd's credential
+    `wandb-api-key`, else ~/.netrc; UsageError if none."""
     if explicit:
         return explicit
     env = os.environ.get("WANDB_API_KEY", "").strip()
     if env:
         return env
+    cred = _systemd_credential()
+    if cred:
+        return cred
     key = _netrc_lookup(base_url)
     if key:
         return key

@@ -18,9 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..daemon.core import Daemon, credentials_to_env
+    from ..daemon.core import Daemon
 
-    credentials_to_env()
     _preflight(args)
     d = Daemon(args.config, max_cycles=1 if args.once else None, watch=not (args.no_watch or args.once))
     rc = d.run()

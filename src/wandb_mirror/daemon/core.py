@@ -18,7 +18,6 @@ plugin whose backoff ran out.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
 import threading
@@ -465,17 +464,3 @@ def _wants_upstream(cfg: Any) -> bool:
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def credentials_to_env() -> None:
-    """systemd LoadCredential=wandb-api-key:... -> WANDB_API_KEY for this process (never logged)."""
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if os.environ.get("WANDB_API_KEY") or not cred_dir:
-        return
-    p = Path(cred_dir) / "wandb-api-key"
-    try:
-        key = p.read_text().strip()
-    except OSError:
-        return
-    if key:
-        os.environ["WANDB_API_KEY"] = key

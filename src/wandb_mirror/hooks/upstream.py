@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,7 +33,7 @@ from ..store import Store
 from ..store.catalog import utcnow
 from .types import Artifact, File, Run
 
-__all__ = ["Upstream", "WriteResult", "UpstreamWriteError", "Transport", "RequestsTransport"]
+__all__ = ["Upstream", "WriteResult", "UpstreamWriteError", "Transport"]
 
 log = logging.getLogger("wandb_mirror.upstream")
 
@@ -165,60 +163,6 @@ class Transport(Protocol):
     """What the writer needs from an HTTP client: run one GraphQL document, return its `data`."""
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class RequestsTransport:
-    """A minimal GraphQL transport over `requests`, used when no engine client is available.
-
-    Headers follow what wandb 0.31.0 sends; 429/5xx/connection errors are retried with backoff
-    (honouring Retry-After), other failures are not.
-    """
-
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0, tries: int = 5, max_wait: float = 60.0):
-        import requests
-
-        self.url = base_url.rstrip("/") + "/graphql"
-        self.session = requests.Session()
-        self.session.auth = ("api", api_key)
-        self.session.headers.update(
-            {"User-Agent": "W&B Public Client 0.31.0", "Use-Admin-Privileges": "true", "Content-Type": "application/json"}
-        )
-        self.timeout = timeout
-        self.tries = tries
-        self.max_wait = max_wait
-
-    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        import requests
-
-        delay = 1.0
-        for attempt in range(1, self.tries + 1):
-            try:
-                resp = self.session.post(self.url, json={"query": query, "variables": variables}, timeout=self.timeout)
-            except requests.RequestException as e:
-                if attempt == self.tries:
-                    raise UpstreamWriteError(f"{type(e).__name__}: {e}") from None
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_wait)
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                if attempt == self.tries:
-                    raise UpstreamWriteError(f"HTTP {resp.status_code} after {attempt} tries")
-                wait = delay
-                ra = resp.headers.get("Retry-After")
-                if ra and ra.strip().isdigit():
-                    wait = float(ra)
-                time.sleep(min(wait, self.max_wait))
-                delay = min(delay * 2, self.max_wait)
-                continue
-            try:
-                body = resp.json()
-            except ValueError:
-                raise UpstreamWriteError(f"HTTP {resp.status_code}: {resp.text[:200]}") from None
-            if resp.status_code != 200 or body.get("errors"):
-                msgs = "; ".join(str(e.get("message", e)) for e in body.get("errors") or []) or resp.text[:200]
-                raise UpstreamWriteError(f"HTTP {resp.status_code}: {msgs}")
-            return body.get("data") or {}
-        raise UpstreamWriteError("unreachable")
 
 
 @dataclass
@@ -477,28 +421,3 @@ class Upstream:
         return self._write("alias_remove", target, before, [a for a in before if a != alias], DELETE_ALIASES_MUTATION,
                            {"input": self._alias_input(artifact, alias)},
                            check=lambda d: bool(((d or {}).get("result") or {}).get("success")))
-
-
-def resolve_api_key(base_url: str | None = None) -> str | None:
-    """The API key: WANDB_API_KEY, then systemd's $CREDENTIALS_DIRECTORY/wandb-api-key, then ~/.netrc."""
-    key = os.environ.get("WANDB_API_KEY")
-    if key:
-        return key.strip()
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir:
-        p = os.path.join(cred_dir, "wandb-api-key")
-        if os.path.isfile(p):
-            with open(p) as f:
-                return f.read().strip() or None
-    if base_url:
-        import netrc
-        from urllib.parse import urlparse
-
-        host = urlparse(base_url).hostname
-        try:
-            auth = netrc.netrc().authenticators(host) if host else None
-        except (OSError, netrc.NetrcParseError):
-            auth = None
-        if auth and auth[2]:
-            return auth[2]
-    return None
