@@ -12,12 +12,11 @@ from ..errors import UsageError
 
 
 def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    from ..config import parse_duration
+
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
+        return parse_duration(text)
+    except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 24h, 7d)") from None
 
 

@@ -32,7 +32,8 @@ class ObjectInfo:
     extra: dict[str, str] = field(default_factory=dict)  # other digests asked for, e.g. {"xxh128": hex}
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (a no-op where the filesystem cannot fsync a directory)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -123,7 +124,7 @@ class ObjectStore:
             if faults.active:
                 faults.hit("objects.publish")
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             if faults.active:
                 faults.hit("objects.published")
             return ObjectInfo(digest, size, {n: h.hexdigest() for n, h in hashers.items()})
