@@ -21,6 +21,7 @@ import json
 import logging
 import mimetypes
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,13 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         self._active: set[socket.socket] = set()
         self._active_lock = threading.Lock()
         super().__init__(addr, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a killed sync, a timed-out download) is routine, not a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        log.error("error on a connection from %s", client_address[0] if client_address else "?", exc_info=exc)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._active_lock:
@@ -290,7 +298,8 @@ class Handler(BaseHTTPRequestHandler):
                 md5 = parts[-2] if path.startswith("/artifactsV2/") else parts[-1]
                 self._object(md5, parts[-1], method, fault)
         elif path in ("/", "/healthz") and method in ("GET", "HEAD"):
-            self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
+            if self._authorized():  # with --api-key, every route demands it
+                self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
         else:
             if method == "PUT":
                 self._drain_body()

@@ -9,9 +9,11 @@ read-only (safe beside a daemon writing it) and refuses every mutation and uploa
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from ..errors import UsageError
 
@@ -22,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default 8080)")
     parser.add_argument("--read-only", action="store_true", help="refuse mutations and uploads; open the store read-only")
     parser.add_argument("--api-key", default=None, metavar="KEY",
-                        help="demand this API key (Basic auth api:KEY); default: accept any key")
+                        help="demand this API key (Basic auth api:KEY); default: accept any key. "
+                             "Visible to `ps`: prefer --api-key-file or $WANDB_MIRROR_SERVE_API_KEY")
+    parser.add_argument("--api-key-file", default=None, metavar="FILE",
+                        help="read the key to demand from FILE (first line)")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every response")
     parser.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
                         help="share of responses (0..1) turned into 429/500/dropped/truncated/corrupted ones")
@@ -38,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--latency-ms must not be negative, got {args.latency_ms}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    api_key = server_api_key(args)
     store = open_store(args.store, read_only=args.read_only)
     try:
-        server = make_server(store, args.host, args.port, api_key=args.api_key, read_only=args.read_only,
+        server = make_server(store, args.host, args.port, api_key=api_key, read_only=args.read_only,
                              latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
@@ -63,3 +69,20 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     print("stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def server_api_key(args: argparse.Namespace) -> str | None:
+    """The key `serve` demands: --api-key, --api-key-file or $WANDB_MIRROR_SERVE_API_KEY (at most one)."""
+    given = [x for x in (args.api_key, args.api_key_file) if x]
+    if len(given) > 1:
+        raise UsageError("give --api-key or --api-key-file, not both")
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read a key from --api-key-file {args.api_key_file}: "
+                             f"{getattr(e, 'strerror', None) or 'empty file'}") from None
+        if not key:
+            raise UsageError(f"--api-key-file {args.api_key_file} holds no key")
+        return key
+    return args.api_key or os.environ.get("WANDB_MIRROR_SERVE_API_KEY") or None
