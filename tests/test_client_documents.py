@@ -16,6 +16,8 @@ from wandb_mirror.client import documents as D
 DEVIATIONS = {
     # change marker for the reconcile pass; see RUN_FRAGMENT in client/documents.py
     "Run.updatedAt": [],
+    # run metadata no official document selects; see RUN_FRAGMENT in client/documents.py
+    "Run.host": [],
 }
 
 OFFICIAL_FIELDS = \

@@ -86,14 +86,15 @@ def test_first_pass_mirrors_the_default_entity(world: World) -> None:
     up, mi = world.upstream(), world.mirror()
     try:
         sql_runs = ("SELECT p.entity, p.name AS project, r.name, r.state, r.config, r.summary, r.tags, r.notes, "
-                    "r.display_name, r.created_at, r.heartbeat_at, r.sweep_name, r.last_step, r.history_keys "
+                    "r.display_name, r.created_at, r.heartbeat_at, r.sweep_name, r.last_step, r.history_keys, r.host "
                     "FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY 1, 2, 3")
         a, b = q(up, sql_runs, [ENTITY]), q(mi, sql_runs, [ENTITY])
         assert [x["name"] for x in a] == [x["name"] for x in b]
         for x, y in zip(a, b):
             for k in ("config", "summary", "history_keys"):
                 assert json.loads(x[k]) == json.loads(y[k]) or (x[k] == y[k]), (x["name"], k)
-            for k in ("state", "tags", "notes", "display_name", "created_at", "heartbeat_at", "sweep_name", "last_step"):
+            for k in ("state", "tags", "notes", "display_name", "created_at", "heartbeat_at", "sweep_name", "last_step",
+                      "host"):
                 assert x[k] == y[k], (x["name"], k)
         sql_hist = ("SELECT r.name, COUNT(h.step) AS n, MAX(h.step) AS last FROM runs r JOIN projects p ON p.pk = r.project_pk "
                     "LEFT JOIN history h ON h.run_pk = r.pk WHERE p.entity = ? GROUP BY r.name ORDER BY r.name")

@@ -182,6 +182,7 @@ def run_from_node(node: dict[str, Any], *, full: bool, where: str) -> RunListing
         group_name=_str(node.get("group")),
         job_type=_str(node.get("jobType")),
         commit_hash=_str(node.get("commit")),
+        host=_str(node.get("host")),
         username=_str(user.get("username")),
         user_name=_str(user.get("name")),
         sweep_name=_str(node.get("sweepName")),

@@ -61,11 +61,13 @@ fragment ProjectFragment on Project {
 }
 """
 
-# The official RunFragment (runs.py:76-123) plus two change markers.
+# The official RunFragment (runs.py:76-123) plus two change markers and the host.
 # DEVIATION: `updatedAt` and `fileCount` are not selected by the official RunFragment (fileCount is,
 # by RunFiles). They are the cheap per-run change markers the reconcile pass compares with the
 # catalog, so that edits made after a run finished (summary, config, tags, notes, files) are found
 # without a request per run.
+# DEVIATION: `host` is in W&B's Run type and in run filters (api.py:1141-1154) but no official
+# document selects it; a complete copy of the run's metadata needs it.
 RUN_FRAGMENT = """
 fragment RunFragment on Run {
   id
@@ -78,6 +80,7 @@ fragment RunFragment on Run {
   group
   jobType
   commit
+  host
   readOnly
   createdAt
   heartbeatAt
