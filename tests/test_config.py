@@ -165,3 +165,18 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 def test_parse_config_without_a_file() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.store_path.name == "mirror" and cfg.path is None
+
+
+def test_check_config_validates_plugin_tables_with_lines(tmp_path):
+    import subprocess
+    import sys
+
+    f = tmp_path / "c.toml"
+    f.write_text('[source]\nbase_url = "http://127.0.0.1:1"\n[store]\npath = "s"\n'
+                 '[plugins.cleanup]\nenabled = true\nextensions = ".png"\n[plugins.nosuch]\nenabled = true\n')
+    r = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "check-config", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{f}:7: plugins.cleanup.extensions" in r.stderr
+    assert f"{f}:8: plugins.nosuch" in r.stderr
+    assert not (tmp_path / "s").exists()

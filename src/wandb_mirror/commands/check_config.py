@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import format_duration, load_config
+from ..errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
+    from ..daemon.host import check_plugin_config
+
+    # [plugins.NAME] tables belong to each plugin: the plugin system validates them (as the daemon
+    # does at start), and each problem is placed on its line like the config's own errors.
+    problems = check_plugin_config(cfg)
+    if problems:
+        raise UsageError("\n".join(_placed(args.file, cfg, p) for p in problems))
     if not args.quiet:
         src = cfg.source
         what = ", ".join(src.projects) if src.projects else "every project"
@@ -27,3 +35,14 @@ def run(args: argparse.Namespace) -> int:
         if cfg.plugins:
             print(f"  plugins {', '.join(sorted(cfg.plugins))}")
     return 0
+
+
+def _placed(file: str, cfg: object, problem: str) -> str:
+    key = problem.split(":", 1)[0]
+    line = None
+    if key.startswith("plugins."):
+        parts = key.split(".")
+        while parts and line is None:
+            line = cfg.line_of(*parts)  # type: ignore[attr-defined]
+            parts = parts[:-1]
+    return f"{file}:{line}: {problem}" if line else f"{file}: {problem}"
