@@ -151,7 +151,9 @@ def test_errors_name_key_and_line(tmp_path: Path, text: str, where: str, what: s
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    good = write(tmp_path, FULL)
+    # the plugin tables are checked by their plugins: export needs `out`, plugins_dir must exist
+    good = write(tmp_path, FULL.replace("[plugins.export]\n", '[plugins.export]\nout = "exp"\n'))
+    (tmp_path / "plugins.d").mkdir()
     assert main(["check-config", str(good)]) == 0
     assert f"{good}: ok" in capsys.readouterr().out
     bad = write(tmp_path, MINIMAL + "\n[sync]\nconcurrency = -2\n", "bad.toml")
