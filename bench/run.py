@@ -174,30 +174,40 @@ def _procs() -> dict[int, tuple[int, str]]:
 
 
 def _status(pid: int) -> tuple[int, int]:
-    """(Pss, VmHWM) in bytes: the process's proportional share of memory now (pages shared with
-    another process, e.g. a forked child, count once across them), and its RSS peak since exec."""
-    pss = hwm = 0
+    """(VmRSS, VmHWM) in bytes: the resident set now, and its peak since exec."""
+    rss = hwm = 0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     hwm = int(line.split()[1]) * 1024
-                    break
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    pss = int(line.split()[1]) * 1024
+                elif line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
                     break
     except OSError:
         pass
-    return pss, hwm
+    return rss, hwm
+
+
+def _pss(pid: int) -> int:
+    """The process's proportional share of memory: pages it shares with another process (a forked
+    child, say) count once across them. Costlier to read than VmRSS (the kernel walks the mappings)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class TreeSampler(threading.Thread):
     """Peak RSS of a process and all its descendants.
 
     Every 0.2 s: the tree's summed Pss (what the machine had to hold at once; summing RSS would
-    count the pages a forked helper shares with its parent twice), and per process its VmHWM, the
+    count the pages a forked helper shares with its parent twice; a lone process: its VmRSS), and
+    per process its VmHWM, the
     kernel's exact RSS peak since exec. (Not `ru_maxrss` from wait4: Linux carries the parent's
     high-water mark into a forked child across exec, so a child of a large harness would report
     the harness's size.)
@@ -217,14 +227,17 @@ class TreeSampler(threading.Thread):
             children: dict[int, list[int]] = {}
             for pid, (ppid, _) in procs.items():
                 children.setdefault(ppid, []).append(pid)
-            todo, total = [self.pid], 0
+            todo, tree, total = [self.pid], [], 0
             while todo:
                 p = todo.pop()
-                pss, hwm = _status(p)
-                total += pss
+                rss, hwm = _status(p)
+                tree.append(p)
+                total += rss
                 if p in procs and hwm:
                     self.hwm[p] = (procs[p][1], max(hwm, self.hwm.get(p, ("", 0))[1]))
                 todo.extend(children.get(p, []))
+            if len(tree) > 1:  # several processes: sum what they hold between them
+                total = sum(_pss(p) for p in tree)
             self.peak_total = max(self.peak_total, total)
             self.stop_event.wait(self.interval)
         self.cpu = time.thread_time()  # this thread's own CPU: the cost of measuring
