@@ -619,10 +619,11 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
             by = ph[k].peak_by_comm
             core = max((v for c, v in by.items() if "wandb-core" in c), default=0)
             lines.append(f"\n{k} peak RSS by program (largest process of each): "
-                         + ", ".join(f"{c} {_mb(v)} MB" for c, v in sorted(by.items()))
+                         + ", ".join(f"{c} {_mb(v)} MB" for c, v in sorted(by.items()) if v >= 1e6)
                          + f"; the table gives the tree's peak of summed Pss, wandb-core ({_mb(core)} MB) included "
                          f"({ph[k].extra.get('processes', 0)} processes seen). CPU by program: "
-                         + ", ".join(f"{c} {v:.0f}s" for c, v in sorted(ph[k].extra.get("cpu_by_program", {}).items())))
+                         + ", ".join(f"{c} {v:.0f}s" for c, v in sorted(ph[k].extra.get("cpu_by_program", {}).items())
+                                     if v >= 0.5))
     a1 = ph["A1"]
     if "B1" in ph and "B2" in ph:
         lines += ["", "| ratio A/B | wall | requests | bytes | peak RSS |", "|---|---:|---:|---:|---:|"]
