@@ -152,7 +152,7 @@ def test_sync_loop_runs_passes_until_terminated(seeded_server: Any, tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert out.count(" ok in ") >= 3 and "interrupted" in err
+    assert out.count(" ok in ") >= 3 and "interrupted" in err, err
     s = Store(tmp_path / "mirror")
     try:
         with s.lock("after"):  # released

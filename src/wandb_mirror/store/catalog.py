@@ -47,14 +47,22 @@ class Catalog:
         self._all_lock = threading.Lock()
         if not readonly:
             # Several processes may open a brand-new store at once (a daemon and a `status`, say):
-            # create the file private first, and serialize the schema setup with an flock on it
-            # (independent of SQLite's own fcntl locks), so each migration runs exactly once.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # serialize the schema setup so each migration runs exactly once. The flock is on a
+            # file of its own: closing any descriptor of the database file itself would drop the
+            # POSIX locks SQLite holds on it in this process (and corrupt its view: "disk I/O error").
+            fd = os.open(self.path.with_name(self.path.name + ".migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                migrations.apply(self.db)
+                new = not self.path.exists()
+                db = self.db
+                if new:
+                    try:
+                        self.path.chmod(0o600)
+                    except OSError:
+                        pass
+                migrations.apply(db)
             finally:
-                os.close(fd)  # closing releases the flock
+                os.close(fd)  # releases the flock
 
     # -- connections -----------------------------------------------------------------------
     @property
