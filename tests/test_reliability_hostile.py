@@ -202,7 +202,7 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
     # nothing outside the store directory; inside it, only the store's own files
     assert snapshot(tmp_path, skip=(tmp_path / "store", up)) == before
     top = sorted(p.name for p in mirror.iterdir())
-    assert set(top) <= {"catalog.db", "catalog.db-wal", "catalog.db-shm", "lock", "objects"}, top
+    assert set(top) <= {"catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db.migrate-lock", "lock", "objects"}, top
     assert {p.name for p in (mirror / "objects").iterdir()} <= {"md5", "tmp"}
     assert all(len(p.name) in (2, 30) for p in (mirror / "objects" / "md5").rglob("*"))
     assert store_problems(mirror) == [] and verify_deep(mirror) == []
