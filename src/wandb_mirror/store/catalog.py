@@ -53,14 +53,20 @@ class Catalog:
             fd = os.open(self.path.with_name(self.path.name + ".migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                new = not self.path.exists()
-                db = self.db
-                if new:
+                try:
+                    # private from its first byte; SQLite gives -wal and -shm the database's mode.
+                    # (Closing this descriptor is safe: no connection can hold a file that did not exist.)
+                    os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    pass
+                migrations.apply(self.db)
+                for side in (self.path, self.path.with_name(self.path.name + "-wal"),
+                             self.path.with_name(self.path.name + "-shm")):
                     try:
-                        self.path.chmod(0o600)
+                        if side.stat().st_mode & 0o077:
+                            side.chmod(0o600)  # a store made by an older version, or under another umask
                     except OSError:
                         pass
-                migrations.apply(db)
             finally:
                 os.close(fd)  # releases the flock
 
