@@ -189,7 +189,9 @@ def plugin_results(store: Any, work: Path, since: int) -> None:
     for r in rows:
         by_plugin.setdefault(r["plugin"], []).append(r)
     for r in by_plugin.get("best_run", []):
-        print(f"     best_run: {r['action']} {r['target']} -> {r['result']}")
+        before, after = json.loads(r["before"] or "[]"), json.loads(r["after"] or "[]")
+        change = ", ".join([f"+{t}" for t in after if t not in before] + [f"-{t}" for t in before if t not in after])
+        print(f"     best_run: {r['action']} {change or '(unchanged)'} on {r['target']} -> {r['result']}")
     cleaned = by_plugin.get("cleanup", [])
     if cleaned:
         kept = sum(1 for r in cleaned if r["result"] == "ok")
