@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     client = make_client(config)  # no key: one line, exit 2
     try:
         # the key and the host are checked before the store is created: a mistake writes nothing
-        preflight(config, client)
+        viewer = preflight(config, client)
         store = Store(config.store_path)
     except BaseException:
         client.close()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         with store.lock("sync"):
             mode = "never" if args.quiet else config.sync.progress
             progress = Progress(stream=sys.stderr, mode=mode)
-            engine = Engine(config, store, client, progress=progress, force_reconcile=args.reconcile)
+            engine = Engine(config, store, client, progress=progress, force_reconcile=args.reconcile, viewer=viewer)
             try:
                 while True:
                     result = engine.run_pass()

@@ -261,8 +261,11 @@ class Engine:
     """Runs passes of `config` into `store`. The caller holds the store lock (Store.lock())."""
 
     def __init__(self, config: Config, store: Store, client: WandbClient | None = None, *,
-                 progress: Progress | None = None, force_reconcile: bool = False, api_key: str | None = None):
+                 progress: Progress | None = None, force_reconcile: bool = False, api_key: str | None = None,
+                 viewer: Any = None):
         self.config = config
+        # the answer of a preflight check, reused by the first pass instead of asking again
+        self._viewer = viewer
         self.store = store
         self.cat = store.catalog
         self.objects = store.objects
@@ -442,7 +445,7 @@ class Engine:
         return result
 
     def _pass_body(self) -> None:
-        viewer = self.client.viewer()
+        viewer, self._viewer = self._viewer or self.client.viewer(), None
         if viewer is None:
             raise AuthError(f"API key rejected by {self.client.t.host} (the server does not know this key)")
         with self.cat.transaction():
