@@ -290,13 +290,7 @@ class ProjectNode:
 
     def sweeps(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
                filters: Any = None) -> dict[str, Any]:
-        rows = self._sweeps()
-        try:
-            flt = parse_filters(filters)
-            if flt:
-                rows = [r for r in rows if F.matches(_sweep_doc(r), flt)]
-        except F.FilterError as e:
-            raise GraphQLError(str(e)) from None
+        rows = select_rows(self._sweeps(), filters, None, _sweep_doc)
         page, has_next = page_list(rows, after, first, "sweeps", key=lambda r: r["pk"])
         return connection([(SweepNode(self._ctx, r, self._row), c) for r, c in page], has_next)
 
@@ -652,6 +646,24 @@ def _collection_doc(r: dict[str, Any]) -> dict[str, Any]:
             "id": r["id"], "state": "READY"}
 
 
+def select_rows(rows: list[dict[str, Any]], filters: Any, order: str | None,
+                doc_of: Any) -> list[dict[str, Any]]:
+    """The rows matching a `filters` argument, in `order`; a bad filter is a GraphQL error."""
+    try:
+        flt = parse_filters(filters)
+        key, desc = F.parse_order(order) if order else (None, False)
+        if not flt and key is None:
+            return rows
+        docs = [(doc_of(r), r) for r in rows]  # each row's filter document, built once
+        if flt:
+            docs = [d for d in docs if F.matches(d[0], flt)]
+        if key is not None:
+            docs = F.sort_docs(docs, lambda d: F.lookup(d[0], key), desc)
+    except F.FilterError as e:
+        raise GraphQLError(str(e)) from None
+    return [r for _, r in docs]
+
+
 def collections_connection(ctx: Ctx, project: dict[str, Any], type_name: str | None, after: str | None,
                            first: int | None, filters: Any, order: str | None) -> dict[str, Any]:
     sql, args = "SELECT * FROM artifact_collections WHERE project_pk = ? AND tombstoned_at IS NULL", [project["pk"]]
@@ -659,15 +671,7 @@ def collections_connection(ctx: Ctx, project: dict[str, Any], type_name: str | N
         sql += " AND type_name = ?"
         args.append(type_name)
     rows = [dict(r) for r in ctx.conn.execute(sql + " ORDER BY created_at DESC, pk DESC", args)]
-    try:
-        flt = parse_filters(filters)
-        if flt:
-            rows = [r for r in rows if F.matches(_collection_doc(r), flt)]
-        if order:
-            key, desc = F.parse_order(order)
-            rows = F.sort_docs(rows, lambda r: F.lookup(_collection_doc(r), key), desc)
-    except F.FilterError as e:
-        raise GraphQLError(str(e)) from None
+    rows = select_rows(rows, filters, order, _collection_doc)
     page, has_next = page_list(rows, after, first, "collections", key=lambda r: r["pk"])
     return connection([(CollectionNode(ctx, r, project), c) for r, c in page], has_next, len(rows))
 
@@ -728,16 +732,7 @@ class CollectionNode:
 
     def artifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
                   order: str | None = None, filters: Any = None) -> dict[str, Any]:
-        rows = self._versions()
-        try:
-            flt = parse_filters(filters)
-            if flt:
-                rows = [r for r in rows if F.matches(_artifact_doc(r), flt)]
-            if order:
-                key, desc = F.parse_order(order)
-                rows = F.sort_docs(rows, lambda r: F.lookup(_artifact_doc(r), key), desc)
-        except F.FilterError as e:
-            raise GraphQLError(str(e)) from None
+        rows = select_rows(self._versions(), filters, order, _artifact_doc)
         page, has_next = page_list(rows, after, first, "versions", key=lambda r: r["pk"])
         nodes = [(ArtifactNode(self._ctx, r, self._row, self._project), c) for r, c in page]
         return connection(nodes, has_next, len(rows), edge_extra=lambda n: {"version": f"v{n.versionIndex}"})
