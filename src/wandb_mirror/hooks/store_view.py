@@ -7,7 +7,6 @@ never write the catalog's mirrored data: that belongs to the sync engine.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,25 +118,13 @@ class StoreView:
         include_tombstoned: bool = False,
     ) -> list[Run]:
         """Runs in catalog order (created_at); filter by project, sweep (object or name) and state."""
-        where, params = [], []
         if isinstance(sweep, Sweep):
             entity, project, sweep = sweep.entity, sweep.project, sweep.name
-        if entity is not None:
-            where.append("p.entity = ?")
-            params.append(entity)
-        if project is not None:
-            where.append("p.name = ?")
-            params.append(project)
-        if sweep is not None:
-            where.append("r.sweep_name = ?")
-            params.append(sweep)
-        if states is not None:
-            states = list(states)
-            where.append(f"r.state IN ({', '.join('?' for _ in states)})")
-            params.extend(states)
-        if not include_tombstoned:
-            where.append("r.tombstoned_at IS NULL")
-        sql = _RUN_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY p.entity, p.name, r.created_at, r.name"
+        states = list(states) if states is not None else None
+        where, params = _where(("p.entity = ?", entity), ("p.name = ?", project), ("r.sweep_name = ?", sweep),
+                               (f"r.state IN ({', '.join('?' * len(states or []))})", states),
+                               ("r.tombstoned_at IS NULL", None if include_tombstoned else ()))
+        sql = _RUN_SQL + where + " ORDER BY p.entity, p.name, r.created_at, r.name"
         return [run_from_row(r) for r in self._q(sql, params)]
 
     def history(
@@ -220,15 +207,10 @@ class StoreView:
     def verify_object(self, md5: str, size: int | None = None) -> bool:
         """Re-hash the stored bytes: True only if they exist and match `md5` (and `size` if given)."""
         try:
-            h = hashlib.md5()
-            n = 0
-            with self._store.objects.open(md5) as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-                    n += len(chunk)
+            info = self._store.objects.hash_object(md5)
         except (OSError, ValueError):
             return False
-        return h.hexdigest() == md5 and (size is None or n == size)
+        return info.md5 == md5 and (size is None or info.size == size)
 
     # -- artifacts -------------------------------------------------------------------------
     def artifacts(
@@ -241,22 +223,10 @@ class StoreView:
         include_tombstoned: bool = False,
     ) -> list[Artifact]:
         """Artifact versions; with `run`, those it logged (its output artifacts)."""
-        where, params = [], []
-        if run is not None:
-            where.append("a.producer_run_pk = ?")
-            params.append(self._run_pk(run))
-        if entity is not None:
-            where.append("p.entity = ?")
-            params.append(entity)
-        if project is not None:
-            where.append("p.name = ?")
-            params.append(project)
-        if collection is not None:
-            where.append("c.name = ?")
-            params.append(collection)
-        if not include_tombstoned:
-            where.append("a.tombstoned_at IS NULL")
-        sql = _ARTIFACT_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.name, a.version_index"
+        where, params = _where(("a.producer_run_pk = ?", None if run is None else self._run_pk(run)),
+                               ("p.entity = ?", entity), ("p.name = ?", project), ("c.name = ?", collection),
+                               ("a.tombstoned_at IS NULL", None if include_tombstoned else ()))
+        sql = _ARTIFACT_SQL + where + " ORDER BY c.name, a.version_index"
         return [artifact_from_row(r) for r in self._q(sql, params)]
 
     def artifact(self, artifact_id: str) -> Artifact | None:
@@ -277,14 +247,8 @@ class StoreView:
         return sweep_from_row(rows[0]) if rows else None
 
     def sweeps(self, entity: str | None = None, project: str | None = None) -> list[Sweep]:
-        where, params = ["s.tombstoned_at IS NULL"], []
-        if entity is not None:
-            where.append("p.entity = ?")
-            params.append(entity)
-        if project is not None:
-            where.append("p.name = ?")
-            params.append(project)
-        return [sweep_from_row(r) for r in self._q(_SWEEP_SQL + " WHERE " + " AND ".join(where) + " ORDER BY s.name", params)]
+        where, params = _where(("s.tombstoned_at IS NULL", ()), ("p.entity = ?", entity), ("p.name = ?", project))
+        return [sweep_from_row(r) for r in self._q(_SWEEP_SQL + where + " ORDER BY s.name", params)]
 
     # -- journal ---------------------------------------------------------------------------
     def journal(self, plugin: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -292,3 +256,18 @@ class StoreView:
         if plugin is None:
             return self._q("SELECT * FROM journal ORDER BY pk DESC LIMIT ?", [limit])
         return self._q("SELECT * FROM journal WHERE plugin = ? ORDER BY pk DESC LIMIT ?", [plugin, limit])
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """(" WHERE a AND b ...", params) from (clause, value) pairs, skipping those whose value is None.
+
+    A tuple or list value supplies several parameters (an empty one: a clause without parameters).
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in conditions:
+        if value is None:
+            continue
+        clauses.append(clause)
+        params.extend(value if isinstance(value, (list, tuple)) else [value])
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
