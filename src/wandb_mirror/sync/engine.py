@@ -834,12 +834,7 @@ class ProjectSync:
                 if s.state in SWEEP_DONE_STATES and not was_done:
                     ch.sweep_finished(conn, self.scope, s.name, s.state, s.best_loss)
             self.e.stats.add("sweeps")
-        self.e.problems(problems)
-        if problems:
-            return  # a listing with refused entries is not proof of deletions
-        for row in self.cat.query("SELECT pk, name FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL", [self.ppk]):
-            if row["name"] not in listed:
-                self.e.tombstone(Tombstone("sweep", "sweeps", row["pk"], f"{self.where}/{row['name']}", self.scope))
+        self.tombstone_unlisted("sweep", "sweeps", "name", listed, problems)
 
     def sync_reports(self) -> None:
         problems: list[Problem] = []
@@ -854,12 +849,18 @@ class ProjectSync:
                 continue
             self.cat.upsert_report(self.ppk, r)
             self.e.stats.add("reports")
+        self.tombstone_unlisted("report", "reports", "id", listed, problems)
+
+    def tombstone_unlisted(self, kind: str, table: str, key: str, listed: set[str], problems: list[Problem]) -> None:
+        """After a project-wide listing: report its refused entries, and tombstone the rows it no longer has."""
         self.e.problems(problems)
         if problems:
             return  # a listing with refused entries is not proof of deletions
-        for row in self.cat.query("SELECT pk, id FROM reports WHERE project_pk = ? AND tombstoned_at IS NULL", [self.ppk]):
-            if row["id"] not in listed:
-                self.e.tombstone(Tombstone("report", "reports", row["pk"], f"{self.where}/report {row['id']}", self.scope))
+        for row in self.cat.query(f"SELECT pk, {key} FROM {table} WHERE project_pk = ? AND tombstoned_at IS NULL",
+                                  [self.ppk]):
+            if row[key] not in listed:
+                label = row[key] if kind != "report" else f"report {row[key]}"
+                self.e.tombstone(Tombstone(kind, table, row["pk"], f"{self.where}/{label}", self.scope))
 
 
 # =============================================================================================
