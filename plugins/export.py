@@ -119,16 +119,6 @@ def write_history(store, run, out: Path, formats: list[str]) -> list[Path]:
     return [write_table(history_path(out, run, fmt), rows, fmt, cols) for fmt in formats]
 
 
-def export_all(store, out: str | Path, formats: list[str], *, history: bool = True) -> list[Path]:
-    """Write the runs table and every run's history (what `wandb-mirror export` does)."""
-    out = Path(out)
-    written = write_runs_table(store, out, formats)
-    if history:
-        for run in store.runs(include_tombstoned=True):
-            written += write_history(store, run, out, formats)
-    return written
-
-
 # -- event hooks: mark, then write once per cycle ----------------------------------------------
 def _mark(store, run) -> None:
     store.state.set(f"dirty:{run.entity}/{run.project}/{run.name}", True)

@@ -7,7 +7,6 @@ fields hold JSON *text* exactly as W&B sent it; `Run.config_values()` and friend
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -21,10 +20,6 @@ def loads_lenient(text: str | None, default: Any = None) -> Any:
 
 def dumps_compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
-
-
-def is_finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Record:

@@ -8,7 +8,6 @@ drop duplicates that a server repeats across pages (landscape P4).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import threading
@@ -384,7 +383,3 @@ def _xxh128_checked(chunks: Iterator[bytes], want_b64: str) -> Iterator[bytes]:
     got = base64.b64encode(h.digest()).decode()
     if got != want_b64:
         raise IntegrityError(f"xxh128 mismatch: expected {want_b64}, got {got}")
-
-
-def md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()

@@ -87,9 +87,6 @@ class PluginHost:
     def plugins(self) -> PluginSet:
         return self.dispatcher.plugins
 
-    def needs_upstream(self) -> bool:
-        return any(not p.dry_run for p in self.plugins.enabled())
-
     def reload(self, cfg: Any, *, transport: Transport | None = None) -> list[str]:
         """Load plugins afresh for `cfg`; on problems keep the running set and return them."""
         try:

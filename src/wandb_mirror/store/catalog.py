@@ -215,15 +215,6 @@ class Catalog:
             )
             return cur.rowcount
 
-    def append_events(self, run_pk: int, rows: Iterable[str]) -> int:
-        with self.transaction() as conn:
-            start = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_pk = ?", [run_pk]).fetchone()[0]
-            cur = conn.executemany(
-                "INSERT INTO events (run_pk, seq, row) VALUES (?, ?, ?)",
-                ((run_pk, start + i, r) for i, r in enumerate(rows)),
-            )
-            return cur.rowcount
-
     # -- files -----------------------------------------------------------------------------
     def upsert_file(self, run_pk: int, f: RunFile, *, mirrored_at: str | None = None) -> int:
         """Record a run file whose object is already in the store; keeps every version seen."""

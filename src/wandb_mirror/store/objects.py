@@ -134,10 +134,6 @@ class ObjectStore:
             except OSError:  # a filesystem gone read-only: the next writer's clean_tmp() removes it
                 pass
 
-    def put_file(self, src: Path, expected_md5: str | None = None) -> ObjectInfo:
-        with open(src, "rb") as f:
-            return self.put_stream(iter(lambda: f.read(CHUNK), b""), expected_md5=expected_md5)
-
     # -- reading / checking ----------------------------------------------------------------
     def hash_object(self, md5: str, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
         h = hashlib.md5()
