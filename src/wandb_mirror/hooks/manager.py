@@ -29,6 +29,7 @@ from typing import Any
 
 import pluggy
 
+from ..config import parse_duration  # re-exported: plugins read durations as the config does
 from . import specs
 
 log = logging.getLogger("wandb_mirror.plugins")
@@ -314,10 +315,3 @@ def _entry_points() -> list[metadata.EntryPoint]:
     except Exception:  # noqa: BLE001 - a broken distribution's metadata must not stop the mirror
         log.exception("reading entry points failed")
         return []
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from 30, 2.5, "30s", "5m", "1h30m", "500ms", "1d" (the config file's duration syntax)."""
-    from ..config import parse_duration as _parse
-
-    return _parse(value)
