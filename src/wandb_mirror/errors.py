@@ -27,3 +27,7 @@ class IntegrityError(WorkFailed):
 
 class StoreLocked(WorkFailed):
     """Another writer holds the store lock."""
+
+
+class PassAborted(MirrorError):
+    """Stop the pass now (retry budget exhausted, store problem, the daemon stopping)."""

@@ -32,7 +32,7 @@ import requests
 import tenacity
 
 from .. import __version__
-from ..errors import UsageError, WorkFailed
+from ..errors import PassAborted, UsageError, WorkFailed
 
 log = logging.getLogger("wandb_mirror.client")
 
@@ -239,6 +239,11 @@ class Transport:
         # (operation, variables) of every GraphQL call when set to a list: for tests and debugging
         # (the key is never part of it).
         self.trace: list[tuple[str, dict[str, Any]]] | None = None
+        # Set by a daemon: once `stop` is set, every further request and every chunk of a download
+        # in progress raises PassAborted (the store discards a half-written object); `on_activity`
+        # is called on each, as a liveness signal for the systemd watchdog.
+        self.stop: threading.Event | None = None
+        self.on_activity: Callable[[], None] | None = None
         # We identify as ourselves (User-Agent wandb-mirror/VERSION). The official client sends
         # "W&B Public Client 0.31.0", which the cloud uses to unlock first-party fields such as
         # User.apiKeys (protocol 2.3) - fields a mirror never asks for; `[source] user_agent` can
@@ -371,6 +376,7 @@ class Transport:
     def _send(self, session: requests.Session, method: str, url: str, operation: str, *, stream: bool = False,
               **kw: Any) -> requests.Response:
         """One attempt: limits, counting, transport errors mapped to retryable ones."""
+        self._check_stop()
         if self._limiter:
             self._limiter.acquire()
         self.stats.count(operation)
@@ -393,6 +399,12 @@ class Transport:
         # (requests drops Authorization itself when a redirect leaves the host.)
         self._check_status(resp, operation)
         return resp
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise PassAborted("the daemon is stopping")
+        if self.on_activity is not None:
+            self.on_activity()
 
     # -- GraphQL -----------------------------------------------------------------------------
     def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None, *,
@@ -475,6 +487,7 @@ class Transport:
         expected = resp.headers.get("Content-Length")
         n = 0
         for chunk in resp.iter_content(CHUNK):
+            self._check_stop()
             n += len(chunk)
             self.stats.add("bytes_downloaded", len(chunk))
             yield chunk

@@ -71,7 +71,7 @@ from ..client import (
 )
 from ..client.convert import md5_b64_to_hex, parse_history_row, unsafe_id_reason, unsafe_path_reason
 from ..config import Config, ProjectOptions
-from ..errors import IntegrityError, MirrorError, WorkFailed
+from ..errors import IntegrityError, MirrorError, PassAborted, WorkFailed
 from ..models import ArtifactEntry, Project, Run, RunFile, loads_lenient
 from ..store import Store
 from ..store.catalog import utcnow
@@ -93,10 +93,6 @@ HISTORY_CHUNK_ROWS = 5000
 # given up for this pass: a run whose files keep failing is reported and retried next pass instead
 # of spending the pass's shared retry budget (which would stop every run after it).
 RUN_FAILURE_LIMIT = 3
-
-
-class PassAborted(MirrorError):
-    """Stop the pass now (retry budget exhausted, store problem)."""
 
 
 class StoreUnwritable(PassAborted):
