@@ -38,9 +38,11 @@ Errors name the key and its line and exit 2 (UsageError). The sections this modu
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 import sys
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,8 +273,9 @@ class Config:
 
     def project_options(self, entity: str, project: str) -> ProjectOptions:
         full = f"{entity}/{project}"
-        opts = ProjectOptions(**{k: (list(v) if isinstance(v, list) else v)
-                                 for k, v in vars(self.source.defaults).items()})
+        opts = dataclasses.replace(self.source.defaults, files_include=list(self.source.defaults.files_include),
+                                   files_exclude=list(self.source.defaults.files_exclude),
+                                   artifact_types=list(self.source.defaults.artifact_types))
         for globs, values in self.source.overrides:
             if any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs):
                 for k, v in values.items():
@@ -473,7 +476,7 @@ class _Checker:
         raise AssertionError(kind)
 
     def section(self, name: tuple[Any, ...], table: Any, spec: dict[str, tuple[str, Any]],
-                base_dir: Path | None, *, extra: set[str] = frozenset()) -> dict[str, Any]:
+                base_dir: Path | None, *, extra: Set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(table, dict):
             raise self.fail(name, f"expected a table ([{_dotted(name)}]), got {_show(table)}")
         out: dict[str, Any] = {}

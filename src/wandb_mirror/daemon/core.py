@@ -177,7 +177,7 @@ class Daemon:
     def _install_signals(self) -> list[tuple[int, Any]]:
         if not self.install_signals or threading.current_thread() is not threading.main_thread():
             return []
-        old = []
+        old: list[tuple[int, Any]] = []
 
         def on_stop(signum: int, frame: Any) -> None:
             log.info("received %s: stopping after the work in hand", signal.Signals(signum).name)
@@ -272,7 +272,7 @@ class Daemon:
             retry_in = self.host.dispatcher.next_retry_in() if self.host else None
             if retry_in is not None and retry_in <= 0:
                 self._deliver_only()
-                retry_in = self.host.dispatcher.next_retry_in()
+                retry_in = self.host.dispatcher.next_retry_in() if self.host else None
             wait = due - time.monotonic()
             if retry_in is not None:
                 wait = min(wait, retry_in)
