@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..config import DaemonConfig
 from ..events import event_from_row
 from ..store import Store
 from ..store.catalog import utcnow
@@ -39,25 +40,23 @@ from .upstream import Transport, Upstream
 log = logging.getLogger("wandb_mirror.delivery")
 
 
+# The [daemon] keys delivery reads; their defaults, types and meaning are declared in config.py.
+DELIVERY_KEYS = ("hook_timeout", "max_failures", "retry_backoff", "retry_backoff_max", "stop_grace")
+_DEFAULTS = DaemonConfig()
+
+
 @dataclass
 class DeliverySettings:
-    hook_timeout: float = 60.0  # seconds a hook may run before it is abandoned
-    max_failures: int = 5  # consecutive failures before a plugin is disabled
-    retry_backoff: float = 5.0  # first retry delay; doubles per failure
-    retry_backoff_max: float = 600.0
+    hook_timeout: float = _DEFAULTS.hook_timeout
+    max_failures: int = _DEFAULTS.max_failures
+    retry_backoff: float = _DEFAULTS.retry_backoff
+    retry_backoff_max: float = _DEFAULTS.retry_backoff_max
+    stop_grace: float = _DEFAULTS.stop_grace
     batch: int = 500  # change rows read per plugin per round
-    stop_grace: float = 5.0  # on stop, how long an in-flight hook may still run
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> DeliverySettings:
-        s = cls()
-        for key in ("hook_timeout", "retry_backoff", "retry_backoff_max", "stop_grace"):
-            if key in raw:
-                setattr(s, key, parse_duration(raw[key]))
-        for key in ("max_failures", "batch"):
-            if key in raw:
-                setattr(s, key, int(raw[key]))
-        return s
+    def from_config(cls, daemon: DaemonConfig) -> DeliverySettings:
+        return cls(**{key: getattr(daemon, key) for key in DELIVERY_KEYS})
 
 
 @dataclass
