@@ -24,6 +24,7 @@ import xxhash
 import yaml
 
 from . import ids
+from .digests import manifest_digest
 from .errors import UsageError
 from .models import (
     Artifact,
@@ -766,7 +767,7 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                 minfo = objs.put_bytes(json.dumps(manifest, indent=4).encode())
                 rep.objects_written += 1
                 pv.artifact.manifest_md5 = minfo.md5
-                pv.artifact.digest = ids.artifact_manifest_digest({p: c["digest"] for p, c in contents.items()})
+                pv.artifact.digest = manifest_digest({p: c["digest"] for p, c in contents.items()})
                 pv.artifact.size = total
                 pv.artifact.file_count = len(contents)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import ids
+from .digests import manifest_digest
 from .store import Store
 
 
@@ -99,8 +100,13 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
                 hashed = ids.md5_hex_to_b64(row["md5"])
             if hashed != entry.get("digest"):
                 rep.problems.append(f"{label}: {path}: digest {hashed} does not match manifest {entry.get('digest')}")
-        if art["digest_algorithm"] in (None, "MANIFEST_MD5") and art["digest"]:
-            recomputed = ids.artifact_manifest_digest({p: e.get("digest", "") for p, e in contents.items()})
+        if art["digest"]:
+            algorithm = art["digest_algorithm"] or "MANIFEST_MD5"
+            try:
+                recomputed = manifest_digest({p: e.get("digest", "") for p, e in contents.items()}, algorithm)
+            except ValueError as e:
+                rep.problems.append(f"{label}: {e}")
+                continue
             if recomputed != art["digest"]:
                 rep.problems.append(f"{label}: manifest digest {recomputed} does not match {art['digest']}")
     return rep
