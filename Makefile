@@ -29,6 +29,7 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src plugins tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,7 +14,6 @@ import pytest
 from test_plugins_support import ENTITY, PROJECT, seed_store
 
 from wandb_mirror.config import minimal_config, parse_config
-from wandb_mirror.daemon.core import GraphQLAdapter
 from wandb_mirror.hooks import UpstreamWriteError, hookimpl
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.hooks.store_view import StoreView
@@ -50,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def writer(world, *, dry_run: bool, transport=True) -> tuple[Upstream, StoreView]:
     server, _, store = world
-    t = GraphQLAdapter(make_client(minimal_config(server.url, store.path)).t) if transport else None
+    t = make_client(minimal_config(server.url, store.path)).t if transport else None
     return Upstream("tester", store, t, dry_run=dry_run), StoreView(store, "tester")
 
 
@@ -201,7 +200,7 @@ def test_config_example_is_valid_documents_every_key_and_writes_nothing(capsys) 
     for table in (cfgmod.SOURCE_KEYS, cfgmod.SYNC_KEYS, cfgmod.DAEMON_KEYS, cfgmod.STORE_KEYS):
         missing = set(table) - documented
         assert not missing, f"config.example.toml does not document {sorted(missing)}"
-    from wandb_mirror.daemon.host import DELIVERY_KEYS
+    from wandb_mirror.hooks.delivery import DELIVERY_KEYS
 
     assert set(DELIVERY_KEYS) <= documented
     cfg = parse_config(text, ROOT / "config.example.toml")

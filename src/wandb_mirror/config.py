@@ -38,12 +38,14 @@ Errors name the key and its line and exit 2 (UsageError). The sections this modu
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 import sys
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +53,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import UsageError
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+MAX_CONCURRENCY = 64
 
 
 class ConfigError(UsageError):
@@ -104,85 +109,49 @@ def format_duration(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# the schema: section -> key -> (kind, default)
+# the declarations: every key once, on the dataclass field that holds it
 # ---------------------------------------------------------------------------------------------
-# kinds: str, url, bool, int+ (>0), int0 (>=0), port, float0 (>=0), duration, duration+ (>0),
-#        strlist, globlist, path, progress, table
-PROJECT_TOGGLES: dict[str, tuple[str, Any]] = {
-    "history": ("bool", True),
-    "events": ("bool", True),
-    "files": ("bool", True),
-    "files_include": ("globlist", ["*"]),
-    "files_exclude": ("globlist", []),
-    "artifacts": ("bool", True),
-    "artifact_types": ("strlist", []),
-    "sweeps": ("bool", True),
-    "reports": ("bool", True),
-}
-
-SOURCE_KEYS: dict[str, tuple[str, Any]] = {
-    "base_url": ("url", None),
-    "entities": ("strlist", []),
-    "projects": ("globlist", []),
-    "exclude_projects": ("globlist", []),
-    "user_agent": ("str", None),
-    "timeout": ("duration+", 60.0),
-    "page_size": ("int+", 50),
-    **PROJECT_TOGGLES,
-}
-
-SYNC_KEYS: dict[str, tuple[str, Any]] = {
-    "poll_interval": ("duration+", None),
-    "concurrency": ("int+", 4),
-    "rate_limit": ("float0", 0.0),
-    "reconcile_interval": ("duration+", 86400.0),
-    "max_retries": ("int+", 10),
-    "retry_wait_min": ("duration", 1.0),
-    "retry_wait_max": ("duration", 60.0),
-    "max_call_time": ("duration+", 300.0),
-    "retry_budget": ("int0", 500),
-    "history_page_size": ("int+", 1000),
-    "events_samples": ("int+", 100000),
-    "progress": ("progress", "auto"),
-}
-
-# The daemon's keys (the daemon reads them from Config.daemon / Config.raw["daemon"]).
-DAEMON_KEYS: dict[str, tuple[str, Any]] = {
-    "poll_interval": ("duration+", None),
-    "jitter": ("duration", 0.0),
-    "plugins_dir": ("path", None),
-    "metrics_port": ("port", None),
-    "metrics_host": ("str", "127.0.0.1"),
-    # plugin delivery (hooks/delivery.py)
-    "hook_timeout": ("duration+", 60.0),
-    "max_failures": ("int+", 5),
-    "retry_backoff": ("duration", 5.0),
-    "retry_backoff_max": ("duration", 600.0),
-    "stop_grace": ("duration", 5.0),
-}
-
-STORE_KEYS: dict[str, tuple[str, Any]] = {
-    "path": ("path", None),
-}
-
-SECTIONS = ("source", "store", "sync", "daemon", "plugins")
-MAX_CONCURRENCY = 64
+# kinds: str, url, bool, int+ (>0), int0 (>=0), port (1-65535), float0 (>=0), duration, duration+ (>0),
+#        strlist, globlist, path, progress
+T = TypeVar("T")
 
 
-# ---------------------------------------------------------------------------------------------
-# the config object
-# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: how its value is checked, its default (None: unset) and what it means."""
+
+    kind: str
+    default: Any
+    help: str
+
+
+def setting(kind: str, default: T, help: str) -> T:
+    """A dataclass field that is also a configuration key (read back by `keys_of`)."""
+    meta = {"key": Key(kind, default, help)}
+    if isinstance(default, list):
+        items = list(default)
+        return cast(T, field(default_factory=lambda: list(items), metadata=meta))
+    return cast(T, field(default=default, metadata=meta))
+
+
+def keys_of(cls: type) -> dict[str, Key]:
+    """The configuration keys a dataclass declares, in declaration order."""
+    return {f.name: f.metadata["key"] for f in dataclasses.fields(cls) if "key" in f.metadata}
+
+
 @dataclass
 class ProjectOptions:
-    history: bool = True
-    events: bool = True
-    files: bool = True
-    files_include: list[str] = field(default_factory=lambda: ["*"])
-    files_exclude: list[str] = field(default_factory=list)
-    artifacts: bool = True
-    artifact_types: list[str] = field(default_factory=list)
-    sweeps: bool = True
-    reports: bool = True
+    """What to mirror of one project: [source] holds the defaults, [[source.override]] per-project values."""
+
+    history: bool = setting("bool", True, "full, unsampled history")
+    events: bool = setting("bool", True, "system metrics")
+    files: bool = setting("bool", True, "run files")
+    files_include: list[str] = setting("globlist", ["*"], "globs over file names")
+    files_exclude: list[str] = setting("globlist", [], "globs over file names, excluded")
+    artifacts: bool = setting("bool", True, "artifact versions")
+    artifact_types: list[str] = setting("strlist", [], "artifact types to mirror; empty: every type")
+    sweeps: bool = setting("bool", True, "sweeps")
+    reports: bool = setting("bool", True, "reports")
 
     def want_file(self, name: str) -> bool:
         if not self.files:
@@ -197,47 +166,65 @@ class ProjectOptions:
 
 @dataclass
 class SourceConfig:
-    base_url: str
-    entities: list[str] = field(default_factory=list)
-    projects: list[str] = field(default_factory=list)
-    exclude_projects: list[str] = field(default_factory=list)
-    user_agent: str | None = None
-    timeout: float = 60.0
-    page_size: int = 50
+    base_url: str = setting("url", DEFAULT_BASE_URL, "the W&B API; a self-hosted server works the same way")
+    entities: list[str] = setting("strlist", [], "entities to mirror; default: the API key's default entity")
+    projects: list[str] = setting("globlist", [], "globs over \"entity/project\" (or \"project\"); default: all")
+    exclude_projects: list[str] = setting("globlist", [], "globs of projects left out")
+    user_agent: str | None = setting("str", None, "default: wandb-mirror/VERSION")
+    timeout: float = setting("duration+", 60.0, "per HTTP request")
+    page_size: int = setting("int+", 50, "items per page when listing")
     defaults: ProjectOptions = field(default_factory=ProjectOptions)
     overrides: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
+class StoreConfig:
+    path: Path | None = setting("path", None, "required: catalog.db + objects/md5/..; one daemon per store")
+
+
+@dataclass
 class SyncConfig:
-    poll_interval: float = 60.0
-    concurrency: int = 4
-    rate_limit: float = 0.0
-    reconcile_interval: float = 86400.0
-    max_retries: int = 10
-    retry_wait_min: float = 1.0
-    retry_wait_max: float = 60.0
-    max_call_time: float = 300.0
-    retry_budget: int = 500
-    history_page_size: int = 1000
-    events_samples: int = 100000
-    progress: str = "auto"  # auto | always | never
+    poll_interval: float = setting("duration+", 60.0, "how often a pass starts (the daemon's [daemon] value wins)")
+    concurrency: int = setting("int+", 4, f"parallel requests (at most {MAX_CONCURRENCY})")
+    rate_limit: float = setting("float0", 0.0, "requests per second, 0: unlimited")
+    reconcile_interval: float = setting("duration+", 86400.0,
+                                        "full listing to find edits of finished runs and deletions")
+    max_retries: int = setting("int+", 10, "per request (429, 5xx, connection errors; Retry-After honoured)")
+    retry_wait_min: float = setting("duration", 1.0, "first wait before a retry")
+    retry_wait_max: float = setting("duration", 60.0, "longest wait before a retry")
+    max_call_time: float = setting("duration+", 300.0, "per request, waits included")
+    retry_budget: int = setting("int0", 500, "retries per pass before it gives up")
+    history_page_size: int = setting("int+", 1000, "history rows per request")
+    events_samples: int = setting("int+", 100000, "system-metrics rows per run")
+    progress: str = setting("progress", "auto", "auto | always | never (a status line on a terminal)")
 
 
 @dataclass
 class DaemonConfig:
-    poll_interval: float = 60.0
-    jitter: float = 0.0
-    plugins_dir: Path | None = None
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    hook_timeout: float = 60.0
-    max_failures: int = 5
-    retry_backoff: float = 5.0
-    retry_backoff_max: float = 600.0
-    stop_grace: float = 5.0
+    poll_interval: float = setting("duration+", 60.0, "a cycle (sync pass, then plugin delivery) starts this often")
+    jitter: float = setting("duration", 0.0, "+- random seconds per cycle, to spread many mirrors out")
+    plugins_dir: Path | None = setting("path", None, "*.py plugins, hot-reloaded on edit")
+    metrics_port: int | None = setting("port", None, "Prometheus text endpoint (GET /metrics); off by default")
+    metrics_host: str = setting("str", "127.0.0.1", "keep it on loopback unless you know better")
+    # plugin delivery (hooks/delivery.py); a plugin's own table may override hook_timeout and max_failures
+    hook_timeout: float = setting("duration+", 60.0, "a hook running longer is abandoned (and counts as a failure)")
+    max_failures: int = setting("int+", 5, "consecutive failures before a plugin is disabled")
+    retry_backoff: float = setting("duration", 5.0, "first retry after a failure; doubles each time")
+    retry_backoff_max: float = setting("duration", 600.0, "the longest retry_backoff")
+    stop_grace: float = setting("duration", 5.0, "on SIGTERM, how long a hook in flight may still run")
 
 
+PROJECT_TOGGLES = keys_of(ProjectOptions)
+SOURCE_KEYS = {**keys_of(SourceConfig), **PROJECT_TOGGLES}
+STORE_KEYS = keys_of(StoreConfig)
+SYNC_KEYS = keys_of(SyncConfig)
+DAEMON_KEYS = keys_of(DaemonConfig)
+SECTIONS = ("source", "store", "sync", "daemon", "plugins")
+
+
+# ---------------------------------------------------------------------------------------------
+# the config object
+# ---------------------------------------------------------------------------------------------
 @dataclass
 class Config:
     source: SourceConfig
@@ -271,8 +258,9 @@ class Config:
 
     def project_options(self, entity: str, project: str) -> ProjectOptions:
         full = f"{entity}/{project}"
-        opts = ProjectOptions(**{k: (list(v) if isinstance(v, list) else v)
-                                 for k, v in vars(self.source.defaults).items()})
+        opts = dataclasses.replace(self.source.defaults, files_include=list(self.source.defaults.files_include),
+                                   files_exclude=list(self.source.defaults.files_exclude),
+                                   artifact_types=list(self.source.defaults.artifact_types))
         for globs, values in self.source.overrides:
             if any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs):
                 for k, v in values.items():
@@ -472,8 +460,8 @@ class _Checker:
             return value
         raise AssertionError(kind)
 
-    def section(self, name: tuple[Any, ...], table: Any, spec: dict[str, tuple[str, Any]],
-                base_dir: Path | None, *, extra: set[str] = frozenset()) -> dict[str, Any]:
+    def section(self, name: tuple[Any, ...], table: Any, spec: dict[str, Key],
+                base_dir: Path | None, *, extra: Set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(table, dict):
             raise self.fail(name, f"expected a table ([{_dotted(name)}]), got {_show(table)}")
         out: dict[str, Any] = {}
@@ -482,7 +470,7 @@ class _Checker:
                 continue
             if key not in spec:
                 raise self.fail(name + (key,), f"unknown key (expected one of: {', '.join(sorted(set(spec) | extra))})")
-            out[key] = self.value(name + (key,), spec[key][0], value, base_dir)
+            out[key] = self.value(name + (key,), spec[key].kind, value, base_dir)
         return out
 
 
@@ -547,10 +535,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         globs = chk.value(name + ("match",), "globlist", ov["match"], base_dir)
         values = chk.section(name, ov, PROJECT_TOGGLES, base_dir, extra={"match"})
         overrides.append((globs, values))
-    source = SourceConfig(
-        base_url=src["base_url"], entities=src.get("entities", []), projects=src.get("projects", []),
-        exclude_projects=src.get("exclude_projects", []), user_agent=src.get("user_agent"),
-        timeout=src.get("timeout", 60.0), page_size=src.get("page_size", 50), defaults=defaults, overrides=overrides)
+    source = SourceConfig(**{k: v for k, v in src.items() if k not in PROJECT_TOGGLES}, defaults=defaults,
+                          overrides=overrides)
 
     # [store]
     if "store" not in raw:

@@ -14,16 +14,17 @@ import json
 import math
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import xxhash
 import yaml
 
 from . import ids
+from .digests import manifest_digest
 from .errors import UsageError
 from .models import (
     Artifact,
@@ -110,7 +111,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _keys(path: str, obj: dict[str, Any], allowed: set[str], required: set[str] = frozenset()) -> None:
+def _keys(path: str, obj: dict[str, Any], allowed: set[str], required: Set[str] = frozenset()) -> None:
     for k in obj:
         if k not in allowed:
             raise FixtureError(f"{path}.{k}" if path else k, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
@@ -127,6 +128,10 @@ def _list(path: str, value: Any) -> list[Any]:
     return _type(path, value, list, "a list")
 
 
+@overload
+def _str(path: str, value: Any) -> str: ...
+@overload
+def _str(path: str, value: Any, *, allow_none: bool) -> str | None: ...
 def _str(path: str, value: Any, *, allow_none: bool = False) -> str | None:
     if value is None and allow_none:
         return None
@@ -413,8 +418,9 @@ def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[s
         members = [r.run for r in plan.runs if r.run.sweep_name == s.name]
         s.run_count = len(members)
         if s.metric_name:
-            vals = [r.summary_values().get(s.metric_name) for r in members if r.state == "finished"]
-            vals = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+            found = [r.summary_values().get(s.metric_name) for r in members if r.state == "finished"]
+            vals = [v for v in found
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
             if vals:
                 s.best_loss = min(vals) if s.metric_goal != "maximize" else max(vals)
 
@@ -493,7 +499,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
     h = r.get("history", [])
     start_ts = created_dt.replace(tzinfo=timezone.utc).timestamp()  # fixtures are UTC, whatever the host says
     if isinstance(h, list):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for k, row in enumerate(h):
             _obj(f"{hpath}[{k}]", row)
             row = dict(row)
@@ -539,7 +545,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
         rng = random.Random(_int(f"{epath}.seed", ev.get("seed", index + 1)))
         names = _list(f"{epath}.metrics", ev.get("metrics", ["system.cpu", "system.memory_percent", "system.gpu.0.gpu"]))
         for k in range(_int(f"{epath}.count", ev["count"])):
-            row: dict[str, Any] = {"_wandb": True, "_timestamp": round(start_ts + 30.0 * k, 3), "_runtime": round(30.0 * k, 3)}
+            row = {"_wandb": True, "_timestamp": round(start_ts + 30.0 * k, 3), "_runtime": round(30.0 * k, 3)}
             for m in names:
                 row[str(m)] = round(rng.uniform(0, 100), 2)
             events.append(_rowtext(row))
@@ -552,10 +558,10 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
         summary = dict(_obj(f"{path}.summary", r["summary"]))
     else:
         summary = {k: v for k, v in last_values.items() if "." not in k}
-        for k, v in last_values.items():
-            if "." in k:
+        for dotted, v in last_values.items():
+            if "." in dotted:
                 cur = summary
-                parts = k.split(".")
+                parts = dotted.split(".")
                 for part in parts[:-1]:
                     cur = cur.setdefault(part, {}) if isinstance(cur.get(part, {}), dict) else {}
                 cur[parts[-1]] = v
@@ -761,17 +767,17 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                 minfo = objs.put_bytes(json.dumps(manifest, indent=4).encode())
                 rep.objects_written += 1
                 pv.artifact.manifest_md5 = minfo.md5
-                pv.artifact.digest = ids.artifact_manifest_digest({p: c["digest"] for p, c in contents.items()})
+                pv.artifact.digest = manifest_digest({p: c["digest"] for p, c in contents.items()})
                 pv.artifact.size = total
                 pv.artifact.file_count = len(contents)
 
     # 2. the catalog, in one transaction
     cat = store.catalog
     with cat.transaction() as conn:
-        for e in plan.entities:
-            cat.upsert_entity(e)
-        for u in plan.users:
-            cat.upsert_user(u)
+        for ent in plan.entities:
+            cat.upsert_entity(ent)
+        for user in plan.users:
+            cat.upsert_user(user)
         if cat.get_meta("default_entity") is None:
             cat.set_meta("default_entity", plan.default_entity)
             cat.set_meta("viewer", plan.users[0].username)

@@ -7,7 +7,8 @@ seeding mints new ones with these helpers.
 from __future__ import annotations
 
 import base64
-import hashlib
+
+from .digests import manifest_digest
 
 
 def b64id(text: str) -> str:
@@ -37,9 +38,5 @@ def md5_hex_to_b64(hexdigest: str) -> str:
     return base64.b64encode(bytes.fromhex(hexdigest)).decode()
 
 
-def artifact_manifest_digest(contents: dict[str, str]) -> str:
-    """The artifact digest W&B computes from a v1 manifest: {path: entry digest} -> hex md5."""
-    h = hashlib.md5(b"wandb-artifact-manifest-v1\n")
-    for path in sorted(contents):
-        h.update(f"{path}:{contents[path]}\n".encode())
-    return h.hexdigest()
+# sync/ still calls it by this name; it moves to digests.manifest_digest with the sync rebuild
+artifact_manifest_digest = manifest_digest

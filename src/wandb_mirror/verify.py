@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import ids
+from .digests import manifest_digest
 from .store import Store
 
 
@@ -94,13 +95,18 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
                 continue
             alg = (entry.get("extra") or {}).get("alg", "")
             if alg.upper() == "XXH128":
-                actual = xxh_of.get(row["md5"])
+                hashed = xxh_of.get(row["md5"])
             else:
-                actual = ids.md5_hex_to_b64(row["md5"])
-            if actual != entry.get("digest"):
-                rep.problems.append(f"{label}: {path}: digest {actual} does not match manifest {entry.get('digest')}")
-        if art["digest_algorithm"] in (None, "MANIFEST_MD5") and art["digest"]:
-            recomputed = ids.artifact_manifest_digest({p: e.get("digest", "") for p, e in contents.items()})
+                hashed = ids.md5_hex_to_b64(row["md5"])
+            if hashed != entry.get("digest"):
+                rep.problems.append(f"{label}: {path}: digest {hashed} does not match manifest {entry.get('digest')}")
+        if art["digest"]:
+            algorithm = art["digest_algorithm"] or "MANIFEST_MD5"
+            try:
+                recomputed = manifest_digest({p: e.get("digest", "") for p, e in contents.items()}, algorithm)
+            except ValueError as e:
+                rep.problems.append(f"{label}: {e}")
+                continue
             if recomputed != art["digest"]:
                 rep.problems.append(f"{label}: manifest digest {recomputed} does not match {art['digest']}")
     return rep

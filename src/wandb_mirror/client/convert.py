@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -98,6 +98,14 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@overload
+def _int(v: Any, default: int = 0) -> int: ...
+@overload
+def _int(v: Any, default: None) -> int | None: ...
 def _int(v: Any, default: int | None = 0) -> int | None:
     if isinstance(v, bool):
         return int(v)
@@ -166,7 +174,7 @@ def run_from_node(node: dict[str, Any], *, full: bool, where: str) -> RunListing
     problems: list[Problem] = []
     name = node.get("name")
     path = f"{where}/{name}"
-    user = node.get("user") if isinstance(node.get("user"), dict) else {}
+    user = _dict(node.get("user"))
     tags_in = node.get("tags")
     tags = [t for t in tags_in if isinstance(t, str)] if isinstance(tags_in, list) else []
     if isinstance(tags_in, list) and len(tags) != len(tags_in):
@@ -259,7 +267,7 @@ def file_from_node(node: dict[str, Any], *, where: str) -> tuple[RemoteFile | No
     md5 = md5_b64_to_hex(node.get("md5"))
     if md5 is None and node.get("md5") not in (None, ""):
         return None, Problem("file", f"{where}/{name}", f"invalid md5 {node.get('md5')!r}")
-    f = RunFile(name=name, size=size, md5=md5 or "", id=_str(node.get("id")), mimetype=_str(node.get("mimetype")),
+    f = RunFile(name=str(name), size=size, md5=md5 or "", id=_str(node.get("id")), mimetype=_str(node.get("mimetype")),
                 updated_at=_str(node.get("updatedAt")))
     return RemoteFile(file=f, url=_str(node.get("url")), direct_url=_str(node.get("directUrl"))), None
 
@@ -269,9 +277,9 @@ def file_from_node(node: dict[str, Any], *, where: str) -> tuple[RemoteFile | No
 # ---------------------------------------------------------------------------------------------
 def artifact_from_node(node: dict[str, Any]) -> RemoteArtifact:
     problems: list[Problem] = []
-    seq = node.get("artifactSequence") if isinstance(node.get("artifactSequence"), dict) else {}
-    proj = seq.get("project") if isinstance(seq.get("project"), dict) else {}
-    entity = _str(((proj.get("entity") or {}) if isinstance(proj.get("entity"), dict) else {}).get("name")) or ""
+    seq = _dict(node.get("artifactSequence"))
+    proj = _dict(seq.get("project"))
+    entity = _str(_dict(proj.get("entity")).get("name")) or ""
     project = _str(proj.get("name")) or ""
     coll = _str(seq.get("name")) or ""
     aid = _str(node.get("id")) or ""
@@ -369,7 +377,7 @@ def sweep_from_node(node: dict[str, Any]) -> tuple[Sweep, str | None]:
 
 def report_from_node(node: dict[str, Any]) -> tuple[Report, str | None]:
     spec, problem = check_json_text(node.get("spec"), want=None)
-    user = node.get("user") if isinstance(node.get("user"), dict) else {}
+    user = _dict(node.get("user"))
     r = Report(id=_str(node.get("id")) or "", name=_str(node.get("name")), display_name=_str(node.get("displayName")),
                description=_str(node.get("description")), spec=spec or "{}", username=_str(user.get("username")),
                created_at=_str(node.get("createdAt")), updated_at=_str(node.get("updatedAt")))

@@ -308,7 +308,7 @@ class Transport:
         if state.attempt_number >= (max_attempts or self.retry.max_attempts):
             return True
         wait = self._wait(state)
-        if state.seconds_since_start + wait > self.retry.max_call_seconds:
+        if (state.seconds_since_start or 0.0) + wait > self.retry.max_call_seconds:
             return True
         if not self._budget.take():
             return True

@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"plugin {args.reset}: failures cleared, re-enabled (a running daemon picks it up on reload)")
         with Store(cfg.store_path, create=False, readonly=True) as store:
             state = {r["name"]: r for r in plugin_rows(store)}
-    elif args.reset:
+    elif args.reset and cfg is not None:
         raise UsageError(f"store {cfg.store_path} has no catalog yet; nothing to reset")
     out = []
-    for p in ps.plugins.values():
+    for info in ps.plugins.values():
         out.append({
-            "name": p.name, "source": p.source, "enabled": p.enabled, "dry_run": p.dry_run,
-            "hooks": p.hooks, "error": p.error, "description": p.description,
-            **({"delivery": state[p.name]} if p.name in state else {}),
+            "name": info.name, "source": info.source, "enabled": info.enabled, "dry_run": info.dry_run,
+            "hooks": info.hooks, "error": info.error, "description": info.description,
+            **({"delivery": state[info.name]} if info.name in state else {}),
         })
     if args.json:
         print(json.dumps({"plugins": out, "problems": ps.problems + problems}, indent=2))

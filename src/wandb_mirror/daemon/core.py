@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..client.transport import Transport
+from ..config import Config, load_config
 from ..errors import UsageError
 from ..hooks.types import CycleStats
 from ..store import Store
@@ -57,13 +59,6 @@ class Schedule:
         return started_at + self.delay()
 
 
-def load_config_file(path: str | Path) -> Any:
-    """The engine helper's config loader (validates [source], [store], [sync], [daemon])."""
-    from ..config import load_config
-
-    return load_config(path)
-
-
 class Daemon:
     def __init__(
         self,
@@ -73,7 +68,7 @@ class Daemon:
         notifier: Notifier | None = None,
         install_signals: bool = True,
         extra_plugins: dict[str, Any] | None = None,
-        config_loader: Callable[[str | Path], Any] = load_config_file,
+        config_loader: Callable[[str | Path], Config] = load_config,
         max_cycles: int | None = None,
         watch: bool = True,
         stall_limit: float = 3600.0,
@@ -97,7 +92,7 @@ class Daemon:
         self.cycle = 0
         self.heartbeat = time.monotonic()
         self.ready = threading.Event()
-        self.config: Any = None
+        self.config: Config | None = None
         self.store: Store | None = None
         self.host: PluginHost | None = None
         self._metrics_server: MetricsServer | None = None
@@ -126,26 +121,21 @@ class Daemon:
         self.notifier.status(text)
         log.debug("status: %s", text)
 
-    def _apply_schedule(self, cfg: Any) -> None:
-        d = getattr(cfg, "daemon", None)
-        interval = float(getattr(d, "poll_interval", None) or getattr(getattr(cfg, "sync", None), "poll_interval", 60.0)
-                         or 60.0)
-        jitter = float(getattr(d, "jitter", 0.0) or 0.0)
-        self._schedule = Schedule(interval, jitter)
+    def _apply_schedule(self, cfg: Config) -> None:
+        self._schedule = Schedule(cfg.daemon.poll_interval, cfg.daemon.jitter)
 
-    def _upstream_transport(self, cfg: Any, host_needs: bool) -> Any:
+    def _upstream_transport(self, cfg: Config, host_needs: bool) -> Transport | None:
         """The engine client's transport for write-back, only when some plugin writes for real."""
         if not host_needs:
             return None
         from ..sync.engine import make_client
 
         # The engine's client: same key resolution, retry policy, rate limit and headers as the sync.
-        return GraphQLAdapter(make_client(cfg).t)
+        return make_client(cfg).t
 
-    def _start_metrics(self, cfg: Any) -> None:
-        d = getattr(cfg, "daemon", None)
-        port = getattr(d, "metrics_port", None)
-        host = getattr(d, "metrics_host", "127.0.0.1") or "127.0.0.1"
+    def _start_metrics(self, cfg: Config) -> None:
+        port = cfg.daemon.metrics_port
+        host = cfg.daemon.metrics_host
         if self._metrics_server is not None:
             old = self._metrics_server
             if port is not None and old.httpd.server_address[1] == port and old.httpd.server_address[0] == host:
@@ -160,7 +150,7 @@ class Daemon:
         except OSError as e:
             log.error("metrics endpoint %s:%s could not start: %s (the daemon goes on without it)", host, port, e)
 
-    def _start_watcher(self, cfg: Any) -> None:
+    def _start_watcher(self, cfg: Config) -> None:
         if not self.watch:
             return
         from .watch import ConfigWatcher
@@ -177,7 +167,7 @@ class Daemon:
     def _install_signals(self) -> list[tuple[int, Any]]:
         if not self.install_signals or threading.current_thread() is not threading.main_thread():
             return []
-        old = []
+        old: list[tuple[int, Any]] = []
 
         def on_stop(signum: int, frame: Any) -> None:
             log.info("received %s: stopping after the work in hand", signal.Signals(signum).name)
@@ -272,7 +262,7 @@ class Daemon:
             retry_in = self.host.dispatcher.next_retry_in() if self.host else None
             if retry_in is not None and retry_in <= 0:
                 self._deliver_only()
-                retry_in = self.host.dispatcher.next_retry_in()
+                retry_in = self.host.dispatcher.next_retry_in() if self.host else None
             wait = due - time.monotonic()
             if retry_in is not None:
                 wait = min(wait, retry_in)
@@ -311,7 +301,7 @@ class Daemon:
         )
 
     def _run_pass(self) -> PassOutcome:
-        assert self.store is not None
+        assert self.store is not None and self.config is not None
         assert self.sync_pass is not None
         try:
             return self.sync_pass(self.config, self.store, self.stop_event)
@@ -378,7 +368,7 @@ class Daemon:
     # -- reload ----------------------------------------------------------------------------------------
     def _reload(self) -> None:
         self.reload_event.clear()
-        assert self.host is not None and self.store is not None
+        assert self.host is not None and self.store is not None and self.config is not None
         self.notifier.reloading()
         self._status("reloading the configuration")
         try:
@@ -442,24 +432,10 @@ class Daemon:
         return t
 
 
-class GraphQLAdapter:
-    """Adapts the engine client's `Transport.graphql(operation, query, variables)` to the writer's."""
-
-    def __init__(self, transport: Any):
-        self.transport = transport
-
-    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        import re
-
-        m = re.search(r"\b(?:mutation|query)\s+(\w+)", query)
-        return self.transport.graphql(m.group(1) if m else "", query, variables)
-
-
-def _wants_upstream(cfg: Any) -> bool:
+def _wants_upstream(cfg: Config) -> bool:
     """Whether some enabled plugin writes upstream for real (then the daemon needs a key)."""
-    sections = getattr(cfg, "plugins", None) if not isinstance(cfg, dict) else cfg.get("plugins")
     return any(isinstance(s, dict) and s.get("enabled") and s.get("dry_run", True) is False
-               for s in (sections or {}).values())
+               for s in cfg.plugins.values())
 
 
 def _now() -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
 from ..errors import UsageError
 from ..hooks.delivery import DeliverySettings, DeliveryStats, Dispatcher
 from ..hooks.manager import PluginSet
@@ -17,38 +18,18 @@ from ..store import Store
 
 log = logging.getLogger("wandb_mirror.daemon")
 
-# [daemon] keys the plugin system reads (defaults in DeliverySettings); every key is optional.
-DELIVERY_KEYS = ("hook_timeout", "max_failures", "retry_backoff", "retry_backoff_max", "stop_grace")
-
-
 @dataclass
 class PluginConfig:
-    """What the plugin system needs from a configuration (a `config.Config` or a plain dict)."""
+    """What the plugin system needs from a configuration."""
 
     sections: dict[str, dict[str, Any]]
     plugins_dir: Path | None
     delivery: DeliverySettings
 
     @classmethod
-    def from_config(cls, cfg: Any) -> PluginConfig:
-        if isinstance(cfg, dict):
-            raw_daemon = dict(cfg.get("daemon") or {})
-            sections = dict(cfg.get("plugins") or {})
-            pdir = raw_daemon.get("plugins_dir")
-        else:
-            raw_daemon = dict((getattr(cfg, "raw", {}) or {}).get("daemon") or {})
-            sections = dict(getattr(cfg, "plugins", {}) or {})
-            daemon = getattr(cfg, "daemon", None)
-            pdir = getattr(daemon, "plugins_dir", None) or raw_daemon.get("plugins_dir")
-            # the config module already parsed and validated these: prefer its values
-            for key in DELIVERY_KEYS:
-                if key in raw_daemon and hasattr(daemon, key):
-                    raw_daemon[key] = getattr(daemon, key)
-        try:
-            delivery = DeliverySettings.from_raw({k: raw_daemon[k] for k in DELIVERY_KEYS if k in raw_daemon})
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"[daemon]: {e}") from None
-        return cls(sections=sections, plugins_dir=Path(pdir).expanduser() if pdir else None, delivery=delivery)
+    def from_config(cls, cfg: Config) -> PluginConfig:
+        return cls(sections=dict(cfg.plugins), plugins_dir=cfg.daemon.plugins_dir,
+                   delivery=DeliverySettings.from_config(cfg.daemon))
 
 
 def load_plugins(pc: PluginConfig, *, extra: dict[str, Any] | None = None) -> tuple[PluginSet, list[str]]:
@@ -59,20 +40,16 @@ def load_plugins(pc: PluginConfig, *, extra: dict[str, Any] | None = None) -> tu
     return ps, problems
 
 
-def check_plugin_config(cfg: Any) -> list[str]:
+def check_plugin_config(cfg: Config) -> list[str]:
     """Problems with the [plugins.*] tables of a loaded config (for `check-config`); [] when fine."""
-    try:
-        pc = PluginConfig.from_config(cfg)
-    except UsageError as e:
-        return [str(e)]
-    _, problems = load_plugins(pc)
+    _, problems = load_plugins(PluginConfig.from_config(cfg))
     return problems
 
 
 class PluginHost:
     """Owns the plugin set and the dispatcher for one store; `reload()` swaps in a new config."""
 
-    def __init__(self, store: Store, cfg: Any, *, transport: Transport | None = None,
+    def __init__(self, store: Store, cfg: Config, *, transport: Transport | None = None,
                  extra: dict[str, Any] | None = None):
         self.store = store
         self.extra = extra
@@ -87,7 +64,7 @@ class PluginHost:
     def plugins(self) -> PluginSet:
         return self.dispatcher.plugins
 
-    def reload(self, cfg: Any, *, transport: Transport | None = None) -> list[str]:
+    def reload(self, cfg: Config, *, transport: Transport | None = None) -> list[str]:
         """Load plugins afresh for `cfg`; on problems keep the running set and return them."""
         try:
             pc = PluginConfig.from_config(cfg)

@@ -120,7 +120,7 @@ class MetricsServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/metrics"
+        return f"http://{host!s}:{port}/metrics"
 
     def start(self) -> MetricsServer:
         self.thread.start()

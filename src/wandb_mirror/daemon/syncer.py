@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import Config
 from ..store import Store
 
 log = logging.getLogger("wandb_mirror.daemon")
@@ -36,7 +37,7 @@ class PassOutcome:
 
 
 # (config, store, stop) -> PassOutcome
-SyncPass = Callable[[Any, Store, threading.Event], PassOutcome]
+SyncPass = Callable[[Config, Store, threading.Event], PassOutcome]
 
 
 def outcome_from(result: Any, duration: float, before: dict[str, Any] | None = None) -> PassOutcome:
@@ -66,7 +67,7 @@ def outcome_from(result: Any, duration: float, before: dict[str, Any] | None = N
 class EngineRunner:
     """Runs sync passes for the daemon with one Engine; `__call__` matches `SyncPass`."""
 
-    def __init__(self, config: Any, store: Store, *, on_progress: Callable[[], None] | None = None):
+    def __init__(self, config: Config, store: Store, *, on_progress: Callable[[], None] | None = None):
         from ..sync.engine import Engine, make_client
 
         self.config = config
@@ -74,7 +75,7 @@ class EngineRunner:
         self.raw_client = make_client(config)
         self.engine = Engine(config, store, self.raw_client)
 
-    def __call__(self, config: Any, store: Store, stop: threading.Event) -> PassOutcome:
+    def __call__(self, config: Config, store: Store, stop: threading.Event) -> PassOutcome:
         if config is not self.config:
             self.reconfigure(config, store)
         # the transport checks the daemon's stop before every request and download chunk, in every
@@ -93,7 +94,7 @@ class EngineRunner:
             out.status = "stopped"
         return out
 
-    def reconfigure(self, config: Any, store: Store) -> None:
+    def reconfigure(self, config: Config, store: Store) -> None:
         from ..sync.engine import Engine, make_client
 
         old = self.raw_client
@@ -106,6 +107,6 @@ class EngineRunner:
         self.raw_client.close()
 
 
-def skipped_pass(config: Any, store: Store, stop: threading.Event) -> PassOutcome:
+def skipped_pass(config: Config, store: Store, stop: threading.Event) -> PassOutcome:
     """A SyncPass that does nothing (plugins-only operation, tests)."""
     return PassOutcome(status="skipped")

@@ -28,49 +28,35 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..models import loads_lenient
+from ..config import DaemonConfig
+from ..events import event_from_row
 from ..store import Store
 from ..store.catalog import utcnow
-from . import specs
 from .manager import PluginInfo, PluginSet, parse_duration
-from .store_view import (
-    _ARTIFACT_SQL,
-    _FILE_SQL,
-    _RUN_SQL,
-    _SWEEP_SQL,
-    StoreView,
-    artifact_from_row,
-    file_from_row,
-    run_from_row,
-    sweep_from_row,
-)
-from .types import CycleStats, FieldChange
+from .store_view import StoreView
+from .types import CycleStats
 from .upstream import Transport, Upstream
 
 log = logging.getLogger("wandb_mirror.delivery")
 
-JSON_FIELDS = {"config", "summary", "system_metrics", "tags", "history_keys"}
+
+# The [daemon] keys delivery reads; their defaults, types and meaning are declared in config.py.
+DELIVERY_KEYS = ("hook_timeout", "max_failures", "retry_backoff", "retry_backoff_max", "stop_grace")
+_DEFAULTS = DaemonConfig()
 
 
 @dataclass
 class DeliverySettings:
-    hook_timeout: float = 60.0  # seconds a hook may run before it is abandoned
-    max_failures: int = 5  # consecutive failures before a plugin is disabled
-    retry_backoff: float = 5.0  # first retry delay; doubles per failure
-    retry_backoff_max: float = 600.0
+    hook_timeout: float = _DEFAULTS.hook_timeout
+    max_failures: int = _DEFAULTS.max_failures
+    retry_backoff: float = _DEFAULTS.retry_backoff
+    retry_backoff_max: float = _DEFAULTS.retry_backoff_max
+    stop_grace: float = _DEFAULTS.stop_grace
     batch: int = 500  # change rows read per plugin per round
-    stop_grace: float = 5.0  # on stop, how long an in-flight hook may still run
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> DeliverySettings:
-        s = cls()
-        for key in ("hook_timeout", "retry_backoff", "retry_backoff_max", "stop_grace"):
-            if key in raw:
-                setattr(s, key, parse_duration(raw[key]))
-        for key in ("max_failures", "batch"):
-            if key in raw:
-                setattr(s, key, int(raw[key]))
-        return s
+    def from_config(cls, daemon: DaemonConfig) -> DeliverySettings:
+        return cls(**{key: getattr(daemon, key) for key in DELIVERY_KEYS})
 
 
 @dataclass
@@ -272,14 +258,14 @@ class Dispatcher:
         for row in rows:
             if stop.is_set():
                 break
-            hook = specs.EVENT_HOOKS.get(row["kind"])
-            if hook is None or hook not in rt.info.hooks:
+            event = event_from_row(row)
+            if event is None or event.hook not in rt.info.hooks:
                 advanced = row["seq"]
                 stats.skipped += 1
                 done += 1
                 continue
             try:
-                kwargs = self._event_args(hook, row)
+                kwargs = event.hook_args(rt.view)
             except LookupError as e:
                 # The subject vanished from the catalog (should not happen: tombstones keep rows).
                 log.warning("plugin %s: skipping change %d (%s): %s", name, row["seq"], row["kind"], e)
@@ -289,7 +275,7 @@ class Dispatcher:
             if advanced != cursor:  # acknowledge the skipped rows before a call that may hang
                 self._ack(name, advanced)
                 cursor = advanced
-            outcome = self._call(rt, hook, kwargs, stop, event=_describe(row))
+            outcome = self._call(rt, event.hook, kwargs, stop, event=f"change {row['seq']} {event.describe()}")
             if outcome == "ok":
                 self._ack(name, row["seq"])
                 cursor = advanced = row["seq"]
@@ -397,75 +383,6 @@ class Dispatcher:
                 [rt.failures, (err + ("\n" + tb if tb else ""))[:4000], retry_wall, disabled_at, utcnow(), name],
             )
 
-    # -- building the hook arguments ------------------------------------------------------------
-    def _event_args(self, hook: str, row: dict[str, Any]) -> dict[str, Any]:
-        payload = loads_lenient(row.get("payload"), {}) or {}
-        cat = self.store.catalog
-        ent, proj = row.get("entity"), row.get("project")
-
-        def run_obj():
-            r = cat.query_one(_RUN_SQL + " WHERE p.entity = ? AND p.name = ? AND r.name = ?", [ent, proj, row.get("run")])
-            if r is None:
-                raise LookupError(f"run {ent}/{proj}/{row.get('run')} is not in the catalog")
-            return run_from_row(r)
-
-        if hook == "run_created":
-            return {"run": run_obj()}
-        if hook == "run_state_changed":
-            return {"run": run_obj(), "old": payload.get("old"), "new": payload.get("new")}
-        if hook == "run_updated":
-            changes = {}
-            for fld, ch in (payload.get("changes") or {}).items():
-                ch = ch if isinstance(ch, dict) else {}
-                changes[fld] = FieldChange(_decode(fld, ch.get("before")), _decode(fld, ch.get("after")))
-            return {"run": run_obj(), "changes": changes}
-        if hook == "history_appended":
-            return {"run": run_obj(), "first_step": payload.get("first_step"), "last_step": payload.get("last_step")}
-        if hook == "file_mirrored":
-            run = run_obj()
-            name = payload.get("name") or row.get("subject")
-            f = cat.query_one(_FILE_SQL + " WHERE f.run_pk = ? AND f.name = ?", [run.pk, name])
-            if f is None:
-                raise LookupError(f"file {run.path}/{name} is not in the catalog")
-            file = file_from_row(f)
-            file.changed = bool(payload.get("changed", True))
-            return {"run": run, "file": file}
-        if hook in ("artifact_version_mirrored", "artifact_aliases_changed"):
-            art = self._artifact(row, payload)
-            if hook == "artifact_version_mirrored":
-                return {"artifact": art}
-            return {"artifact": art, "added": list(payload.get("added") or []), "removed": list(payload.get("removed") or [])}
-        if hook in ("sweep_updated", "sweep_finished"):
-            name = payload.get("name") or row.get("subject")
-            s = cat.query_one(_SWEEP_SQL + " WHERE p.entity = ? AND p.name = ? AND s.name = ?", [ent, proj, name])
-            if s is None:
-                raise LookupError(f"sweep {ent}/{proj}/{name} is not in the catalog")
-            return {"sweep": sweep_from_row(s)}
-        if hook == "tombstoned":
-            kind = payload.get("kind") or "unknown"
-            key = payload.get("key") or "/".join(x for x in (ent, proj, row.get("run"), row.get("subject")) if x)
-            return {"kind": kind, "key": key}
-        raise LookupError(f"no arguments known for hook {hook}")
-
-    def _artifact(self, row: dict[str, Any], payload: dict[str, Any]):
-        cat = self.store.catalog
-        aid = payload.get("id") or payload.get("artifact_id") or row.get("subject")
-        a = cat.query_one(_ARTIFACT_SQL + " WHERE a.id = ?", [aid]) if aid else None
-        if a is None and aid and ":" in str(aid):
-            # "collection:vN" form
-            coll, _, ver = str(aid).rpartition(":")
-            try:
-                idx = int(ver.lstrip("v"))
-            except ValueError:
-                idx = -1
-            a = cat.query_one(
-                _ARTIFACT_SQL + " WHERE p.entity = ? AND p.name = ? AND c.name = ? AND a.version_index = ?",
-                [row.get("entity"), row.get("project"), coll, idx],
-            )
-        if a is None:
-            raise LookupError(f"artifact {aid} is not in the catalog")
-        return artifact_from_row(a)
-
     # -- cycle_finished ----------------------------------------------------------------------------
     def cycle_finished(self, stats: CycleStats, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
@@ -481,17 +398,3 @@ class Dispatcher:
             elif outcome == "failed":
                 stats.plugin_failures += 1
 
-
-def _decode(fld: str, value: Any) -> Any:
-    if fld in JSON_FIELDS and isinstance(value, str):
-        try:
-            return loads_lenient(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _describe(row: dict[str, Any]) -> str:
-    where = "/".join(x for x in (row.get("entity"), row.get("project"), row.get("run")) if x)
-    subj = f" {row['subject']}" if row.get("subject") else ""
-    return f"change {row['seq']} {row['kind']} {where}{subj}".rstrip()

@@ -40,7 +40,7 @@ ENTRYPOINT_GROUP = "wandb_mirror"
 PLUGINS_DIR_PACKAGE = "wandb_mirror_plugins_dir"
 
 # Keys every [plugins.NAME] table may have, handled by the plugin system itself.
-COMMON_KEYS = {
+COMMON_KEYS: dict[str, type | tuple[type, ...]] = {
     "enabled": bool,
     "dry_run": bool,
     "hook_timeout": (int, float, str),

@@ -153,24 +153,7 @@ def check_config(config) -> list[str] | None:
     """
 
 
-# The event kinds of the `changes` table and the hook each one is delivered to.
-EVENT_HOOKS: dict[str, str] = {
-    "run_created": "run_created",
-    "run_state_changed": "run_state_changed",
-    "run_updated": "run_updated",
-    "history_appended": "history_appended",
-    "file_mirrored": "file_mirrored",
-    "artifact_version_mirrored": "artifact_version_mirrored",
-    "artifact_aliases_changed": "artifact_aliases_changed",
-    "sweep_updated": "sweep_updated",
-    "sweep_finished": "sweep_finished",
-    "tombstoned": "tombstoned",
-}
-
-ALL_HOOKS: tuple[str, ...] = (
-    *EVENT_HOOKS.values(),
-    "cycle_finished",
-    "register_commands",
-    "storage_backend",
-    "check_config",
-)
+# Every hook declared above, in declaration order. The event hooks are named like the change kinds
+# (wandb_mirror.events), which build their arguments.
+ALL_HOOKS: tuple[str, ...] = tuple(name for name, obj in list(globals().items())
+                                   if callable(obj) and hasattr(obj, f"{PROJECT}_spec"))

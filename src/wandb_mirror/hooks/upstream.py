@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..client.documents import Document
 from ..models import dumps_compact, loads_lenient
 from ..store import Store
 from ..store.catalog import utcnow
@@ -37,16 +38,16 @@ __all__ = ["Upstream", "WriteResult", "UpstreamWriteError", "Transport"]
 
 log = logging.getLogger("wandb_mirror.upstream")
 
-SUMMARY_MUTATION = """
+SUMMARY_MUTATION = Document("UpsertBucket", """
         mutation UpsertBucket( $id: String, $summaryMetrics: JSONString) {
             upsertBucket(input: { id: $id, summaryMetrics: $summaryMetrics}) {
                 bucket { id }
             }
         }
-        """
+        """)
 
 # wandb-core's run upsert (mutation_run.graphql): every variable nullable, so we can send only one.
-RUN_UPSERT_MUTATION = """mutation UpsertBucket(
+RUN_UPSERT_MUTATION = Document("UpsertBucket", """mutation UpsertBucket(
             $id: String,
             $name: String,
             $project: String,
@@ -108,9 +109,9 @@ RUN_UPSERT_MUTATION = """mutation UpsertBucket(
                 inserted
             }
         }
-"""
+""")
 
-DELETE_FILES_MUTATION = """
+DELETE_FILES_MUTATION = Document("deleteFiles", """
             mutation deleteFiles($files: [ID!]!, $projectId: Int) {
                 deleteFiles(input: {
                     files: $files
@@ -119,28 +120,28 @@ DELETE_FILES_MUTATION = """
                     success
                 }
             }
-        """
+        """)
 
-ADD_ALIASES_MUTATION = """
+ADD_ALIASES_MUTATION = Document("AddAliases", """
 mutation AddAliases($input: AddAliasesInput!) {
   result: addAliases(input: $input) {
     success
   }
 }
-"""
+""")
 
-DELETE_ALIASES_MUTATION = """
+DELETE_ALIASES_MUTATION = Document("DeleteAliases", """
 mutation DeleteAliases($input: DeleteAliasesInput!) {
   result: deleteAliases(input: $input) {
     success
   }
 }
-"""
+""")
 
 
 # The fields a read-modify-write needs, in the shape of the official client's `Run` query
 # (a subset of its RunFragment).
-RUN_STATE_QUERY = """
+RUN_STATE_QUERY = Document("RunState", """
 query RunState($project: String!, $entity: String!, $name: String!) {
     project(name: $project, entityName: $entity) {
         run(name: $name) {
@@ -152,7 +153,7 @@ query RunState($project: String!, $entity: String!, $name: String!) {
         }
     }
 }
-"""
+""")
 
 
 class UpstreamWriteError(Exception):
@@ -160,9 +161,9 @@ class UpstreamWriteError(Exception):
 
 
 class Transport(Protocol):
-    """What the writer needs from an HTTP client: run one GraphQL document, return its `data`."""
+    """What the writer needs of `client.Transport`: run one GraphQL operation, return its `data`."""
 
-    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]: ...
+    def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Upstream:
         key = "dry_run" if result == "dry-run" else ("error" if result.startswith("error") else result)
         self._stats[key] = self._stats.get(key, 0) + 1
 
-    def _write(self, action: str, target: str, before: Any, after: Any, query: str, variables: dict[str, Any],
+    def _write(self, action: str, target: str, before: Any, after: Any, document: Document, variables: dict[str, Any],
                check: Any = None) -> WriteResult:
         if self._revoked.is_set():
             result = "error: hook call abandoned after its timeout; write refused"
@@ -240,7 +241,7 @@ class Upstream:
             self._journal(action, target, before, after, False, result)
             raise UpstreamWriteError(result)
         try:
-            data = self._transport.graphql(query, variables)
+            data = self._transport.graphql(document.name, document.text, variables)
             if check is not None and not check(data):
                 raise UpstreamWriteError(f"unexpected response: {json.dumps(data)[:200]}")
         except Exception as e:  # noqa: BLE001 - any transport failure is journaled, then re-raised
@@ -261,8 +262,8 @@ class Upstream:
         """
         if not self.dry_run and self._transport is not None and not self._revoked.is_set():
             try:
-                data = self._transport.graphql(RUN_STATE_QUERY, {"entity": run.entity, "project": run.project,
-                                                                 "name": run.name})
+                data = self._transport.graphql(RUN_STATE_QUERY.name, RUN_STATE_QUERY.text,
+                                               {"entity": run.entity, "project": run.project, "name": run.name})
             except Exception as e:  # noqa: BLE001 - journaled by the caller's write attempt
                 raise UpstreamWriteError(f"cannot read {self._run_target(run)} upstream: {e}") from e
             node = ((data or {}).get("project") or {}).get("run")

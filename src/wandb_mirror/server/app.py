@@ -599,6 +599,7 @@ class ServerHandle:
         host, port = server.server_address[:2]
         self.host = host
         self.port = port
+        host = str(host)
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def request_log(self) -> list[dict[str, Any]]:
@@ -634,7 +635,7 @@ def open_store(store_path: str | Path, *, read_only: bool) -> Store:
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                 read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
                 fault_seed: int = 0) -> MirrorHTTPServer:
-    cls = MirrorHTTPServer
+    cls: type[MirrorHTTPServer] = MirrorHTTPServer
     if ":" in host:  # an IPv6 literal such as ::1
         cls = type("MirrorHTTPServer6", (MirrorHTTPServer,), {"address_family": socket.AF_INET6})
     return cls((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,

@@ -81,10 +81,10 @@ class Engine:
         try:
             document = parse(query)
         except GraphQLError as e:
-            return Prepared(None, [e.formatted], {})
+            return Prepared(None, [dict(e.formatted)], {})
         errors = validate(self.schema, document)
         if errors:
-            return Prepared(document, [e.formatted for e in errors], {})
+            return Prepared(document, [dict(e.formatted) for e in errors], {})
         ops: dict[str | None, tuple[OperationType, frozenset[str]]] = {}
         for d in document.definitions:
             if isinstance(d, OperationDefinitionNode):
@@ -116,7 +116,7 @@ class Engine:
         if not isinstance(variables, dict):
             return {"errors": [{"message": "variables must be a JSON object"}]}, ""
         prepared = self.prepare(query)
-        if prepared.errors:
+        if prepared.errors or prepared.document is None:
             return {"errors": prepared.errors}, operation_name or operation_name_from_text(query)
         name, op_type, declared, err = self.select(prepared, operation_name)
         log_name = name or operation_name_from_text(query)

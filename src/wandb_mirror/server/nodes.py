@@ -191,7 +191,7 @@ class UserNode:
         self.entity = row.get("entity") or row["username"]
         self.deletedAt = None
         self.photoUrl = None
-        self.apiKeys = {"edges": []}
+        self.apiKeys: dict[str, list[Any]] = {"edges": []}
 
     def teams(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         names = loads_or(self._row.get("teams"), []) or []
@@ -573,7 +573,7 @@ class SweepNode:
         self.updatedAt = row["updated_at"]
         self.runCount = row["run_count"] or 0
         self.runCountExpected = row["run_count_expected"]
-        self.agents = {"edges": []}
+        self.agents: dict[str, list[Any]] = {"edges": []}
 
     def agent(self, info: GraphQLResolveInfo, agentName: str) -> None:
         return None

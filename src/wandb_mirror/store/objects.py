@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import xxhash
 
@@ -170,7 +170,7 @@ class ObjectStore:
         return n
 
 
-def _new_hasher(name: str):
+def _new_hasher(name: str) -> Any:
     if name == "xxh128":
         return xxhash.xxh3_128()
     return hashlib.new(name)
