@@ -7,6 +7,9 @@ Stdlib only (`ThreadingHTTPServer`, HTTP/1.1 keep-alive). Routes:
     GET  /_mirror/objects/{md5}/{basename}?sig=     presigned-style `directUrl` (no auth, signed)
     GET  /_mirror/manifest/{artifact id}?sig=       a manifest rendered from the catalog (no auth, signed)
     PUT  /_mirror/upload/{e}/{p}/{run}/{name}?sig=  upload target handed out by createRunFiles
+    POST /files/{entity}/{project}/{run}/file_stream  history, events, summary, console (server/uploads.py)
+    PUT  /_mirror/upload-object/{md5}?sig=          artifact file uploads (server/uploads.py)
+    PUT  /_mirror/upload-manifest/{artifact id}?sig= artifact manifest uploads (server/uploads.py)
     GET  /artifactsV2/.../{md5}/{basename}          the official client's artifact download fallback
     GET  /artifacts/{entity}/{md5}                  (V1 layout fallback)
     GET  /_mirror/requests[?reset=1]                the request log as JSON (not itself logged)
@@ -34,6 +37,7 @@ from .. import ids
 from ..errors import IntegrityError
 from ..store import Store
 from . import nodes as N
+from . import uploads
 from .data import Data
 from .engine import Engine
 from .roots import FEATURES, now_iso, touch_run
@@ -283,6 +287,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._operation = _operation_of(body)
                 return
             self._graphql(body)
+        elif path.startswith("/files/") and path.endswith("/file_stream") and method == "POST":
+            if self._authorized():
+                uploads.file_stream(self, path, body)
         elif path.startswith("/files/") and method in ("GET", "HEAD"):
             if self._authorized():
                 self._run_file(path, method, fault)
@@ -292,6 +299,10 @@ class Handler(BaseHTTPRequestHandler):
             self._signed_manifest(path, query, method, fault)
         elif path.startswith("/_mirror/upload/") and method == "PUT":
             self._upload(path, query)
+        elif path.startswith("/_mirror/upload-object/") and method == "PUT":
+            uploads.artifact_object(self, path, query)
+        elif path.startswith("/_mirror/upload-manifest/") and method == "PUT":
+            uploads.artifact_manifest(self, path, query)
         elif path.startswith(("/artifactsV2/", "/artifacts/")) and method in ("GET", "HEAD"):
             if self._authorized():
                 parts = [unquote(p) for p in path.split("/") if p]

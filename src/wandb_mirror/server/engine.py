@@ -29,6 +29,7 @@ from graphql import (
     validate,
 )
 
+from .artifact_writes import ArtifactMutations
 from .roots import Mutation, Query
 from .schema import build_schema
 
@@ -41,6 +42,10 @@ def operation_name_from_text(query: str) -> str:
     """The first operation's name, as W&B's own test spy derives it (skips whitespace and # comments)."""
     m = _OP_NAME_RE.match(query or "")
     return m.group(2) if m else ""
+
+
+class MutationRoot(Mutation, ArtifactMutations):
+    """Every mutation resolver: run and file mutations (roots.py), logging artifacts (artifact_writes.py)."""
 
 
 @dataclass
@@ -62,7 +67,7 @@ class Engine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.query_root = Query()
-        self.mutation_root = Mutation()
+        self.mutation_root = MutationRoot()
 
     def prepare(self, query: str) -> Prepared:
         with self._lock:
