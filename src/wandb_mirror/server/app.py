@@ -520,12 +520,16 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(400, {"errors": [{"message": "Content-MD5 is not a base64 md5"}]})
                 return
         size = self.headers.get("Content-Length")
+        chunks = self._body_chunks()
         try:
-            info = self.server.objects.put_stream(self._body_chunks(), expected_md5=expected_md5,
+            info = self.server.objects.put_stream(chunks, expected_md5=expected_md5,
                                                   expected_size=int(size) if size else None)
         except IntegrityError as e:
             self._send_json(400, {"errors": [{"message": f"upload rejected: {e}"}]})
             return
+        finally:
+            for _ in chunks:  # an object already present is not re-read: the body must still be consumed
+                pass
         with self.server.data.connection() as conn:
             ctx = self._ctx(conn)
             with self.server.data.write(conn):

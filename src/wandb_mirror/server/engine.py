@@ -31,6 +31,7 @@ from graphql import (
 
 from .artifact_writes import ArtifactMutations
 from .roots import Mutation, Query
+from .sweep_writes import SweepMutations
 from .schema import build_schema
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def operation_name_from_text(query: str) -> str:
     return m.group(2) if m else ""
 
 
-class MutationRoot(Mutation, ArtifactMutations):
-    """Every mutation resolver: run and file mutations (roots.py), logging artifacts (artifact_writes.py)."""
+class MutationRoot(Mutation, ArtifactMutations, SweepMutations):
+    """Every mutation resolver: run and file mutations (roots.py), logging artifacts (artifact_writes.py),
+    sweeps (sweep_writes.py)."""
 
 
 @dataclass

@@ -72,11 +72,15 @@ def artifact_object(h: Any, path: str, query: dict[str, list[str]]) -> None:
     if not _signed(h, f"/_mirror/upload-object/{md5}", query):
         return
     size = h.headers.get("Content-Length")
+    chunks = h._body_chunks()
     try:
-        h.server.objects.put_stream(h._body_chunks(), expected_md5=md5, expected_size=int(size) if size else None)
+        h.server.objects.put_stream(chunks, expected_md5=md5, expected_size=int(size) if size else None)
     except IntegrityError as e:
         h._send_json(400, {"errors": [{"message": f"upload rejected: {e}"}]})
         return
+    finally:
+        for _ in chunks:  # an object already present is not re-read: the body must still be consumed
+            pass
     h._send(200, b"", "text/plain")
 
 
