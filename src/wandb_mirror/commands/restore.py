@@ -44,9 +44,9 @@ def journal_path(store: Path, base_url: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..restore.plan import plan_project, resolve_moves
     from ..store import Store
     from ..store.reader import StoreReader
-    from ..restore.plan import plan_project, resolve_moves
 
     if not args.to.startswith(("http://", "https://")):
         raise UsageError(f"--to must be a http:// or https:// URL, got {args.to!r}")

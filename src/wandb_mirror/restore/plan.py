@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from ..store.reader import StoreReader, StoredProject
+from ..store.reader import StoredProject, StoreReader
 
 
 @dataclass

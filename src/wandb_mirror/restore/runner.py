@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import ids
 from ..errors import IntegrityError
-from ..store.reader import StoredArtifact, StoreReader, StoredRun
+from ..store.reader import StoredArtifact, StoredRun, StoreReader
 from .journal import Journal
 from .plan import Move
 from .target import Target

@@ -31,8 +31,8 @@ from graphql import (
 
 from .artifact_writes import ArtifactMutations
 from .roots import Mutation, Query
-from .sweep_writes import SweepMutations
 from .schema import build_schema
+from .sweep_writes import SweepMutations
 
 log = logging.getLogger(__name__)
 
