@@ -96,9 +96,9 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, empty_server
     out = Path(v0.download(root=str(tmp_path / "art")))
     assert (out / "blobs/payload.bin").read_bytes() == payload.read_bytes()
     manifest = v0.manifest.to_manifest_json()
-    from wandb_mirror import ids
+    from wandb_mirror.digests import manifest_digest
 
-    assert v0.digest == ids.artifact_manifest_digest({p: e["digest"] for p, e in manifest["contents"].items()})
+    assert v0.digest == manifest_digest({p: e["digest"] for p, e in manifest["contents"].items()})
     v1 = api.artifact(f"{ENTITY}/{PROJECT}/dataset:latest")
     assert v1.version == "v1" and "latest" in v1.aliases and "latest" not in api.artifact(
         f"{ENTITY}/{PROJECT}/dataset:v0").aliases

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -67,7 +68,7 @@ class ProjectRestore:
     def key(self, *parts: str) -> str:
         return "|".join([self.move.dst, *parts])
 
-    def _step(self, key: str, send: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    def _step(self, key: str, send: Callable[[], Any]) -> dict[str, Any]:
         if self.journal.done(key):
             self.counts.skipped += 1
             return self.journal.data(key)
@@ -196,14 +197,15 @@ class ProjectRestore:
             new_id = self._artifact(stored)
             self.journal.mark_done(key, {"id": new_id})
         for run in (r for r in stored.consumers if r in self.run_names):
-            self._step(self.key("use", label, run),
-                       lambda run=run: self.target.use_artifact(self.entity, self.project, run, new_id))
+            self._step(self.key("use", label, run), partial(self.target.use_artifact, self.entity, self.project,
+                                                            run, new_id))
 
     def _artifact(self, stored: StoredArtifact) -> str:
         a = stored.artifact
         aliases = [x for x in _alias_names(a.aliases) if x != "latest"]
-        fields = {
-            "entityName": self.entity, "projectName": self.project, "runName": stored.producer if stored.producer in self.run_names else None,
+        producer = stored.producer if stored.producer in self.run_names else None
+        fields: dict[str, Any] = {
+            "entityName": self.entity, "projectName": self.project, "runName": producer,
             "artifactTypeName": a.type_name, "artifactCollectionName": stored.collection,
             "clientID": self.client_id(a.id), "sequenceClientID": self.client_id("collection:" + stored.collection),
             "digest": a.digest, "digestAlgorithm": a.digest_algorithm or "MANIFEST_MD5", "description": a.description,
@@ -228,7 +230,7 @@ class ProjectRestore:
                     self.counts.bytes += e.size
         manifest = self._manifest(stored, entries, created.id)
         url, headers = self.target.manifest_upload_url(created.id, a.digest or "", self.entity, self.project,
-                                                       fields["runName"] or "")
+                                                       producer or "")
         body = json.dumps(manifest, indent=4).encode()
         md5 = hashlib.md5(body).hexdigest()
         self.target.t.send("PUT", url, "upload artifact manifest", data=body,

@@ -28,6 +28,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids
+from ..digests import manifest_digest
 from . import nodes as N
 from .roots import _ensure_project, _run_by_path, bumped, now_iso, touch_run
 
@@ -200,7 +201,7 @@ class ArtifactMutations:
 
 def store_manifest(conn: sqlite3.Connection, objects: Any, artifact_id: str, body: bytes) -> str | None:
     """The PUT of a manifest: entries, size, count and digest of a PENDING version. An error text, or None."""
-    row = conn.execute("SELECT pk, state, digest FROM artifacts WHERE id = ? AND tombstoned_at IS NULL",
+    row = conn.execute("SELECT pk, state, digest_algorithm FROM artifacts WHERE id = ? AND tombstoned_at IS NULL",
                        [artifact_id]).fetchone()
     if row is None:
         return f"artifact {artifact_id} not found"
@@ -222,7 +223,10 @@ def store_manifest(conn: sqlite3.Connection, objects: Any, artifact_id: str, bod
         return f"manifest of artifact {artifact_id} is not a valid v1 manifest: {e}"
     if row["state"] == "COMMITTED":
         return None  # a committed version is immutable; a replayed PUT changes nothing
-    digest = ids.artifact_manifest_digest({p: contents[p]["digest"] for p in contents})
+    try:
+        digest = manifest_digest({p: contents[p]["digest"] for p in contents}, row["digest_algorithm"] or "MANIFEST_MD5")
+    except ValueError as e:
+        return str(e)
     info = objects.put_bytes(body)
     conn.execute("DELETE FROM artifact_files WHERE artifact_pk = ?", [row["pk"]])
     conn.executemany("INSERT INTO artifact_files (artifact_pk, path, digest, size, md5, ref, birth_artifact_id, extra) "

@@ -61,7 +61,8 @@ class SweepMutations:
                      input.get("description"), t, t])
                 pk, inserted = cur.lastrowid, True
         row = dict(ctx.conn.execute("SELECT * FROM sweeps WHERE pk = ?", [pk]).fetchone())
-        project = ctx.data.project_by_pk(ctx.conn, row["project_pk"])
-        node = N.SweepNode(ctx, row, project)
-        node.project = N.ProjectNode(ctx, project)  # type: ignore[attr-defined]  # wandb.sweep() asks for it
+        owner = ctx.data.project_by_pk(ctx.conn, row["project_pk"])
+        assert owner is not None  # the sweep was just written under it
+        node = N.SweepNode(ctx, row, owner)
+        node.project = N.ProjectNode(ctx, owner)  # type: ignore[attr-defined]  # wandb.sweep() asks for it
         return {"sweep": node, "inserted": inserted}

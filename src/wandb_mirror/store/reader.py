@@ -132,4 +132,4 @@ def _aliases(text: Any) -> list[str]:
         raw = json.loads(text or "[]")
     except ValueError:
         return []
-    return [a.get("alias") if isinstance(a, dict) else str(a) for a in raw if a]
+    return [str(a.get("alias")) if isinstance(a, dict) else str(a) for a in raw if a]
