@@ -130,10 +130,11 @@ class MirrorHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # the stdlib default (5) drops bursts of parallel clients into SYN retries
 
     def __init__(self, addr: tuple[str, int], store: Store, *, api_key: str | None, read_only: bool,
-                 latency_ms: float, fault_rate: float, fault_seed: int):
+                 latency_ms: float, fault_rate: float, fault_seed: int, include_deleted: bool = False):
         self.store_path = store.path
         self.objects = store.objects
-        self.data = Data(store.path / "catalog.db", readonly=read_only)
+        read_only = read_only or include_deleted  # deleted data served as live is never written to
+        self.data = Data(store.path / "catalog.db", readonly=read_only, include_deleted=include_deleted)
         self.engine = Engine()
         self.api_key = api_key or None
         self.read_only = read_only
@@ -649,21 +650,21 @@ def open_store(store_path: str | Path, *, read_only: bool) -> Store:
 
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                 read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
-                fault_seed: int = 0) -> MirrorHTTPServer:
+                fault_seed: int = 0, include_deleted: bool = False) -> MirrorHTTPServer:
     cls: type[MirrorHTTPServer] = MirrorHTTPServer
     if ":" in host:  # an IPv6 literal such as ::1
         cls = type("MirrorHTTPServer6", (MirrorHTTPServer,), {"address_family": socket.AF_INET6})
     return cls((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-               fault_rate=fault_rate, fault_seed=fault_seed)
+               fault_rate=fault_rate, fault_seed=fault_seed, include_deleted=include_deleted)
 
 
 def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
-                 fault_seed: int = 0) -> ServerHandle:
+                 fault_seed: int = 0, include_deleted: bool = False) -> ServerHandle:
     """Serve `store_path` from a background thread; returns once the socket is listening."""
-    store = open_store(store_path, read_only=read_only)
+    store = open_store(store_path, read_only=read_only or include_deleted)
     server = make_server(store, host, port, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-                         fault_rate=fault_rate, fault_seed=fault_seed)
+                         fault_rate=fault_rate, fault_seed=fault_seed, include_deleted=include_deleted)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name=f"wandb-mirror-serve:{server.server_address[1]}", daemon=True)
     thread.start()

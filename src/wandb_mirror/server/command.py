@@ -4,6 +4,7 @@ The first line on stdout is `listening on http://HOST:PORT` (so `--port 0` is us
 Without --api-key any key is accepted; with it, GraphQL and file downloads demand Basic auth
 `api:KEY` and directUrls carry a signature derived from the key. --read-only opens the store
 read-only (safe beside a daemon writing it) and refuses every mutation and upload.
+--include-deleted serves what upstream deleted (and the mirror kept) as if it were live, read-only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Visible to `ps`: prefer --api-key-file or $WANDB_MIRROR_SERVE_API_KEY")
     parser.add_argument("--api-key-file", default=None, metavar="FILE",
                         help="read the key to demand from FILE (first line)")
+    parser.add_argument("--include-deleted", action="store_true",
+                        help="serve what upstream deleted (runs, files, artifact versions, sweeps) as if live; "
+                             "implies --read-only")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every response")
     parser.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
                         help="share of responses (0..1) turned into 429/500/dropped/truncated/corrupted ones")
@@ -44,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     api_key = server_api_key(args)
-    store = open_store(args.store, read_only=args.read_only)
+    read_only = args.read_only or args.include_deleted
+    store = open_store(args.store, read_only=read_only)
     try:
-        server = make_server(store, args.host, args.port, api_key=api_key, read_only=args.read_only,
-                             latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed)
+        server = make_server(store, args.host, args.port, api_key=api_key, read_only=read_only,
+                             latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed,
+                             include_deleted=args.include_deleted)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
