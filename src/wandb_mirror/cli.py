@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("wandb_mirror.commands.gc", "remove unreferenced objects older than a grace period"),
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),
+    "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),
     "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),
     "check-config": ("wandb_mirror.commands.check_config", "validate a configuration file"),
