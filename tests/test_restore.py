@@ -186,3 +186,21 @@ def test_journal_lines_are_json(demo: Any, target: Any, tmp_path: Path, monkeypa
     lines = [json.loads(x) for x in (tmp_path / "journal.jsonl").read_text().splitlines()]
     assert {x["state"] for x in lines} == {"intent", "done"}
     assert KEY not in (tmp_path / "journal.jsonl").read_text()
+
+
+def test_restore_of_odd_runs_and_an_xxh128_artifact(seeded_store: Path, seeded_server: Any, tmp_path: Path,
+                                                    start_mirror_server: Any, make_wandb_api: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crashed, running and failed runs, NaN/Infinity history, an artifact whose entries are XXH128-digested."""
+    Store(tmp_path / "target").close()
+    target = start_mirror_server(tmp_path / "target")
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    assert main(["restore", "--store", str(seeded_store), "--to", target.url, "--journal",
+                 str(tmp_path / "j.jsonl")]) == 0
+    original, restored = make_wandb_api(seeded_server.url), make_wandb_api(target.url)
+    for path in ("acme/vision", "acme/nlp", "team-x/shared"):
+        assert diff(project_view(original, path), project_view(restored, path)) == []
+    a = Path(original.artifact("acme/vision/cnn:v0").download(root=str(tmp_path / "a")))
+    b = Path(restored.artifact("acme/vision/cnn:v0").download(root=str(tmp_path / "b")))
+    assert (a / "weights.bin").read_bytes() == (b / "weights.bin").read_bytes()
+    assert restored.run("acme/vision/r03").state == "failed"  # crashed cannot be set (docs/restore.md)
