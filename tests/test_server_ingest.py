@@ -146,3 +146,26 @@ def test_read_only_server_refuses_file_stream_and_artifact_uploads(writable_stor
     assert r.status_code == 403 and "read-only" in r.text
     r = requests.put(server.url + "/_mirror/upload-object/" + "0" * 32, data=b"x", timeout=10)
     assert r.status_code == 403
+
+
+def test_upload_of_an_object_already_held_keeps_the_connection_usable(empty_server: Any) -> None:
+    """The store does not re-read bytes it holds; the body must still be consumed, or the next request
+    on the same keep-alive connection starts inside it."""
+    import requests
+
+    body = os.urandom(70_000)
+    md5 = hashlib.md5(body).hexdigest()
+    gql = {"query": "mutation U($e: String, $p: String, $n: String) { upsertBucket(input: {entityName: $e, "
+                    "modelName: $p, name: $n}) { bucket { id } } }", "variables": {"e": "x", "p": "y", "n": "r"}}
+    with requests.Session() as s:
+        assert s.post(empty_server.url + "/graphql", json=gql, timeout=10).status_code == 200
+        for url in (f"/_mirror/upload-object/{md5}", f"/_mirror/upload-object/{md5}",
+                    "/_mirror/upload/x/y/r/a.bin", "/_mirror/upload/x/y/r/b.bin"):
+            r = s.put(empty_server.url + url, data=body, timeout=10)
+            assert r.status_code == 200, r.text
+        bad = s.put(empty_server.url + "/_mirror/upload-object/" + "0" * 32, data=body, timeout=10)
+        assert bad.status_code == 400 and "md5 mismatch" in bad.text
+        viewer = s.post(empty_server.url + "/graphql", json={"query": "query Viewer { viewer { username } }"},
+                        timeout=10)
+        assert viewer.status_code == 200 and "errors" not in viewer.json()
+    assert len({e["path"] for e in empty_server.request_log()}) >= 4

@@ -34,7 +34,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .. import ids
-from ..errors import IntegrityError
 from ..store import Store
 from . import nodes as N
 from . import uploads
@@ -520,17 +519,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 self._send_json(400, {"errors": [{"message": "Content-MD5 is not a base64 md5"}]})
                 return
-        size = self.headers.get("Content-Length")
-        chunks = self._body_chunks()
-        try:
-            info = self.server.objects.put_stream(chunks, expected_md5=expected_md5,
-                                                  expected_size=int(size) if size else None)
-        except IntegrityError as e:
-            self._send_json(400, {"errors": [{"message": f"upload rejected: {e}"}]})
+        info = uploads.store_body(self, expected_md5)
+        if info is None:
             return
-        finally:
-            for _ in chunks:  # an object already present is not re-read: the body must still be consumed
-                pass
         with self.server.data.connection() as conn:
             ctx = self._ctx(conn)
             with self.server.data.write(conn):

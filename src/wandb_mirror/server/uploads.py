@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ..errors import IntegrityError
+from ..store.objects import ObjectInfo
 from . import artifact_writes, ingest
 
 
@@ -71,17 +72,23 @@ def artifact_object(h: Any, path: str, query: dict[str, list[str]]) -> None:
         return
     if not _signed(h, f"/_mirror/upload-object/{md5}", query):
         return
+    if store_body(h, md5) is not None:
+        h._send(200, b"", "text/plain")
+
+
+def store_body(h: Any, expected_md5: str | None) -> ObjectInfo | None:
+    """The request body published as an object if it matches its md5 and length; else 400 and None."""
     size = h.headers.get("Content-Length")
     chunks = h._body_chunks()
     try:
-        h.server.objects.put_stream(chunks, expected_md5=md5, expected_size=int(size) if size else None)
+        return h.server.objects.put_stream(chunks, expected_md5=expected_md5,
+                                           expected_size=int(size) if size else None)
     except IntegrityError as e:
         h._send_json(400, {"errors": [{"message": f"upload rejected: {e}"}]})
-        return
+        return None
     finally:
         for _ in chunks:  # an object already present is not re-read: the body must still be consumed
             pass
-    h._send(200, b"", "text/plain")
 
 
 def artifact_manifest(h: Any, path: str, query: dict[str, list[str]]) -> None:
