@@ -34,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
     base = tmp_path_factory.mktemp("api")
     up = seed_store(base / "up")
-    server = start_server(up)
+    server = start_server(up, writable=True)
     os.environ["WANDB_API_KEY"] = "k" * 40
     cfg = parse_config(f'[source]\nbase_url = "{server.url}"\nprojects = ["{ENTITY}/{PROJECT}"]\n'
                        f'[store]\npath = "{base / "mirror"}"\n')

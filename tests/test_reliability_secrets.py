@@ -79,7 +79,7 @@ def upstream_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_api_key_never_leaks(upstream_path: Path, tmp_path: Path, start_mirror_server) -> None:
     key = "S3cr3T" + secrets.token_hex(17)
     up = copy_store(upstream_path, tmp_path / "up")
-    server = start_mirror_server(up, api_key=key)  # writable, demands the key
+    server = start_mirror_server(up, api_key=key, writable=True)  # writable, demands the key
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "tagger.py").write_text(TAGGER)
     cfg = write_config(tmp_path, server.url, extra=(
