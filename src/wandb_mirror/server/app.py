@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import os
 import socket
 import sys
 import threading
@@ -37,6 +38,7 @@ from . import nodes as N
 from .data import Data
 from .engine import Engine
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
+from .integrity import verified_chunks
 from .roots import FEATURES, now_iso, touch_run
 from .urls import Signer, Urls, quote_path
 
@@ -466,9 +468,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": f"object {md5} not found"}]})
             return
         with f:
-            size = Path(p).stat().st_size
+            size = os.fstat(f.fileno()).st_size
             ctype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            self._stream(iter(lambda: f.read(CHUNK), b""), size, ctype, method, fault)
+            self._stream(verified_chunks(iter(lambda: f.read(CHUNK), b""), md5, size), size, ctype, method, fault)
 
     def _stream(self, chunks: Iterator[bytes], size: int, ctype: str, method: str, fault: str | None) -> None:
         self.send_response(200)
@@ -495,6 +497,9 @@ class Handler(BaseHTTPRequestHandler):
             if sent >= limit:
                 break
         self._bytes += sent
+        if sent < size and fault != "truncate":  # the bytes on disk were not the object's: cut it short
+            self.close_connection = True
+            raise _Dropped
         if fault == "truncate" and sent < size:
             self.wfile.flush()
             self.close_connection = True
