@@ -136,8 +136,9 @@ class _Fetcher:
 
 
 def repair_store(store: Store, client: Any, *, say: Callable[[str], None] = print) -> RepairReport:
-    rep = RepairReport(before=verify_store(store, deep=True))
-    damaged, missing = dict(rep.before.damaged), set(rep.before.missing)
+    before = verify_store(store, deep=True)
+    rep = RepairReport(before=before)
+    damaged, missing = dict(before.damaged), set(before.missing)
     for md5, why in sorted(damaged.items()):
         moved = quarantine(store, md5, why)
         if moved is not None:

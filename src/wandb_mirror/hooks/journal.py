@@ -73,7 +73,7 @@ class Journal:
                 "INSERT INTO journal (at, plugin, action, target, before, after, dry_run, result) "
                 "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                 [utcnow(), self.plugin, action, target, _enc(before), _enc(_with_ref(after, ref)), PENDING])
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def outcome(self, pk: int, result: str) -> None:
         self._count(result)
@@ -181,4 +181,4 @@ def file_exists(graphql: GraphQL, entity: str, project: str, run: str, name: str
 def artifact_aliases(graphql: GraphQL, artifact_id: str) -> list[str]:
     data = graphql(ARTIFACT_ALIASES_QUERY, {"id": artifact_id})
     node = (data or {}).get("artifact") or {}
-    return [a.get("alias") for a in node.get("aliases") or [] if isinstance(a, dict)]
+    return [str(a["alias"]) for a in node.get("aliases") or [] if isinstance(a, dict) and a.get("alias")]

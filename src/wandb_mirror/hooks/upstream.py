@@ -376,7 +376,7 @@ class Upstream:
     def remove_alias(self, artifact: Artifact, alias: str) -> WriteResult:
         return self._alias("alias_remove", artifact, alias, DELETE_ALIASES_MUTATION)
 
-    def _alias(self, action: str, artifact: Artifact, alias: str, mutation: str) -> WriteResult:
+    def _alias(self, action: str, artifact: Artifact, alias: str, mutation: Document) -> WriteResult:
         adding = action == "alias_add"
         before = self._aliases_now(artifact)
         after = before + [alias] if adding else [a for a in before if a != alias]
