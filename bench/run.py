@@ -112,7 +112,7 @@ class Server:
 
     def __init__(self, store: Path, latency_ms: float, logfile: Path):
         self.logf = open(logfile, "wb")
-        self.proc = subprocess.Popen([MIRROR, "serve", "--store", str(store), "--port", "0",
+        self.proc = subprocess.Popen([MIRROR, "serve", "--store", str(store), "--port", "0", "--writable",
                                       "--latency-ms", str(latency_ms)],
                                      stdout=subprocess.PIPE, stderr=self.logf)
         line = self.proc.stdout.readline().decode().strip()

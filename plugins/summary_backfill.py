@@ -14,9 +14,10 @@ Configuration (`[plugins.summary_backfill]`):
 
 For each finished run, values are computed from the run's full mirrored history: "last" is the
 last non-null value, "min"/"max" the extreme of its finite numbers. Keys starting with "_" are
-only backfilled when a rule names them. If the summary lacks a key or disagrees with a rule, the
-WHOLE corrected summary is written back (as the official client does), journaled with before and
-after. Running it again changes nothing: the corrected summary agrees with every rule, and a run
+only backfilled when a rule names them. If the summary lacks a key or disagrees with a rule, those
+keys are set on upstream's summary as read just before the write (so edits made upstream since the
+mirror's copy are kept) and the whole result is written back (as the official client does),
+journaled with before and after. Running it again changes nothing: the corrected summary agrees with every rule, and a run
 whose inputs did not change since the last write is not written twice while the mirror catches up.
 """
 
@@ -126,7 +127,9 @@ def repair(run, upstream, config: dict[str, Any], store) -> None:
     changed = sorted(k for k in after if k not in before or not _same(before[k], after[k]))
     if changed:
         log.info("summary_backfill: %s: %s", run.path, ", ".join(changed))
-        upstream.set_summary(run, after)
+        # only the keys it repairs, applied to upstream's summary as it is now: a key the user
+        # added upstream since the mirror's copy stays
+        upstream.update_summary(run, {k: after[k] for k in changed})
     store.state.set(key, {"fp": fingerprint, "dry_run": upstream.dry_run})
 
 

@@ -3,9 +3,10 @@
 - `server_fixture_doc()`: the fixture document (docs/fixtures.md format) -- the single source of
   truth the server tests assert against.
 - `seeded_store` (session): a store seeded once from it; treat it as read-only.
-- `seeded_server` (session): `wandb-mirror serve --read-only` over `seeded_store` on a free port.
+- `seeded_server` (session): `wandb-mirror serve --` (read-only, the default) over `seeded_store` on a free port.
 - `writable_store` (function): a private copy of the seeded store, for tests that write.
-- `start_mirror_server` (function): factory `(store_path, **options) -> ServerHandle`, stopped at teardown.
+- `start_mirror_server` (function): factory `(store_path, **options) -> ServerHandle`, stopped at teardown
+  (read-only unless `writable=True`).
 - `make_wandb_api` (session): factory `(url, api_key="x"*40) -> wandb.Api` with a fresh WANDB_CACHE_DIR.
   The official client starts a wandb-core helper per process; create one Api per module, not per test.
 """
@@ -136,7 +137,7 @@ def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seeded_server(seeded_store: Path) -> Iterator[Any]:
     from wandb_mirror.server import start_server
 
-    handle = start_server(seeded_store, read_only=True)
+    handle = start_server(seeded_store)  # read-only: the default
     yield handle
     handle.stop()
 

@@ -34,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
     base = tmp_path_factory.mktemp("api")
     up = seed_store(base / "up")
-    server = start_server(up)
+    server = start_server(up, writable=True)
     os.environ["WANDB_API_KEY"] = "k" * 40
     cfg = parse_config(f'[source]\nbase_url = "{server.url}"\nprojects = ["{ENTITY}/{PROJECT}"]\n'
                        f'[store]\npath = "{base / "mirror"}"\n')
@@ -76,11 +76,7 @@ def test_writer_against_the_official_client(world, make_wandb_api) -> None:
     assert raw["lr"] == {"value": 0.5, "desc": None} and "_wandb" in raw  # wrapped, _wandb kept
     got = api.artifact(f"{ENTITY}/{PROJECT}/weights:champion")
     assert got.version == "v0"
-    # remove it again
-    assert w.remove_alias(art, "champion").result == "unchanged"  # the mirror has not seen it yet
-    art.aliases = json.dumps(["champion"])
-    store.catalog.conn.execute("UPDATE artifacts SET aliases = ? WHERE id = ?", [art.aliases, art.id])
-    store.catalog.conn.commit()
+    # remove it again: the writer reads upstream's aliases (the mirror has not seen "champion" yet)
     assert w.remove_alias(art, "champion").result == "ok"
     with pytest.raises(Exception):  # noqa: B017 - the official client's "not found" error type varies
         api.artifact(f"{ENTITY}/{PROJECT}/weights:champion")
@@ -117,13 +113,18 @@ def test_delete_refused_unless_local_copy_verifies_and_errors_are_journaled(worl
     with Store(up, create=False, readonly=True) as s:
         assert s.catalog.scalar("SELECT f.tombstoned_at FROM files f JOIN runs r ON r.pk = f.run_pk "
                                 "WHERE r.name = 'a2' AND f.name = 'model.ckpt'")
-    # an upstream error is journaled and raised (so the event is retried)
+    # a file already gone upstream is done, not an error (nothing is sent)
+    assert w.delete_file(a2, f).result == "ok: already done upstream"
+    # an upstream error is journaled and raised (so the event is retried): a wrong file id for a file
+    # that is still there upstream
+    g = view.file(a2, "plot.png")
     with pytest.raises(UpstreamWriteError, match="not found"):
-        w.delete_file(a2, f)  # already gone upstream
+        w.delete_file(a2, type(g)(**{**g.__dict__, "id": "RmlsZTo5OTk5OTk="}))
     rows = store.catalog.query("SELECT result FROM journal WHERE plugin = 'tester' AND action = 'delete_files' "
                                "ORDER BY pk")
     assert rows[0]["result"].startswith("error: local copy") and rows[1]["result"] == "ok"
-    assert rows[2]["result"].startswith("error:") and "not found" in rows[2]["result"]
+    assert rows[2]["result"] == "ok: already done upstream"
+    assert rows[3]["result"].startswith("error:") and "not found" in rows[3]["result"]
 
 
 def test_plugins_status_for_status_json(world) -> None:

@@ -32,7 +32,7 @@ def upstream(seeded_upstream: Path, tmp_path: Path, start_mirror_server, monkeyp
         if p.is_file():
             p.chmod(0o600)
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    handle = start_mirror_server(dst)
+    handle = start_mirror_server(dst, writable=True)
     return handle, dst
 
 

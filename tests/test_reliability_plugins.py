@@ -79,7 +79,7 @@ def test_misbehaving_plugins_neither_corrupt_nor_stall_the_mirror(tmp_path: Path
     from wandb_mirror.daemon import Daemon
 
     up = seed_store(tmp_path / "up")
-    server = start_mirror_server(up)  # writable: a write that got through would show
+    server = start_mirror_server(up, writable=True)  # writable: a write that got through would show
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     for name, text in (("raiser", RAISER), ("hanger", HANGER), ("sneaky", SNEAKY), ("recorder", RECORDER)):

@@ -79,7 +79,7 @@ def upstream_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_api_key_never_leaks(upstream_path: Path, tmp_path: Path, start_mirror_server) -> None:
     key = "S3cr3T" + secrets.token_hex(17)
     up = copy_store(upstream_path, tmp_path / "up")
-    server = start_mirror_server(up, api_key=key)  # writable, demands the key
+    server = start_mirror_server(up, api_key=key, writable=True)  # writable, demands the key
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "tagger.py").write_text(TAGGER)
     cfg = write_config(tmp_path, server.url, extra=(
@@ -203,6 +203,9 @@ def test_serve_binds_loopback_unless_told(upstream_path: Path) -> None:
         p.communicate(timeout=20)
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def test_api_key_guards_every_route(upstream_path: Path, start_mirror_server, monkeypatch) -> None:
     from wandb_mirror.client import Problem
     from wandb_mirror.config import minimal_config
@@ -230,11 +233,11 @@ def test_api_key_guards_every_route(upstream_path: Path, start_mirror_server, mo
     refused = 0
     for method, url, body in guarded:
         for auth in wrong_auths:
-            r = requests.request(method, url, data=body, auth=auth, timeout=30)
+            r = requests.request(method, url, data=body, auth=auth, headers=JSON, timeout=30)
             assert r.status_code == 401, (method, url, auth and auth[1][:4], r.status_code)
             refused += 1
         for header in ("Bearer " + "w" * 40, "Basic !!notbase64", "Digest x"):
-            r = requests.request(method, url, data=body, headers={"Authorization": header}, timeout=30)
+            r = requests.request(method, url, data=body, headers={"Authorization": header, **JSON}, timeout=30)
             assert r.status_code == 401, (method, url, header)
             refused += 1
     # presigned-style URLs: no key needed, but a valid signature is; a wrong, missing or moved one is refused
@@ -248,7 +251,7 @@ def test_api_key_guards_every_route(upstream_path: Path, start_mirror_server, mo
     put = requests.put(f"{base}/_mirror/upload/{ENTITY}/alpha/a1/x.txt", data=b"x", timeout=30)
     assert put.status_code in (401, 403)
     # with the key, the guarded routes answer (so the refusals above were about the key)
-    assert requests.post(graphql[1], data=graphql[2], auth=("api", key), timeout=30).status_code == 200
+    assert requests.post(graphql[1], data=graphql[2], auth=("api", key), headers=JSON, timeout=30).status_code == 200
     assert requests.get(f.url, auth=("api", key), timeout=30).status_code == 200
     assert refused >= 50
     FIGURES["refused_requests"] = refused

@@ -64,7 +64,7 @@ def original_views(demo: Any, make_wandb_api: Any) -> dict[str, Any]:
 @pytest.fixture
 def target(tmp_path: Path, start_mirror_server: Any) -> Any:
     Store(tmp_path / "target").close()
-    return start_mirror_server(tmp_path / "target")
+    return start_mirror_server(tmp_path / "target", writable=True)
 
 
 def restore_args(demo: Any, target: Any, tmp_path: Path, *extra: str) -> list[str]:
@@ -103,7 +103,7 @@ def test_restore_gives_the_official_client_the_same_projects(demo: Any, target: 
 def test_restore_resumes_after_kill_9_without_duplicates(demo: Any, tmp_path: Path, start_mirror_server: Any,
                                                          original_views: dict[str, Any], make_wandb_api: Any) -> None:
     Store(tmp_path / "target").close()
-    target = start_mirror_server(tmp_path / "target", latency_ms=15)  # slow enough to be killed mid-way
+    target = start_mirror_server(tmp_path / "target", writable=True, latency_ms=15)  # slow enough to kill mid-way
     journal = tmp_path / "journal.jsonl"
     env = {**os.environ, "WANDB_API_KEY": KEY}
     cmd = [sys.executable, "-m", "wandb_mirror.cli", *restore_args(demo, target, tmp_path, "--project", IMG)]
@@ -150,7 +150,7 @@ def test_restore_honours_retry_after_and_survives_faults(demo: Any, tmp_path: Pa
                                                           original_views: dict[str, Any], make_wandb_api: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     Store(tmp_path / "target").close()
-    target = start_mirror_server(tmp_path / "target", fault_rate=0.05, fault_seed=3)
+    target = start_mirror_server(tmp_path / "target", writable=True, fault_rate=0.05, fault_seed=3)
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     assert main(restore_args(demo, target, tmp_path, "--project", NLP)) == 0
     log = target.request_log()
@@ -193,7 +193,7 @@ def test_restore_of_odd_runs_and_an_xxh128_artifact(seeded_store: Path, seeded_s
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Crashed, running and failed runs, NaN/Infinity history, an artifact whose entries are XXH128-digested."""
     Store(tmp_path / "target").close()
-    target = start_mirror_server(tmp_path / "target")
+    target = start_mirror_server(tmp_path / "target", writable=True)
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     assert main(["restore", "--store", str(seeded_store), "--to", target.url, "--journal",
                  str(tmp_path / "j.jsonl")]) == 0

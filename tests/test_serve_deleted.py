@@ -44,7 +44,7 @@ def test_cleanup_deleted_upstream_file_is_served_with_include_deleted(upstream: 
     assert "plot.png" not in {f.name for f in api.run(f"{ENTITY}/{PROJECT}/a1").files()}
     assert "a3" not in {r.id for r in api.runs(f"{ENTITY}/{PROJECT}")}
 
-    with_deleted = start_mirror_server(mirror, include_deleted=True)
+    with_deleted = start_mirror_server(mirror, include_deleted=True, writable=True)  # still read-only
     api = make_wandb_api(with_deleted.url)
     files = {f.name: f for f in api.run(f"{ENTITY}/{PROJECT}/a1").files()}
     assert "plot.png" in files
@@ -61,7 +61,7 @@ def test_cleanup_deleted_upstream_file_is_served_with_include_deleted(upstream: 
 
     # restore --include-deleted gives the deleted file and run back, as live, to a new server
     Store(tmp_path / "target").close()
-    target = start_mirror_server(tmp_path / "target")
+    target = start_mirror_server(tmp_path / "target", writable=True)
     args = ["restore", "--store", str(mirror), "--to", target.url, "--journal", str(tmp_path / "j.jsonl")]
     assert main(args) == 0
     api = make_wandb_api(target.url)

@@ -47,7 +47,8 @@ def test_graphql_errors_are_200(seeded_server: Any) -> None:
     r = gql(seeded_server.url, "query Runs($p: String!, $f: JSONString) { project(name: $p, entityName: \"acme\") "
             "{ runCount(filters: $f) } }", {"p": "vision", "f": '{"config.lr": {"$bogus": 1}}'})
     assert r.status_code == 200 and "$bogus" in r.json()["errors"][0]["message"]
-    r = requests.post(f"{seeded_server.url}/graphql", data=b"not json", auth=AUTH, timeout=30)
+    r = requests.post(f"{seeded_server.url}/graphql", data=b"not json", auth=AUTH, timeout=30,
+                      headers={"Content-Type": "application/json"})
     assert r.status_code == 400
 
 

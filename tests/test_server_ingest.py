@@ -40,7 +40,7 @@ def empty_server(tmp_path: Path, start_mirror_server: Any) -> Any:
     from wandb_mirror.store import Store
 
     Store(tmp_path / "store").close()
-    return start_mirror_server(tmp_path / "store")
+    return start_mirror_server(tmp_path / "store", writable=True)
 
 
 def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, empty_server: Any, client_env: Any,

@@ -55,7 +55,8 @@ def test_client_hanging_up_is_not_a_traceback(seeded_store: Path) -> None:
     try:
         host, port = url.removeprefix("http://").split(":")
         body = b'{"query": "{ viewer { entity } }"}'
-        request = b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        request = (b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         for partial in (True, False):
             for _ in range(3):
                 s = socket.create_connection((host, int(port)))

@@ -24,7 +24,7 @@ def store_path(seeded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def server(store_path: Path) -> Any:
     from wandb_mirror.server import start_server
 
-    handle = start_server(store_path)
+    handle = start_server(store_path, writable=True)
     yield handle
     handle.stop()
 

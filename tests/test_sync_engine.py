@@ -61,7 +61,7 @@ def world(seeded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     base = tmp_path_factory.mktemp("sync-engine")
     up = copy_store(seeded_store, base / "upstream")
-    server = start_server(up)
+    server = start_server(up, writable=True)
     cfg = minimal_config(server.url, base / "mirror", retry_wait_min=0.01, retry_wait_max=0.05, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_API_KEY", KEY)

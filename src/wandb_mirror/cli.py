@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("wandb_mirror.commands.sync", "mirror the configured W&B projects into the store (--once for one pass)"),
     "run": ("wandb_mirror.commands.daemon", "the daemon: sync on an interval and run plugins (what systemd starts)"),
     "verify": ("wandb_mirror.commands.verify", "check that every catalog reference resolves; --deep re-hashes everything"),
+    "repair": ("wandb_mirror.commands.repair", "re-fetch damaged or missing objects from upstream (damaged copies kept aside)"),
     "gc": ("wandb_mirror.commands.gc", "remove unreferenced objects older than a grace period"),
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),

@@ -196,6 +196,7 @@ class SyncConfig:
     retry_budget: int = setting("int0", 500, "retries per pass before it gives up")
     history_page_size: int = setting("int+", 1000, "history rows per request")
     events_samples: int = setting("int+", 100000, "system-metrics rows per run")
+    max_response_mb: int = setting("int+", 512, "a GraphQL answer larger than this (MB) fails the call")
     progress: str = setting("progress", "auto", "auto | always | never (a status line on a terminal)")
 
 

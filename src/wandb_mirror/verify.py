@@ -1,10 +1,15 @@
 """Store verification: every catalog reference resolves to an object; deep mode re-hashes every
-object and re-checks every artifact manifest entry and artifact digest."""
+object, re-checks every artifact manifest entry and artifact digest, and runs SQLite's integrity
+check on the catalog.
+
+Objects that are damaged (content or size wrong, a symlink, unreadable) and objects the catalog
+references but the store lacks are listed by key in the report, for `repair`."""
 
 from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +25,8 @@ class VerifyReport:
     bytes_checked: int = 0
     artifacts_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)  # object key -> why it cannot be trusted
+    missing: set[str] = field(default_factory=set)         # referenced object keys the store lacks
 
     @property
     def ok(self) -> bool:
@@ -44,33 +51,53 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
         except ValueError:
             rep.problems.append(f"{what}: malformed object key {md5!r}")
             continue
+        if objs.path(md5).is_symlink():
+            # an object must be the store's own file: a link can point anywhere and change under us
+            rep.problems.append(f"{what}: object {md5} is a symlink")
+            rep.damaged.setdefault(md5, "a symlink")
+            continue
         if not present:
             rep.problems.append(f"{what}: object {md5} is missing")
+            rep.missing.add(md5)
             continue
         if size is not None:
             expected_size.setdefault(md5, size)
             actual = objs.size(md5)
             if actual != size:
                 rep.problems.append(f"{what}: object {md5} has {actual} bytes, catalog says {size}")
+                rep.damaged.setdefault(md5, f"{actual} bytes instead of {size}")
     for (md5,) in cat.conn.execute("SELECT md5 FROM artifact_files WHERE md5 IS NOT NULL AND extra LIKE '%XXH128%'"):
         needs_xxh.add(md5)
 
     if not deep:
         return rep
 
-    # deep: re-hash every object on disk once (referenced or not), then every manifest
+    # deep: the catalog's own pages, then every object on disk once (referenced or not), then manifests
+    try:
+        check = [r[0] for r in cat.conn.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as e:
+        check = [str(e)]
+    if check != ["ok"]:
+        rep.problems += [f"catalog: SQLite integrity check: {line}" for line in check[:20]]
     xxh_of: dict[str, str] = {}
     all_objects = list(objs.iter_objects())
-    for n, (key, _path) in enumerate(all_objects, 1):
+    for n, (key, path) in enumerate(all_objects, 1):
+        if path.is_symlink():
+            if key not in rep.damaged:
+                rep.problems.append(f"object {key}: is a symlink")
+                rep.damaged[key] = "a symlink"
+            continue
         try:
             info = objs.hash_object(key, extra=("xxh128",) if key in needs_xxh else ())
-        except OSError as e:
+        except (OSError, ValueError) as e:
             rep.problems.append(f"object {key}: unreadable: {e}")
+            rep.damaged.setdefault(key, "unreadable")
             continue
         rep.objects_checked += 1
         rep.bytes_checked += info.size
         if info.md5 != key:
             rep.problems.append(f"object {key}: content hashes to {info.md5} (corrupt)")
+            rep.damaged.setdefault(key, f"content hashes to {info.md5}")
         if "xxh128" in info.extra:
             xxh_of[key] = base64.b64encode(bytes.fromhex(info.extra["xxh128"])).decode()
         if progress:

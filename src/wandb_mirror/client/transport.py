@@ -11,10 +11,15 @@ by all threads, so a sick upstream makes the pass fail instead of retrying forev
 A global semaphore bounds in-flight requests across threads and an optional token bucket bounds
 the request rate. Credentials go only to URLs under the base URL (wandb-core's `LimitTo`):
 presigned object-store URLs never see the key.
+
+Hostile upstreams are bounded: a GraphQL answer over `max_response` bytes fails the call (memory
+stays bounded whatever the server sends), and the key, raw or in its Basic form, is redacted from
+every upstream message before it becomes an exception, a log line or a stored error.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -38,6 +43,8 @@ log = logging.getLogger("wandb_mirror.client")
 
 NO_RETRY_STATUS = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 501})
 CHUNK = 1 << 20
+MAX_RESPONSE = 512 << 20  # bytes of one GraphQL answer (`[sync] max_response_mb`)
+REDACTED = "[redacted]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +223,7 @@ class Transport:
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_response: int = MAX_RESPONSE,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -230,6 +238,11 @@ class Transport:
         self._limiter = RateLimiter(rate_limit) if rate_limit and rate_limit > 0 else None
         self._sleep = sleep
         self._key = api_key
+        self.max_response = max(1, int(max_response))
+        # every form in which an upstream could echo the key back: raw, Basic (api:KEY), bare base64
+        self._secrets = sorted({x for x in (api_key, base64.b64encode(f"api:{api_key}".encode()).decode(),
+                                            base64.b64encode(api_key.encode()).decode()) if x and len(x) >= 4},
+                               key=len, reverse=True)
         # requests.Session is not thread-safe: a request borrows one from this pool (while holding the
         # semaphore, so there are never more than `concurrency`), keeping connections alive across
         # passes without one Session per short-lived worker thread.
@@ -258,6 +271,13 @@ class Transport:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+
+    def redact(self, text: str) -> str:
+        """`text` (an upstream's message) with the key removed in every form it could be echoed in."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
     # -- sessions ----------------------------------------------------------------------------
     def _take_session(self) -> requests.Session:
@@ -359,7 +379,7 @@ class Transport:
             resp.close()
             raise AuthError(f"API key rejected by {self.host} (HTTP 401)")
         if code in NO_RETRY_STATUS:
-            msg = _error_message(resp)
+            msg = self.redact(_error_message(resp))
             resp.close()
             if code == 403:
                 raise ApiError(f"{operation}: permission denied by {self.host} (HTTP 403): {msg}",
@@ -369,7 +389,7 @@ class Transport:
                                operation=operation)
             raise ApiError(f"{operation}: HTTP {code} from {self.host}: {msg}", status=code, operation=operation)
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        msg = _error_message(resp)
+        msg = self.redact(_error_message(resp))
         resp.close()
         raise _Retryable(f"HTTP {code}: {msg}", status=code, retry_after=retry_after)
 
@@ -386,16 +406,14 @@ class Transport:
                                            allow_redirects=True, **kw)
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as e:
-            raise ApiError(f"{operation}: invalid URL from upstream: {e}", operation=operation) from None
+            raise ApiError(self.redact(f"{operation}: invalid URL from upstream: {e}"), operation=operation) from None
         except requests.exceptions.ConnectTimeout as e:
-            raise _Retryable(f"connection failed: timed out connecting to {urlsplit(url).netloc} "
-                             f"({_connection_reason(e)})") from None
+            raise _Retryable(self.redact(f"connection failed: timed out connecting to {urlsplit(url).netloc} "
+                                         f"({_connection_reason(e)})")) from None
         except requests.exceptions.ConnectionError as e:
-            raise _Retryable(f"connection failed: {_connection_reason(e)}") from None
-        except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-            raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
-        except requests.RequestException as e:
-            raise _Retryable(f"{type(e).__name__}: {_short(e)}") from None
+            raise _Retryable(self.redact(f"connection failed: {_connection_reason(e)}")) from None
+        except requests.RequestException as e:  # timeouts and broken chunked bodies included
+            raise _Retryable(self.redact(f"{type(e).__name__}: {_short(e)}")) from None
         # (requests drops Authorization itself when a redirect leaves the host.)
         self._check_status(resp, operation)
         return resp
@@ -422,17 +440,20 @@ class Transport:
             with self._sem:
                 session = self._take_session()
                 try:
-                    resp = self._send(session, "POST", self.graphql_url, operation, data=payload)
+                    resp = self._send(session, "POST", self.graphql_url, operation, data=payload, stream=True)
                     try:
-                        raw = resp.content
+                        raw = self._read_capped(resp, operation)
                     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-                        raise _Retryable(f"truncated response: {_short(e)}") from None
+                        raise _Retryable(self.redact(f"truncated response: {_short(e)}")) from None
                     finally:
                         resp.close()
                 finally:
                     self._give_session(session)
             try:
                 doc = json.loads(raw)
+            except RecursionError:
+                raise ApiError(f"{operation}: the answer is nested too deeply to be JSON we accept",
+                               operation=operation) from None
             except ValueError:
                 # A 200 whose body is not JSON is a truncated or garbled answer: try again.
                 raise _Retryable(f"response is not JSON ({len(raw)} bytes)") from None
@@ -442,7 +463,7 @@ class Transport:
             if errors:
                 msgs = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in
                         (errors if isinstance(errors, list) else [errors])]
-                raise GraphQLError(f"{operation}: {'; '.join(msgs)[:500]}", status=resp.status_code,
+                raise GraphQLError(self.redact(f"{operation}: {'; '.join(msgs)}")[:500], status=resp.status_code,
                                    operation=operation)
             data = doc.get("data")
             if not isinstance(data, dict):
@@ -450,6 +471,21 @@ class Transport:
             return data
 
         return self._with_retries(operation, attempt, max_attempts)
+
+    def _read_capped(self, resp: requests.Response, operation: str) -> bytes:
+        """The whole body, refused (not retried: it would only grow again) once over `max_response`."""
+        announced = resp.headers.get("Content-Length")
+        if announced and announced.isdigit() and int(announced) > self.max_response:
+            raise ApiError(f"{operation}: the answer announces {int(announced)} bytes, over the limit of "
+                           f"{self.max_response} ([sync] max_response_mb)", operation=operation)
+        buf = bytearray()
+        for chunk in resp.iter_content(CHUNK):
+            self._check_stop()
+            buf += chunk
+            if len(buf) > self.max_response:
+                raise ApiError(f"{operation}: the answer passed {self.max_response} bytes and was abandoned "
+                               "([sync] max_response_mb)", operation=operation)
+        return bytes(buf)
 
     # -- writes that are not GraphQL (file_stream, uploads) -----------------------------------
     def send(self, method: str, url: str, operation: str, *, data: bytes | Callable[[], Any],
@@ -465,7 +501,7 @@ class Transport:
                     body = data() if callable(data) else data
                     resp = self._send(session, method, url, operation, data=body, headers=headers or {})
                     try:
-                        return resp.content
+                        return self._read_capped(resp, operation)
                     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
                         raise _Retryable(f"truncated response: {_short(e)}") from None
                     finally:
@@ -511,10 +547,13 @@ class Transport:
 
     def _chunks(self, resp: requests.Response) -> Iterator[bytes]:
         expected = resp.headers.get("Content-Length")
+        limit = int(expected) if expected and expected.isdigit() and "Content-Encoding" not in resp.headers else None
         n = 0
         for chunk in resp.iter_content(CHUNK):
             self._check_stop()
             n += len(chunk)
+            if limit is not None and n > limit:  # never more than announced (the store checks the file's size)
+                raise _Truncated(f"body longer than its announced {limit} bytes")
             self.stats.add("bytes_downloaded", len(chunk))
             yield chunk
         # urllib3 enforces Content-Length for identity bodies; check anyway for decoded bodies.

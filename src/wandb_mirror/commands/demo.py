@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         rep = seed(up, demo_fixture())
     say(1, f"seeded a demo W&B workspace: {rep.projects} projects, {rep.runs} runs, {rep.history_rows} history rows, "
            f"{rep.files} files, {rep.artifacts} artifact versions ({work / 'upstream'})")
-    server = start_server(work / "upstream", latency_ms=args.latency_ms)
+    server = start_server(work / "upstream", writable=True, latency_ms=args.latency_ms)
     os.environ.setdefault("WANDB_API_KEY", "demo" * 10)  # the demo server accepts any key; never printed
     try:
         say(2, f"serving it over the W&B API at {server.url} (wandb.Api(overrides={{'base_url': ...}}) reads it)")

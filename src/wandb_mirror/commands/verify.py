@@ -1,13 +1,15 @@
 """Check a store: every catalog reference must resolve to an object of the recorded size.
 
-With --deep, also re-hash every object, re-check every artifact file against its manifest digest
-(md5 or XXH128) and recompute every artifact digest. Prints one summary line and names every bad
+With --deep, also run SQLite's integrity check on the catalog, re-hash every object (a symlink or
+an object of the wrong size is a problem too), re-check every artifact file against its manifest
+digest (md5 or XXH128) and recompute every artifact digest; `wandb-mirror repair` heals what it finds. Prints one summary line and names every bad
 object; exits 1 on any problem. Safe to run beside a daemon writing the same store.
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 
@@ -23,7 +25,12 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     with Store(args.store, create=False, readonly=True) as store:
-        rep = verify_store(store, deep=args.deep)
+        try:
+            rep = verify_store(store, deep=args.deep)
+        except sqlite3.DatabaseError as e:  # a catalog too damaged to read: that is the finding
+            print(f"BAD  catalog: {e} (SQLite)", file=sys.stderr)
+            print("verify: FAILED: the catalog cannot be read")
+            return 1
     for p in rep.problems:
         print(f"BAD  {p}", file=sys.stderr)
     what = (f"{rep.references} references, {rep.objects_checked} objects re-hashed ({rep.bytes_checked / 1e6:.1f} MB), "

@@ -31,6 +31,7 @@ from typing import Any
 from ..client.transport import Transport
 from ..config import Config, load_config
 from ..errors import UsageError
+from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
 from ..store import Store
 from .host import PluginHost
@@ -353,8 +354,7 @@ class Daemon:
                 m.set("objects", row.get("n", 0))
                 m.set("bytes", row.get("b", 0))
             for r in cat.query(
-                "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS k, "
-                "COUNT(*) AS n FROM journal GROUP BY k"
+                f"SELECT {RESULT_KIND_SQL} AS k, COUNT(*) AS n FROM journal GROUP BY k"
             ):
                 m.set("writebacks_total", r["n"], result=r["k"])
             disp = self.host.dispatcher

@@ -32,6 +32,7 @@ from ..config import DaemonConfig
 from ..events import event_from_row
 from ..store import Store
 from ..store.catalog import utcnow
+from .journal import settle_pending
 from .manager import PluginInfo, PluginSet, parse_duration
 from .store_view import StoreView
 from .types import CycleStats
@@ -145,6 +146,7 @@ class Dispatcher:
         self.failures_total = 0
         self._rt: dict[str, _PluginRuntime] = {}
         self._sync_runtimes()
+        self._settle_journal()
 
     # -- setup -------------------------------------------------------------------------------
     def replace_plugins(self, plugins: PluginSet) -> None:
@@ -169,6 +171,13 @@ class Dispatcher:
         self.transport = transport
         for rt in self._rt.values():
             rt.upstream._transport = transport
+        self._settle_journal()
+
+    def _settle_journal(self) -> None:
+        """Settle the writes a killed process journaled as intents, by reading upstream (hooks/journal.py)."""
+        transport = self.transport
+        if transport is not None:
+            settle_pending(self.store, lambda doc, variables: transport.graphql(doc.name, doc.text, variables))
 
     def _sync_runtimes(self) -> None:
         for info in self.plugins.enabled():

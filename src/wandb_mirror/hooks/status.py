@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..store import Store
+from .journal import RESULT_KIND_SQL
 
 
 def plugin_rows(store: Store) -> list[dict[str, Any]]:
@@ -29,8 +30,7 @@ def plugins_status(store: Store, *, recent: int = 20) -> dict[str, Any]:
      "recent_writes": [{"at", "plugin", "action", "target", "dry_run", "result"} ...newest first]}
     """
     journal = {r["k"]: r["n"] for r in store.catalog.query(
-        "SELECT CASE WHEN dry_run THEN 'dry_run' WHEN result = 'ok' THEN 'ok' ELSE 'error' END AS k, "
-        "COUNT(*) AS n FROM journal GROUP BY k")}
+        f"SELECT {RESULT_KIND_SQL} AS k, COUNT(*) AS n FROM journal GROUP BY k")}
     recent_rows = store.catalog.query(
         "SELECT at, plugin, action, target, dry_run, result FROM journal ORDER BY pk DESC LIMIT ?", [recent])
     for r in recent_rows:

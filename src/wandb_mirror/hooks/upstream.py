@@ -3,12 +3,22 @@
 Each plugin gets its own writer. Every write is journaled in the catalog table `journal`
 (plugin, action, target, before, after, dry_run, result, at) *whether or not* it is sent: in
 dry-run mode (the default for every plugin) nothing leaves the machine and the journal row says
-`dry-run`. A failed write is journaled as `error: ...` and raises `UpstreamWriteError`, so the
-event is retried with backoff like any other hook failure.
+`dry-run`. A real write's intent is committed before the request leaves and its result after
+(hooks/journal.py settles intents a killed process left). A failed write is journaled as
+`error: ...` and raises `UpstreamWriteError`, so the event is retried with backoff like any other
+hook failure; an effect that is already there upstream is `ok: already done upstream`, not an error.
+
+Never revert a user's edit: every read-modify-write starts from upstream's state read just before
+the write (the mirror may lag by a reconcile interval) and changes only the keys the plugin meant
+to change. `set_summary(run, d)` / `set_config` / `set_tags` take the plugin's whole desired value
+as computed from `run` (the mirror's copy): only the difference between `run`'s value and `d` is
+applied to upstream's current one. `update_summary` / `update_config` / `add_tags` /
+`remove_tags` name the keys directly.
 
 The mutations are the ones the official client (wandb 0.31.0) sends:
 
-- summary: `wandb/apis/public/summary.py` `HTTPSummary._write`: the WHOLE summary as compact JSON.
+- summary: `wandb/apis/public/summary.py` `HTTPSummary._write`: the WHOLE summary as compact JSON,
+  computed as upstream's summary read just before the write with only the plugin's keys changed.
 - tags / notes / config: `upsertBucket` with the run's storage id and only the changed field, in
   the document wandb-core sends (`core/api/graphql/mutation_run.graphql`, every variable nullable).
   Deviation, written down on purpose: the Public API's `Run.update()` resends description, notes,
@@ -22,139 +32,30 @@ The mutations are the ones the official client (wandb 0.31.0) sends:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..client.documents import Document
 from ..models import dumps_compact, loads_lenient
 from ..store import Store
-from ..store.catalog import utcnow
+from . import journal as J
 from .types import Artifact, File, Run
+from .upstream_documents import (
+    ADD_ALIASES_MUTATION,
+    DELETE_ALIASES_MUTATION,
+    DELETE_FILES_MUTATION,
+    RUN_UPSERT_MUTATION,
+    SUMMARY_MUTATION,
+)
 
 __all__ = ["Upstream", "WriteResult", "UpstreamWriteError", "Transport"]
 
 log = logging.getLogger("wandb_mirror.upstream")
-
-SUMMARY_MUTATION = Document("UpsertBucket", """
-        mutation UpsertBucket( $id: String, $summaryMetrics: JSONString) {
-            upsertBucket(input: { id: $id, summaryMetrics: $summaryMetrics}) {
-                bucket { id }
-            }
-        }
-        """)
-
-# wandb-core's run upsert (mutation_run.graphql): every variable nullable, so we can send only one.
-RUN_UPSERT_MUTATION = Document("UpsertBucket", """mutation UpsertBucket(
-            $id: String,
-            $name: String,
-            $project: String,
-            $entity: String,
-            $groupName: String,
-            $description: String,
-            $displayName: String,
-            $notes: String,
-            $commit: String,
-            $config: JSONString,
-            $host: String,
-            $debug: Boolean,
-            $program: String,
-            $repo: String,
-            $jobType: String,
-            $state: String,
-            $sweep: String,
-            $tags: [String!],
-            $summaryMetrics: JSONString,
-        ) {
-            upsertBucket(input: {
-                id: $id,
-                name: $name,
-                groupName: $groupName,
-                modelName: $project,
-                entityName: $entity,
-                description: $description,
-                displayName: $displayName,
-                notes: $notes,
-                config: $config,
-                commit: $commit,
-                host: $host,
-                debug: $debug,
-                jobProgram: $program,
-                jobRepo: $repo,
-                jobType: $jobType,
-                state: $state,
-                sweep: $sweep,
-                tags: $tags,
-                summaryMetrics: $summaryMetrics,
-            }) {
-                bucket {
-                    id
-                    name
-                    displayName
-                    description
-                    config
-                    sweepName
-                    project {
-                        id
-                        name
-                        entity {
-                            id
-                            name
-                        }
-                    }
-                    historyLineCount
-                }
-                inserted
-            }
-        }
-""")
-
-DELETE_FILES_MUTATION = Document("deleteFiles", """
-            mutation deleteFiles($files: [ID!]!, $projectId: Int) {
-                deleteFiles(input: {
-                    files: $files
-                    projectId: $projectId
-                }) {
-                    success
-                }
-            }
-        """)
-
-ADD_ALIASES_MUTATION = Document("AddAliases", """
-mutation AddAliases($input: AddAliasesInput!) {
-  result: addAliases(input: $input) {
-    success
-  }
-}
-""")
-
-DELETE_ALIASES_MUTATION = Document("DeleteAliases", """
-mutation DeleteAliases($input: DeleteAliasesInput!) {
-  result: deleteAliases(input: $input) {
-    success
-  }
-}
-""")
-
-
-# The fields a read-modify-write needs, in the shape of the official client's `Run` query
-# (a subset of its RunFragment).
-RUN_STATE_QUERY = Document("RunState", """
-query RunState($project: String!, $entity: String!, $name: String!) {
-    project(name: $project, entityName: $entity) {
-        run(name: $name) {
-            id
-            tags
-            notes
-            config
-            summaryMetrics
-        }
-    }
-}
-""")
-
 
 class UpstreamWriteError(Exception):
     """A write-back failed (journaled as `error: ...`); raising it lets delivery retry the event."""
@@ -168,7 +69,8 @@ class Transport(Protocol):
 
 @dataclass
 class WriteResult:
-    """What one write did. `result` is "ok", "dry-run", "unchanged" or "error: ..." (as journaled)."""
+    """What one write did. `result` is "ok", "ok: already done upstream", "dry-run", "unchanged" or
+    "error: ..." (as journaled)."""
 
     action: str
     target: str
@@ -179,11 +81,26 @@ class WriteResult:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("ok", "dry-run", "unchanged")
+        return self.result in ("dry-run", "unchanged") or self.result.startswith("ok")
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, allow_nan=True) == json.dumps(b, sort_keys=True, allow_nan=True)
+
+
+def _delta(base: dict[str, Any], desired: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(keys to set, keys to remove) turning `base` into `desired`."""
+    return ({k: v for k, v in desired.items() if k not in base or not _same(base[k], v)},
+            [k for k in base if k not in desired])
+
+
+def _unwrap_config(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
+            for k, v in raw.items() if k not in ("_wandb", "wandb_version")}
 
 
 class Upstream:
-    """Write-back to W&B for one plugin: dry-run aware, journaled.
+    """Write-back to W&B for one plugin: dry-run aware, journaled ahead of every real write.
 
     `dry_run` comes from the plugin's config (default True). With `transport=None` real writes
     fail (journaled as errors): a daemon without upstream credentials can still run dry-run plugins.
@@ -204,6 +121,7 @@ class Upstream:
         self._transport = transport
         self._revoked = threading.Event()
         self._stats = stats if stats is not None else {}
+        self._journal = J.Journal(store, plugin, self._stats)
 
     def bind(self) -> Upstream:
         """A writer for one hook call, which the dispatcher can revoke if the call is abandoned."""
@@ -214,59 +132,73 @@ class Upstream:
         self._revoked.set()
 
     # -- the core ----------------------------------------------------------------------------
-    def _journal(self, action: str, target: str, before: Any, after: Any, dry_run: bool, result: str) -> None:
-        def enc(v: Any) -> str | None:
-            return None if v is None else json.dumps(v, separators=(",", ":"), sort_keys=False)
+    @property
+    def _live(self) -> bool:
+        """Whether writes go upstream for real (and so reads must come from upstream too)."""
+        return not self.dry_run and self._transport is not None and not self._revoked.is_set()
 
-        with self._store.catalog.transaction() as conn:
-            conn.execute(
-                "INSERT INTO journal (at, plugin, action, target, before, after, dry_run, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [utcnow(), self.plugin, action, target, enc(before), enc(after), int(dry_run), result],
-            )
-        key = "dry_run" if result == "dry-run" else ("error" if result.startswith("error") else result)
-        self._stats[key] = self._stats.get(key, 0) + 1
+    def _gql(self, document: Document, variables: dict[str, Any]) -> dict[str, Any]:
+        assert self._transport is not None
+        return self._transport.graphql(document.name, document.text, variables)
 
     def _write(self, action: str, target: str, before: Any, after: Any, document: Document, variables: dict[str, Any],
-               check: Any = None) -> WriteResult:
+               check: Any = None, ref: Any = None, done: Any = None) -> WriteResult:
+        """Journal the intent, send, journal the result. `done()` says (by reading upstream) whether
+        the effect is there after all when the call failed: then it is not an error."""
         if self._revoked.is_set():
             result = "error: hook call abandoned after its timeout; write refused"
-            self._journal(action, target, before, after, self.dry_run, result)
+            self._journal.record(action, target, before, after, self.dry_run, result)
             raise UpstreamWriteError(result)
         if self.dry_run:
-            self._journal(action, target, before, after, True, "dry-run")
+            self._journal.record(action, target, before, after, True, "dry-run")
             log.info("[%s] dry-run %s %s", self.plugin, action, target)
             return WriteResult(action, target, True, "dry-run", before, after)
         if self._transport is None:
             result = "error: no upstream configured (no [source] credentials)"
-            self._journal(action, target, before, after, False, result)
+            self._journal.record(action, target, before, after, False, result)
             raise UpstreamWriteError(result)
+        pk = self._journal.intent(action, target, before, after, ref)
         try:
-            data = self._transport.graphql(document.name, document.text, variables)
+            data = self._gql(document, variables)
             if check is not None and not check(data):
                 raise UpstreamWriteError(f"unexpected response: {json.dumps(data)[:200]}")
         except Exception as e:  # noqa: BLE001 - any transport failure is journaled, then re-raised
+            if done is not None and self._done_anyway(done):
+                self._journal.outcome(pk, J.ALREADY_DONE)
+                log.info("[%s] %s %s: already done upstream", self.plugin, action, target)
+                return WriteResult(action, target, False, J.ALREADY_DONE, before, after)
             msg = str(e) or type(e).__name__
             result = f"error: {msg}"[:500]
-            self._journal(action, target, before, after, False, result)
+            self._journal.outcome(pk, result)
             raise UpstreamWriteError(f"{action} {target}: {msg}") from e
-        self._journal(action, target, before, after, False, "ok")
+        self._journal.outcome(pk, "ok")
         log.info("[%s] %s %s", self.plugin, action, target)
         return WriteResult(action, target, False, "ok", before, after)
 
+    @staticmethod
+    def _done_anyway(done: Any) -> bool:
+        try:
+            return bool(done())
+        except Exception:  # noqa: BLE001 - cannot tell: the original error stands
+            return False
+
+    def _already(self, action: str, target: str, before: Any, after: Any) -> WriteResult:
+        self._journal.record(action, target, before, after, False, J.ALREADY_DONE)
+        log.info("[%s] %s %s: already done upstream", self.plugin, action, target)
+        return WriteResult(action, target, False, J.ALREADY_DONE, before, after)
+
     def _current(self, run: Run) -> dict[str, Any]:
-        """The run's current summary/config/tags/notes: from upstream when writing for real.
+        """The run's current summary/config/tags/notes: from upstream (read now) when writing for real.
 
         The mirror lags upstream (edits to finished runs arrive at the next reconcile, including
-        this writer's own earlier writes), so a read-modify-write based on the catalog would undo
-        them: e.g. untagging the previous best run would see no tag to remove.
+        this writer's own earlier writes and the user's), so a read-modify-write based on the
+        catalog would undo them.
         """
-        if not self.dry_run and self._transport is not None and not self._revoked.is_set():
+        if self._live:
             try:
-                data = self._transport.graphql(RUN_STATE_QUERY.name, RUN_STATE_QUERY.text,
-                                               {"entity": run.entity, "project": run.project, "name": run.name})
+                node = J.run_state(self._gql, run.entity, run.project, run.name)
             except Exception as e:  # noqa: BLE001 - journaled by the caller's write attempt
                 raise UpstreamWriteError(f"cannot read {self._run_target(run)} upstream: {e}") from e
-            node = ((data or {}).get("project") or {}).get("run")
             if node is None:
                 raise UpstreamWriteError(f"run {self._run_target(run)} does not exist upstream")
             return {"storage_id": node.get("id"), "summary": node.get("summaryMetrics"), "config": node.get("config"),
@@ -289,58 +221,81 @@ class Upstream:
             raise UpstreamWriteError(f"run {self._run_target(run)} has no storage id in the catalog")
         return sid
 
+    @staticmethod
+    def _upserted(d: Any) -> bool:
+        return bool(((d or {}).get("upsertBucket") or {}).get("bucket"))
+
     # -- runs --------------------------------------------------------------------------------
     def set_summary(self, run: Run, summary: dict[str, Any]) -> WriteResult:
-        """Replace the run's summary with `summary` (the whole dict, as the official client sends it)."""
+        """Make the run's summary `summary`, as computed from `run`: the keys that differ from
+        `run`'s summary are set (or removed) on upstream's current summary; others are left alone."""
+        changes, removed = _delta(loads_lenient(run.summary, {}) or {}, summary)
+        return self.update_summary(run, changes, removed)
+
+    def update_summary(self, run: Run, changes: dict[str, Any], remove: Iterable[str] = ()) -> WriteResult:
+        """Set `changes` and drop `remove` in upstream's current summary, keeping every other key.
+
+        The whole resulting summary is sent, as the official client does (`HTTPSummary._write`).
+        """
         cur = self._current(run)
         before = loads_lenient(cur.get("summary"), {}) or {}
+        after = {k: v for k, v in before.items() if k not in set(remove)}
+        after.update(changes)
         target = self._run_target(run)
-        if before == summary:
-            return WriteResult("summary", target, self.dry_run, "unchanged", before, summary)
-        return self._write(
-            "summary", target, before, summary, SUMMARY_MUTATION,
-            {"id": self._storage_id(run, cur), "summaryMetrics": dumps_compact(summary)},
-            check=lambda d: bool(((d or {}).get("upsertBucket") or {}).get("bucket", {}).get("id")),
-        )
+        if _same(before, after):
+            return WriteResult("summary", target, self.dry_run, "unchanged", before, after)
+        return self._write("summary", target, before, after, SUMMARY_MUTATION,
+                           {"id": self._storage_id(run, cur), "summaryMetrics": dumps_compact(after)},
+                           check=lambda d: bool(((d or {}).get("upsertBucket") or {}).get("bucket", {}).get("id")))
 
     def set_config(self, run: Run, config: dict[str, Any]) -> WriteResult:
-        """Replace the run's config with `config` (plain values; wrapped for the wire, `_wandb` kept)."""
+        """Make the run's config `config` (plain values), as computed from `run`: only the keys
+        that differ from `run`'s config change upstream."""
+        changes, removed = _delta(_unwrap_config(loads_lenient(run.config, {}) or {}), config)
+        return self.update_config(run, changes, removed)
+
+    def update_config(self, run: Run, changes: dict[str, Any], remove: Iterable[str] = ()) -> WriteResult:
+        """Set `changes` (plain values; wrapped for the wire) and drop `remove` in upstream's
+        current config, keeping every other key and `_wandb`."""
         cur = self._current(run)
         raw = loads_lenient(cur.get("config"), {}) or {}
-        before = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
-                  for k, v in raw.items() if k not in ("_wandb", "wandb_version")}
+        before = _unwrap_config(raw)
+        after = {k: v for k, v in before.items() if k not in set(remove)}
+        after.update(changes)
         target = self._run_target(run)
-        if before == config:
-            return WriteResult("config", target, self.dry_run, "unchanged", before, config)
+        if _same(before, after):
+            return WriteResult("config", target, self.dry_run, "unchanged", before, after)
         wrapped: dict[str, Any] = {}
         if "_wandb" in raw:
             w = raw["_wandb"]
             wrapped["_wandb"] = {"value": w.get("value") if isinstance(w, dict) and "value" in w else w, "desc": None}
-        for k, v in config.items():
+        for k, v in after.items():
             wrapped[k] = {"value": v, "desc": None}
-        return self._write("config", target, before, config, RUN_UPSERT_MUTATION,
-                           {"id": self._storage_id(run, cur), "config": json.dumps(wrapped)},
-                           check=lambda d: bool(((d or {}).get("upsertBucket") or {}).get("bucket")))
+        return self._write("config", target, before, after, RUN_UPSERT_MUTATION,
+                           {"id": self._storage_id(run, cur), "config": json.dumps(wrapped)}, check=self._upserted)
 
     def set_tags(self, run: Run, tags: list[str]) -> WriteResult:
-        """Replace the run's tags (order kept, duplicates dropped)."""
+        """Make the run's tags `tags`, as computed from `run`: tags added or removed relative to
+        `run`'s tags are added or removed upstream; tags someone else set meanwhile stay."""
+        base = list(loads_lenient(run.tags, []) or [])
+        want = list(dict.fromkeys(tags))
+        return self._edit_tags(run, [t for t in want if t not in base], [t for t in base if t not in want])
+
+    def add_tags(self, run: Run, *tags: str) -> WriteResult:
+        return self._edit_tags(run, list(tags), [])
+
+    def remove_tags(self, run: Run, *tags: str) -> WriteResult:
+        return self._edit_tags(run, [], list(tags))
+
+    def _edit_tags(self, run: Run, add: list[str], remove: list[str]) -> WriteResult:
         cur = self._current(run)
         before = list(loads_lenient(cur.get("tags"), []) or [])
-        after = list(dict.fromkeys(tags))
+        after = [t for t in before if t not in remove] + [t for t in dict.fromkeys(add) if t not in before]
         target = self._run_target(run)
         if before == after:
             return WriteResult("tags", target, self.dry_run, "unchanged", before, after)
         return self._write("tags", target, before, after, RUN_UPSERT_MUTATION,
-                           {"id": self._storage_id(run, cur), "tags": after},
-                           check=lambda d: bool(((d or {}).get("upsertBucket") or {}).get("bucket")))
-
-    def add_tags(self, run: Run, *tags: str) -> WriteResult:
-        before = list(loads_lenient(self._current(run).get("tags"), []) or [])
-        return self.set_tags(run, before + [t for t in tags if t not in before])
-
-    def remove_tags(self, run: Run, *tags: str) -> WriteResult:
-        before = list(loads_lenient(self._current(run).get("tags"), []) or [])
-        return self.set_tags(run, [t for t in before if t not in tags])
+                           {"id": self._storage_id(run, cur), "tags": after}, check=self._upserted)
 
     def set_notes(self, run: Run, notes: str) -> WriteResult:
         cur = self._current(run)
@@ -348,33 +303,37 @@ class Upstream:
         if (cur.get("notes") or "") == notes:
             return WriteResult("notes", target, self.dry_run, "unchanged", cur.get("notes"), notes)
         return self._write("notes", target, cur.get("notes"), notes, RUN_UPSERT_MUTATION,
-                           {"id": self._storage_id(run, cur), "notes": notes},
-                           check=lambda d: bool(((d or {}).get("upsertBucket") or {}).get("bucket")))
+                           {"id": self._storage_id(run, cur), "notes": notes}, check=self._upserted)
 
     # -- files -------------------------------------------------------------------------------
     def delete_file(self, run: Run, file: File) -> WriteResult:
         """Delete one run file upstream; refused unless its local copy re-hashes to its md5.
 
-        The mirror keeps the file (catalog row and bytes): deleting upstream is the point.
+        The mirror keeps the file (catalog row and bytes): deleting upstream is the point. A file
+        already gone upstream is `ok: already done upstream`, not an error.
         """
         target = f"{run.entity}/{run.project}/{run.name}/{file.name}"
         before = {"name": file.name, "md5": file.md5, "size": file.size, "id": file.id}
         if not self._verified(file):
             result = "error: local copy missing or does not match its md5; not deleting upstream"
-            self._journal("delete_files", target, before, None, self.dry_run, result)
+            self._journal.record("delete_files", target, before, None, self.dry_run, result)
             raise UpstreamWriteError(f"delete {target}: {result[7:]}")
         if not file.id:
             result = "error: no upstream file id in the catalog"
-            self._journal("delete_files", target, before, None, self.dry_run, result)
+            self._journal.record("delete_files", target, before, None, self.dry_run, result)
             raise UpstreamWriteError(f"delete {target}: {result[7:]}")
+
+        def gone() -> bool:
+            return not J.file_exists(self._gql, run.entity, run.project, run.name, file.name)
+
+        if self._live and self._done_anyway(gone):
+            return self._already("delete_files", target, before, None)
         project_id = self._project_internal_id(run)
         return self._write("delete_files", target, before, None, DELETE_FILES_MUTATION,
                            {"files": [file.id], "projectId": project_id},
-                           check=lambda d: bool(((d or {}).get("deleteFiles") or {}).get("success")))
+                           check=lambda d: bool(((d or {}).get("deleteFiles") or {}).get("success")), done=gone)
 
     def _verified(self, file: File) -> bool:
-        import hashlib
-
         try:
             h = hashlib.md5()
             n = 0
@@ -401,24 +360,33 @@ class Upstream:
                 "artifactID": artifact.id}
 
     def _aliases_now(self, artifact: Artifact) -> list[str]:
+        """The version's aliases: upstream's, read now, when writing for real; else the mirror's."""
+        if self._live:
+            try:
+                return J.artifact_aliases(self._gql, artifact.id)
+            except Exception as e:  # noqa: BLE001 - the write cannot be computed without them
+                raise UpstreamWriteError(f"cannot read the aliases of {artifact.qualified_name} upstream: {e}") from e
         text = self._store.catalog.scalar("SELECT aliases FROM artifacts WHERE id = ?", [artifact.id])
         return list(loads_lenient(text if text is not None else artifact.aliases, []) or [])
 
     def add_alias(self, artifact: Artifact, alias: str) -> WriteResult:
         """Add `alias` to this artifact version (W&B moves it off any other version of the collection)."""
-        before = self._aliases_now(artifact)
-        target = artifact.qualified_name
-        if alias in before:
-            return WriteResult("alias_add", target, self.dry_run, "unchanged", before, before)
-        return self._write("alias_add", target, before, before + [alias], ADD_ALIASES_MUTATION,
-                           {"input": self._alias_input(artifact, alias)},
-                           check=lambda d: bool(((d or {}).get("result") or {}).get("success")))
+        return self._alias("alias_add", artifact, alias, ADD_ALIASES_MUTATION)
 
     def remove_alias(self, artifact: Artifact, alias: str) -> WriteResult:
+        return self._alias("alias_remove", artifact, alias, DELETE_ALIASES_MUTATION)
+
+    def _alias(self, action: str, artifact: Artifact, alias: str, mutation: Document) -> WriteResult:
+        adding = action == "alias_add"
         before = self._aliases_now(artifact)
+        after = before + [alias] if adding else [a for a in before if a != alias]
         target = artifact.qualified_name
-        if alias not in before:
-            return WriteResult("alias_remove", target, self.dry_run, "unchanged", before, before)
-        return self._write("alias_remove", target, before, [a for a in before if a != alias], DELETE_ALIASES_MUTATION,
-                           {"input": self._alias_input(artifact, alias)},
-                           check=lambda d: bool(((d or {}).get("result") or {}).get("success")))
+        if (alias in before) == adding:
+            return WriteResult(action, target, self.dry_run, "unchanged", before, before)
+
+        def done() -> bool:
+            return (alias in J.artifact_aliases(self._gql, artifact.id)) == adding
+
+        return self._write(action, target, before, after, mutation, {"input": self._alias_input(artifact, alias)},
+                           check=lambda d: bool(((d or {}).get("result") or {}).get("success")),
+                           ref={"id": artifact.id, "alias": alias}, done=done)

@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import mimetypes
+import os
 import socket
 import sys
 import threading
@@ -39,13 +40,14 @@ from . import nodes as N
 from . import uploads
 from .data import Data
 from .engine import Engine
+from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
+from .integrity import verified_chunks
 from .roots import FEATURES, now_iso, touch_run
 from .urls import Signer, Urls, quote_path
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-MAX_GRAPHQL_BODY = 64 << 20
 FILE_ROUTES = ("/files/", "/_mirror/objects/", "/_mirror/manifest/", "/artifactsV2/", "/artifacts/")
 
 
@@ -129,18 +131,21 @@ class MirrorHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # the stdlib default (5) drops bursts of parallel clients into SYN retries
 
     def __init__(self, addr: tuple[str, int], store: Store, *, api_key: str | None, read_only: bool,
-                 latency_ms: float, fault_rate: float, fault_seed: int, include_deleted: bool = False):
+                 latency_ms: float, fault_rate: float, fault_seed: int, allow_hosts: frozenset[str] = frozenset(),
+                 limits: Limits | None = None, include_deleted: bool = False):
         self.store_path = store.path
         self.objects = store.objects
         read_only = read_only or include_deleted  # deleted data served as live is never written to
         self.data = Data(store.path / "catalog.db", readonly=read_only, include_deleted=include_deleted)
-        self.engine = Engine()
+        self.limits = limits or Limits()
+        self.hosts = HostCheck(addr[0], frozenset(h.lower() for h in allow_hosts))
+        self.engine = Engine(limits=self.limits)
         self.api_key = api_key or None
         self.read_only = read_only
         self.latency = max(0.0, float(latency_ms)) / 1000.0
         self.faults = Faults(fault_rate, fault_seed)
         self.signer = Signer(self.api_key)
-        self.log = RequestLog()
+        self.log = RequestLog(self.limits.request_log)
         self.features = list(FEATURES)
         self._active: set[socket.socket] = set()
         self._active_lock = threading.Lock()
@@ -231,6 +236,14 @@ class Handler(BaseHTTPRequestHandler):
         self._streaming = False
         split = urlsplit(self.path)
         path, query = split.path, parse_qs(split.query)
+        try:
+            check_request(method, path, self.headers, self.server.hosts)
+            if needs_key(path) and not self._authorized():  # before any body is read
+                return
+            check_length(method, self.headers, self.server.limits)
+        except Refused as e:
+            self._refuse(e)
+            return
         if path == "/_mirror/requests":
             self._requests_endpoint(query)
             return
@@ -239,7 +252,11 @@ class Handler(BaseHTTPRequestHandler):
         self.server.log.begin()
         try:
             if method == "POST":
-                body = self._read_body(MAX_GRAPHQL_BODY)
+                try:
+                    body = self._read_body(self.server.limits.max_body)
+                except Refused as e:
+                    self._refuse(e)
+                    return
                 digest = hashlib.sha256(body).hexdigest()
             elif method == "PUT":
                 digest = self.headers.get("Content-MD5", "") + "/" + self.headers.get("Content-Length", "")
@@ -282,17 +299,13 @@ class Handler(BaseHTTPRequestHandler):
             })
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, fault: str | None) -> None:
+        # the key (where a route needs one) was checked by _dispatch before the body was read
         if path in ("/graphql", "/api/graphql") and method == "POST":
-            if not self._authorized():
-                self._operation = _operation_of(body)
-                return
             self._graphql(body)
         elif path.startswith("/files/") and path.endswith("/file_stream") and method == "POST":
-            if self._authorized():
-                uploads.file_stream(self, path, body)
+            uploads.file_stream(self, path, body)
         elif path.startswith("/files/") and method in ("GET", "HEAD"):
-            if self._authorized():
-                self._run_file(path, method, fault)
+            self._run_file(path, method, fault)
         elif path.startswith("/_mirror/objects/") and method in ("GET", "HEAD"):
             self._signed_object(path, query, method, fault)
         elif path.startswith("/_mirror/manifest/") and method in ("GET", "HEAD"):
@@ -304,16 +317,14 @@ class Handler(BaseHTTPRequestHandler):
         elif path.startswith("/_mirror/upload-manifest/") and method == "PUT":
             uploads.artifact_manifest(self, path, query)
         elif path.startswith(("/artifactsV2/", "/artifacts/")) and method in ("GET", "HEAD"):
-            if self._authorized():
-                parts = [unquote(p) for p in path.split("/") if p]
-                md5 = parts[-2] if path.startswith("/artifactsV2/") else parts[-1]
-                self._object(md5, parts[-1], method, fault)
+            parts = [unquote(p) for p in path.split("/") if p]
+            md5 = parts[-2] if path.startswith("/artifactsV2/") else parts[-1]
+            self._object(md5, parts[-1], method, fault)
         elif path in ("/", "/healthz") and method in ("GET", "HEAD"):
-            if self._authorized():  # with --api-key, every route demands it
-                self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
+            self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
         else:
-            if method == "PUT":
-                self._drain_body()
+            # an unknown route's body is not read: the connection closes instead
+            self.close_connection = True
             self._send_json(404, {"errors": [{"message": f"no route for {method} {path}"}]})
 
     # -- bodies ---------------------------------------------------------------------------------
@@ -321,7 +332,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
                 line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    raise Refused(400, "malformed chunked request body", close=True) from None
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
@@ -348,7 +362,7 @@ class Handler(BaseHTTPRequestHandler):
         for chunk in self._body_chunks():
             out += chunk
             if len(out) > limit:
-                raise ValueError("request body too large")
+                raise Refused(413, f"request body is over the limit of {limit} bytes", close=True)
         return bytes(out)
 
     def _drain_body(self) -> None:
@@ -372,11 +386,15 @@ class Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, _dumps(obj), "application/json", headers)
 
+    def _refuse(self, e: Refused) -> None:
+        if e.close:  # the body (if any) stays unread: this connection cannot carry another request
+            self.close_connection = True
+        self._send_json(e.status, {"errors": [{"message": f"wandb-mirror: {e}"}]})
+
     def _authorized(self) -> bool:
         if self.server.check_auth(self.headers.get("Authorization")):
             return True
-        if self.command == "PUT":
-            self._drain_body()
+        self.close_connection = True  # the body (if any) is never read for an unknown key
         self._send_json(401, {"errors": [{"message": "wandb-mirror: invalid or missing API key"}]},
                         {"WWW-Authenticate": 'Basic realm="wandb-mirror"'})
         return False
@@ -391,8 +409,13 @@ class Handler(BaseHTTPRequestHandler):
     def _graphql(self, body: bytes) -> None:
         try:
             request = json.loads(body or b"null")
-        except ValueError as e:
+        except ValueError as e:  # UnicodeDecodeError included
             self._send_json(400, {"errors": [{"message": f"request body is not JSON: {e}"}]})
+            return
+        if not isinstance(request, dict) or not isinstance(request.get("query"), str) or \
+                not isinstance(request.get("variables") or {}, dict):
+            self._send_json(400, {"errors": [{"message": "request body must be a JSON object with a 'query' "
+                                                         "string and optional 'variables' object"}]})
             return
         with self.server.data.connection() as conn:
             result, op = self.server.engine.execute(request, self._ctx(conn), read_only=self.server.read_only)
@@ -455,9 +478,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": f"object {md5} not found"}]})
             return
         with f:
-            size = Path(p).stat().st_size
+            size = os.fstat(f.fileno()).st_size
             ctype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            self._stream(iter(lambda: f.read(CHUNK), b""), size, ctype, method, fault)
+            self._stream(verified_chunks(iter(lambda: f.read(CHUNK), b""), md5, size), size, ctype, method, fault)
 
     def _stream(self, chunks: Iterator[bytes], size: int, ctype: str, method: str, fault: str | None) -> None:
         self.send_response(200)
@@ -484,6 +507,9 @@ class Handler(BaseHTTPRequestHandler):
             if sent >= limit:
                 break
         self._bytes += sent
+        if sent < size and fault != "truncate":  # the bytes on disk were not the object's: cut it short
+            self.close_connection = True
+            raise _Dropped
         if fault == "truncate" and sent < size:
             self.wfile.flush()
             self.close_connection = True
@@ -553,9 +579,6 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- request log ----------------------------------------------------------------------------
     def _requests_endpoint(self, query: dict[str, list[str]]) -> None:
-        if not self.server.check_auth(self.headers.get("Authorization")):
-            self._send_json(401, {"errors": [{"message": "wandb-mirror: invalid or missing API key"}]})
-            return
         reset = (query.get("reset") or ["0"])[0] not in ("0", "", "false")
         self._send_json(200, self.server.log.take(reset))
 
@@ -640,22 +663,31 @@ def open_store(store_path: str | Path, *, read_only: bool) -> Store:
 
 
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
-                fault_seed: int = 0, include_deleted: bool = False) -> MirrorHTTPServer:
+                read_only: bool = True, latency_ms: float = 0, fault_rate: float = 0.0,
+                fault_seed: int = 0, allow_hosts: frozenset[str] = frozenset(),
+                limits: Limits | None = None, include_deleted: bool = False) -> MirrorHTTPServer:
     cls: type[MirrorHTTPServer] = MirrorHTTPServer
     if ":" in host:  # an IPv6 literal such as ::1
         cls = type("MirrorHTTPServer6", (MirrorHTTPServer,), {"address_family": socket.AF_INET6})
     return cls((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-               fault_rate=fault_rate, fault_seed=fault_seed, include_deleted=include_deleted)
+               fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits,
+               include_deleted=include_deleted)
 
 
 def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 read_only: bool = False, latency_ms: float = 0, fault_rate: float = 0.0,
-                 fault_seed: int = 0, include_deleted: bool = False) -> ServerHandle:
-    """Serve `store_path` from a background thread; returns once the socket is listening."""
-    store = open_store(store_path, read_only=read_only or include_deleted)
+                 read_only: bool | None = None, latency_ms: float = 0, fault_rate: float = 0.0,
+                 fault_seed: int = 0, *, writable: bool = False, allow_hosts: frozenset[str] = frozenset(),
+                 limits: Limits | None = None, include_deleted: bool = False) -> ServerHandle:
+    """Serve `store_path` from a background thread; returns once the socket is listening.
+
+    Read-only unless `writable=True` (or the older spelling `read_only=False`); always read-only with
+    `include_deleted` (what upstream deleted, served as live).
+    """
+    read_only = (not writable if read_only is None else read_only) or include_deleted
+    store = open_store(store_path, read_only=read_only)
     server = make_server(store, host, port, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-                         fault_rate=fault_rate, fault_seed=fault_seed, include_deleted=include_deleted)
+                         fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits,
+                         include_deleted=include_deleted)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name=f"wandb-mirror-serve:{server.server_address[1]}", daemon=True)
     thread.start()

@@ -2,9 +2,15 @@
 
 The first line on stdout is `listening on http://HOST:PORT` (so `--port 0` is usable by scripts).
 Without --api-key any key is accepted; with it, GraphQL and file downloads demand Basic auth
-`api:KEY` and directUrls carry a signature derived from the key. --read-only opens the store
-read-only (safe beside a daemon writing it) and refuses every mutation and upload.
---include-deleted serves what upstream deleted (and the mirror kept) as if it were live, read-only.
+`api:KEY` and directUrls carry a signature derived from the key.
+
+Read-only by default: the store is opened read-only (safe beside a daemon writing it) and every
+mutation and upload is refused; --writable accepts them (a test upstream, the demo, `restore`
+targets: what wandb.init / log / log_artifact / finish and `restore` send). Requests whose Host
+header is not the bound address, a localhost name or an IP literal are refused (DNS rebinding);
+--allow-host NAME adds a name. POST /graphql demands Content-Type: application/json, bodies are
+capped (413) and queries are limited in depth, aliases and cost. --include-deleted serves what
+upstream deleted (and the mirror kept) as if it were live; it is always read-only.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, metavar="DIR", help="the store directory to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default 8080)")
-    parser.add_argument("--read-only", action="store_true", help="refuse mutations and uploads; open the store read-only")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--read-only", action="store_true",
+                      help="refuse mutations and uploads; open the store read-only (the default)")
+    mode.add_argument("--writable", action="store_true",
+                      help="accept mutations and uploads into the store (a test upstream, a restore target)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests whose Host header is NAME (repeatable; localhost names and "
+                             "IP addresses are always allowed)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="demand this API key (Basic auth api:KEY); default: accept any key. "
                              "Visible to `ps`: prefer --api-key-file or $WANDB_MIRROR_SERVE_API_KEY")
@@ -47,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--latency-ms must not be negative, got {args.latency_ms}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.include_deleted and args.writable:
+        raise UsageError("--include-deleted serves a read-only view of the store; it cannot be combined with --writable")
     api_key = server_api_key(args)
-    read_only = args.read_only or args.include_deleted
+    read_only = not args.writable or args.include_deleted
     store = open_store(args.store, read_only=read_only)
     try:
         server = make_server(store, args.host, args.port, api_key=api_key, read_only=read_only,
                              latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed,
-                             include_deleted=args.include_deleted)
+                             allow_hosts=frozenset(args.allow_host), include_deleted=args.include_deleted)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]

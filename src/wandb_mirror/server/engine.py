@@ -30,6 +30,7 @@ from graphql import (
 )
 
 from .artifact_writes import ArtifactMutations
+from .guard import Limits, check_document, estimate_cost
 from .roots import Mutation, Query
 from .schema import build_schema
 from .sweep_writes import SweepMutations
@@ -59,7 +60,7 @@ class Prepared:
 
 
 class Engine:
-    def __init__(self, schema: GraphQLSchema | None = None, cache_size: int = 512):
+    def __init__(self, schema: GraphQLSchema | None = None, cache_size: int = 512, limits: Limits | None = None):
         self.schema = schema or build_schema()
         for abstract in ("ArtifactCollection", "ArtifactCreator"):
             t = self.schema.get_type(abstract)
@@ -67,6 +68,8 @@ class Engine:
                 t.resolve_type = _resolve_type  # type: ignore[attr-defined]
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_chars = 0
+        self.limits = limits or Limits()
         self._lock = threading.Lock()
         self.query_root = Query()
         self.mutation_root = MutationRoot()
@@ -79,9 +82,14 @@ class Engine:
                 return hit
         prepared = self._prepare(query)
         with self._lock:
+            if query not in self._cache:
+                self._cache_chars += len(query)
             self._cache[query] = prepared
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            # bounded by count and by the text held: a client sending distinct documents cannot grow it
+            while self._cache and (len(self._cache) > self._cache_size
+                                   or self._cache_chars > self.limits.document_cache_chars):
+                old, _ = self._cache.popitem(last=False)
+                self._cache_chars -= len(old)
         return prepared
 
     def _prepare(self, query: str) -> Prepared:
@@ -92,6 +100,9 @@ class Engine:
         errors = validate(self.schema, document)
         if errors:
             return Prepared(document, [dict(e.formatted) for e in errors], {})
+        refused = check_document(self.schema, document, self.limits)
+        if refused:
+            return Prepared(None, [{"message": refused}], {})
         ops: dict[str | None, tuple[OperationType, frozenset[str]]] = {}
         for d in document.definitions:
             if isinstance(d, OperationDefinitionNode):
@@ -118,6 +129,8 @@ class Engine:
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return {"errors": [{"message": "request body must be a JSON object with a 'query' string"}]}, ""
         query = body["query"]
+        if len(query) > self.limits.max_query_chars:
+            return {"errors": [{"message": f"query refused: longer than {self.limits.max_query_chars} characters"}]}, ""
         operation_name = body.get("operationName") or None  # "" means none
         variables = body.get("variables") or {}
         if not isinstance(variables, dict):
@@ -133,6 +146,10 @@ class Engine:
             return {"errors": [{"message": f"this wandb-mirror server is read-only: mutation {log_name or ''} refused"
                                 .replace("  ", " ")}]}, log_name
         variables = {k: v for k, v in variables.items() if k in declared}
+        cost = estimate_cost(self.schema, prepared.document, name, variables, self.limits)
+        if cost > self.limits.max_cost:
+            return {"errors": [{"message": f"query refused: it would cost over {self.limits.max_cost} field "
+                                           "resolutions; ask for smaller pages"}]}, log_name
         root = self.mutation_root if op_type == OperationType.MUTATION else self.query_root
         result = execute_sync(self.schema, prepared.document, root_value=root, context_value=ctx,
                               variable_values=variables, operation_name=name)

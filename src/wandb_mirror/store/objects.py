@@ -106,6 +106,10 @@ class ObjectStore:
                     for h in hashers.values():
                         h.update(chunk)
                     size += len(chunk)
+                    if expected_size is not None and size > expected_size:
+                        # stop the moment a body passes its announced size: an endless body must
+                        # not fill the disk before the size check at the end
+                        raise IntegrityError(f"size mismatch: more than the expected {expected_size} bytes")
                     if faults.active:
                         faults.hit("objects.write")
                     f.write(chunk)

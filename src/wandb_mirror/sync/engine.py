@@ -216,7 +216,8 @@ def make_client(config: Config, api_key: str | None = None) -> WandbClient:
     retry = RetryPolicy(max_attempts=s.max_retries, max_call_seconds=s.max_call_time, wait_min=s.retry_wait_min,
                         wait_max=s.retry_wait_max, budget=s.retry_budget)
     t = Transport(config.source.base_url, key, concurrency=s.concurrency, rate_limit=s.rate_limit,
-                  timeout=config.source.timeout, retry=retry, user_agent=config.source.user_agent)
+                  timeout=config.source.timeout, retry=retry, user_agent=config.source.user_agent,
+                  max_response=s.max_response_mb << 20)
     return WandbClient(t, page_size=config.source.page_size)
 
 
