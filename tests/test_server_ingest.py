@@ -25,6 +25,8 @@ def client_settings(**extra: Any) -> Any:
 
 @pytest.fixture
 def client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import wandb
+
     def point_at(url: str) -> None:
         monkeypatch.setenv("WANDB_BASE_URL", url)
         monkeypatch.setenv("WANDB_API_KEY", "w" * 40)
@@ -32,7 +34,8 @@ def client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
         (tmp_path / "wandb-dir").mkdir(exist_ok=True)
 
-    return point_at
+    yield point_at
+    wandb.teardown()  # the client keeps its settings (base URL included) process-wide until torn down
 
 
 @pytest.fixture
@@ -43,10 +46,15 @@ def empty_server(tmp_path: Path, start_mirror_server: Any) -> Any:
     return start_mirror_server(tmp_path / "store", writable=True)
 
 
-def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, empty_server: Any, client_env: Any,
-                                                     make_wandb_api: Any) -> None:
+@pytest.mark.parametrize("key", [None, "w" * 40], ids=["any-key", "api-key"])
+def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: Any, make_wandb_api: Any,
+                                                     start_mirror_server: Any, key: str | None) -> None:
     import wandb
 
+    from wandb_mirror.store import Store
+
+    Store(tmp_path / "store").close()
+    empty_server = start_mirror_server(tmp_path / "store", writable=True, api_key=key)
     client_env(empty_server.url)
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(3000))
@@ -73,7 +81,7 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, empty_server
     run2.log_artifact(art2)
     run2.finish()
 
-    api = make_wandb_api(empty_server.url)
+    api = make_wandb_api(empty_server.url, api_key="w" * 40)
     got = api.run(f"{ENTITY}/{PROJECT}/w1")
     assert got.state == "finished"
     assert got.name == "first writer" and got.tags == ["t1"] and got.notes == "from the test"
