@@ -113,12 +113,16 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: 
     assert [a.name for a in api.run(f"{ENTITY}/{PROJECT}/w2").logged_artifacts()] == ["dataset:v1"]
 
 
-def test_file_stream_is_idempotent_and_bounded(empty_server: Any) -> None:
+def test_file_stream_is_idempotent_and_bounded(tmp_path: Path, start_mirror_server: Any) -> None:
     import gzip
 
     import requests
 
+    from wandb_mirror.server.guard import Limits
     from wandb_mirror.store import Store
+
+    Store(tmp_path / "store").close()
+    empty_server = start_mirror_server(tmp_path / "store", writable=True, limits=Limits(max_body=1 << 20))
 
     gql = {"query": "mutation U($e: String, $p: String, $n: String) { upsertBucket(input: {entityName: $e, "
                     "modelName: $p, name: $n}) { bucket { id } } }", "variables": {"e": "x", "p": "y", "n": "r"}}
@@ -134,6 +138,10 @@ def test_file_stream_is_idempotent_and_bounded(empty_server: Any) -> None:
     bad = requests.post(url, json={"files": {"wandb-history.jsonl": {"offset": 0, "content": ["{\"v\": 1}"]}}},
                         timeout=10)
     assert bad.status_code == 400 and "_step" in bad.text
+    bomb = gzip.compress(b'{"files": {}, "pad": "' + b" " * (5 << 20) + b'"}')  # 5 MiB > 4 x the 1 MiB cap
+    assert len(bomb) < 1 << 20
+    r = requests.post(url, data=bomb, headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert r.status_code == 400 and "unpacks to more than" in r.text
     done = requests.post(url, json={"complete": True, "exitcode": 1}, timeout=10)
     assert done.status_code == 200
     assert requests.post(empty_server.url + "/files/x/y/nope/file_stream", json={}, timeout=10).status_code == 404

@@ -17,10 +17,10 @@ anything else `failed`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import sqlite3
+import zlib
 from typing import Any
 
 from .. import ids
@@ -38,12 +38,16 @@ class StreamError(ValueError):
     """A file_stream body this server will not take (answered 400)."""
 
 
-def decode_body(body: bytes, content_encoding: str | None) -> dict[str, Any]:
+def decode_body(body: bytes, content_encoding: str | None, max_size: int) -> dict[str, Any]:
+    """The JSON object of a file_stream body; a gzip body may unpack to at most `max_size` bytes."""
     if (content_encoding or "").lower() == "gzip":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError) as e:
+            body = d.decompress(body, max_size + 1)  # a small body must not unpack into gigabytes
+        except zlib.error as e:
             raise StreamError(f"file_stream body is not valid gzip: {e}") from None
+        if len(body) > max_size:
+            raise StreamError(f"file_stream body unpacks to more than {max_size} bytes")
     try:
         payload = json.loads(body or b"{}")
     except ValueError as e:

@@ -34,7 +34,8 @@ def file_stream(h: Any, path: str, body: bytes) -> None:
         return
     entity, project, run = (unquote(p) for p in parts[2:5])
     try:
-        payload = ingest.decode_body(body, h.headers.get("Content-Encoding"))
+        # unpacked, a body may be 4x the cap on what is read (history lines compress about that well)
+        payload = ingest.decode_body(body, h.headers.get("Content-Encoding"), 4 * h.server.limits.max_body)
     except ingest.StreamError as e:
         h._send_json(400, {"errors": [{"message": str(e)}]})
         return
