@@ -71,7 +71,8 @@ def test_checkout_includes_deleted_items_and_maps_unsafe_names(seeded_store: Pat
         db.execute("UPDATE files SET tombstoned_at = '2025-01-01T00:00:00' WHERE run_pk = ? AND name = 'output.log'",
                    [pk])
         db.execute("UPDATE runs SET tombstoned_at = '2025-01-01T00:00:00' WHERE pk = ?", [pk])
-        for name in ("../../escape.txt", "/abs/olute.txt", "ctl\x01name.txt", "run.json", "x" * 300):
+        for name in ("../../escape.txt", "__/__/escape.txt", "/abs/olute.txt", "ctl\x01name.txt", "run.json",
+                     "x" * 300):
             db.execute("INSERT INTO files (run_pk, name, size, md5) VALUES (?, ?, ?, ?)", [pk, name, size, md5])
     db.close()
     dest = tmp_path / "out"
@@ -80,6 +81,7 @@ def test_checkout_includes_deleted_items_and_maps_unsafe_names(seeded_store: Pat
     files = tree(dest)
     assert "output.log" in files  # deleted upstream, kept, given back
     assert files["__/__/escape.txt"] == files["config.yaml"] and "abs/olute.txt" in files
+    assert files["__/__/escape.txt~1"] == files["config.yaml"]  # two names, one safe path: both kept
     assert "ctl_name.txt" in files and "files/run.json" in files
     assert any(len(n) < 300 and n.startswith("x" * 100) for n in files)
     assert "'../../escape.txt' -> '__/__/escape.txt'" in out and "'run.json' -> 'files/run.json'" in out

@@ -132,6 +132,10 @@ class Checkout:
 
     def _place(self, name: str, md5: str, size: int, reserved: tuple[str, ...] = ()) -> None:
         rel = safe_relpath(name, reserved)
+        n = 1
+        while (self.dest / rel).exists():  # two names mapped to one: the later one gets a suffix
+            base = safe_relpath(name, reserved)
+            rel, n = f"{base}~{n}", n + 1
         if rel != name:
             self.report.mapped.append((name, rel))
         out = self.dest / rel

@@ -163,9 +163,9 @@ class ProjectRestore:
 
     def _files(self, stored: StoredRun) -> None:
         name = stored.run.name
-        todo = [f.file for f in self.reader.files(stored.pk)
-                if not self.journal.done(self.key("file", name, f.file.name, f.file.md5))]
-        self.counts.skipped += len(self.reader.files(stored.pk)) - len(todo)
+        files = [f.file for f in self.reader.files(stored.pk)]
+        todo = [f for f in files if not self.journal.done(self.key("file", name, f.name, f.md5))]
+        self.counts.skipped += len(files) - len(todo)
         for batch in _batches(todo, FILES_BATCH):
             urls = self.target.run_upload_urls(self.entity, self.project, name, [f.name for f in batch])
             for f in batch:
