@@ -14,11 +14,12 @@ import pytest
 ENTITY, PROJECT = "writer", "fresh"
 
 
-def client_settings(**extra: Any) -> Any:
-    """Bounded retries: a refused request fails the test in seconds, not minutes."""
+def client_settings(url: str, **extra: Any) -> Any:
+    """This server (the client keeps settings process-wide, so the environment alone may be stale),
+    and bounded retries: a refused request fails the test in seconds, not minutes."""
     import wandb
 
-    return wandb.Settings(x_graphql_retry_max=2, x_file_stream_retry_max=2, x_file_transfer_retry_max=2,
+    return wandb.Settings(base_url=url, api_key="w" * 40, mode="online", x_graphql_retry_max=2, x_file_stream_retry_max=2, x_file_transfer_retry_max=2,
                           x_graphql_retry_wait_max_seconds=1, x_file_stream_retry_wait_max_seconds=1,
                           x_file_transfer_retry_wait_max_seconds=1, init_timeout=60, **extra)
 
@@ -34,8 +35,9 @@ def client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
         (tmp_path / "wandb-dir").mkdir(exist_ok=True)
 
+    wandb.teardown()  # settings left process-wide by earlier tests
     yield point_at
-    wandb.teardown()  # the client keeps its settings (base URL included) process-wide until torn down
+    wandb.teardown()
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: 
     (tmp_path / "notes.txt").write_text("a run file\n")
 
     run = wandb.init(entity=ENTITY, project=PROJECT, id="w1", name="first writer", config={"lr": 0.1, "opt": "adam"},
-                     tags=["t1"], notes="from the test", group="g", job_type="train", settings=client_settings())
+                     tags=["t1"], notes="from the test", group="g", job_type="train", settings=client_settings(empty_server.url))
     for i in range(30):
         run.log({"loss": 1.0 / (i + 1), "acc": i / 30})
     print("hello console")
@@ -73,7 +75,7 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: 
     run.summary["best_loss"] = 0.01
     run.finish()
 
-    run2 = wandb.init(entity=ENTITY, project=PROJECT, id="w2", settings=client_settings())
+    run2 = wandb.init(entity=ENTITY, project=PROJECT, id="w2", settings=client_settings(empty_server.url))
     used = run2.use_artifact(f"{ENTITY}/{PROJECT}/dataset:best")
     assert used.digest
     art2 = wandb.Artifact("dataset", type="data")

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import ids
 from ..errors import IntegrityError
-from ..store.reader import StoredArtifact, StoredRun, StoreReader
+from ..store.reader import StoredArtifact, StoredRun, StoreReader, alias_names
 from .journal import Journal
 from .plan import Move
 from .target import Target
@@ -202,7 +202,7 @@ class ProjectRestore:
 
     def _artifact(self, stored: StoredArtifact) -> str:
         a = stored.artifact
-        aliases = [x for x in _alias_names(a.aliases) if x != "latest"]
+        aliases = [x for x in alias_names(a.aliases) if x != "latest"]
         producer = stored.producer if stored.producer in self.run_names else None
         fields: dict[str, Any] = {
             "entityName": self.entity, "projectName": self.project, "runName": producer,
@@ -261,11 +261,3 @@ class ProjectRestore:
                 entry["birthArtifactID"] = new_id
         return doc
 
-
-def _alias_names(text: str | None) -> list[str]:
-    out = []
-    for a in json.loads(text or "[]"):
-        name = a.get("alias") if isinstance(a, dict) else a
-        if name:
-            out.append(str(name))
-    return out

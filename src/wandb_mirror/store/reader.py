@@ -7,6 +7,7 @@ includes what upstream deleted (tombstoned rows); without it a reader sees what 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +112,7 @@ class StoreReader:
         for a in reversed(self.artifacts(project_pk)):
             if a.collection != collection:
                 continue
-            if version == f"v{a.artifact.version_index}" or version in _aliases(a.artifact.aliases):
+            if version == f"v{a.artifact.version_index}" or version in alias_names(a.artifact.aliases):
                 return a
         return None
 
@@ -125,9 +126,8 @@ class StoreReader:
         return [Sweep.from_row(r) for r in rows]
 
 
-def _aliases(text: Any) -> list[str]:
-    import json
-
+def alias_names(text: Any) -> list[str]:
+    """The alias names of an artifact's `aliases` JSON (plain names or {"alias": name} objects)."""
     try:
         raw = json.loads(text or "[]")
     except ValueError:
