@@ -26,11 +26,10 @@ import logging
 import math
 import os
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from wandb_mirror.hooks import hookimpl
+from wandb_mirror.hooks import hookimpl, utcnow
 
 PLUGIN_NAME = "best_run"
 log = logging.getLogger("wandb_mirror.plugins.best_run")
@@ -127,7 +126,7 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
         "previous_run": previous if previous != best.name else None,
         "artifact": artifact_name,
         "chosen_at": (prev or {}).get("chosen_at") if prev and prev.get("run") == best.name
-        else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        else utcnow(),
         "applied": not upstream.dry_run,
     })
 

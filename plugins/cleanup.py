@@ -22,7 +22,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from wandb_mirror.hooks import hookimpl, parse_duration
+from wandb_mirror.hooks import hookimpl, parse_duration, parse_time
 
 PLUGIN_NAME = "cleanup"
 log = logging.getLogger("wandb_mirror.plugins.cleanup")
@@ -92,12 +92,9 @@ def _age_s(run) -> float | None:
     stamp = run.heartbeat_at or run.updated_at or run.created_at
     if not stamp:
         return None
-    try:
-        t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_time(stamp)
+    if t is None:
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
     return (datetime.now(timezone.utc) - t).total_seconds()
 
 

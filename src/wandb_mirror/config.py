@@ -53,6 +53,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import UsageError
+from .times import parse_duration
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 MAX_CONCURRENCY = 64
@@ -60,52 +61,6 @@ MAX_CONCURRENCY = 64
 
 class ConfigError(UsageError):
     """A configuration problem; the message names the file, line and key."""
-
-
-# ---------------------------------------------------------------------------------------------
-# value parsers
-# ---------------------------------------------------------------------------------------------
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from 90, 1.5, "90s", "5m", "1h30m", "250ms", "1d"; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like \"60s\", got a boolean")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration like \"60s\", got {type(value).__name__}")
-    text = value.strip().lower().replace(" ", "")
-    if not text:
-        raise ValueError("empty duration")
-    try:
-        return parse_duration(float(text))
-    except ValueError:
-        pass
-    pos = 0
-    total = 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        raise ValueError(f"expected a duration like \"60s\", \"5m\", \"1h30m\", got {value!r}")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:g}s"
-    if seconds < 7200:
-        return f"{seconds / 60:g}m"
-    return f"{seconds / 3600:g}h"
 
 
 # ---------------------------------------------------------------------------------------------

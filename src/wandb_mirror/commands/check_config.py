@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import format_duration, load_config
+from ..config import load_config
 from ..errors import UsageError
+from ..times import format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from ..errors import UsageError
 
 
 def _duration(text: str) -> float:
-    from ..config import parse_duration
+    from ..times import parse_duration
 
     try:
         return parse_duration(text)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pluggy
 
-from ..config import parse_duration  # re-exported: plugins read durations as the config does
+from ..times import parse_duration  # re-exported: plugins read durations as the config does
 from . import specs
 
 log = logging.getLogger("wandb_mirror.plugins")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .. import ids
+from .. import ids, times
 from ..errors import IntegrityError
 from ..store import Store
 from . import nodes as N
@@ -39,7 +39,7 @@ from .data import Data
 from .engine import Engine
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
 from .integrity import verified_chunks
-from .roots import FEATURES, now_iso, touch_run
+from .roots import FEATURES, touch_run
 from .urls import Signer, Urls, quote_path
 
 log = logging.getLogger(__name__)
@@ -553,7 +553,7 @@ class Handler(BaseHTTPRequestHandler):
                     found = False
                 else:
                     found = True
-                    t = now_iso()
+                    t = times.wandb_time()
                     old = conn.execute("SELECT id FROM files WHERE run_pk = ? AND name = ?", [r["pk"], name]).fetchone()
                     fid = (old["id"] if old and old["id"] else None) or ids.typed_id("File", f"{r['pk']}:{name}")
                     conn.execute("INSERT OR IGNORE INTO file_versions (run_pk, name, size, md5, updated_at, mirrored_at) "
