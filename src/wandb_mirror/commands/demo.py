@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..demo_data import ENTITY, demo_fixture
     from ..fixtures import seed
     from ..server import start_server
-    from ..status import store_status
     from ..store import Store
+    from ..store_status import store_status
     from ..verify import verify_store
 
     t_start = time.monotonic()

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..hooks.manager import PluginSet
-    from ..hooks.status import plugin_rows
+    from ..hooks.plugin_status import plugin_rows
 
     cfg = None
     sections: dict = {}

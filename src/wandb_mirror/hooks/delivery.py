@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..client.transport import Transport
 from ..config import DaemonConfig
 from ..events import event_from_row
 from ..store import Store
@@ -35,7 +36,7 @@ from .journal import settle_pending
 from .manager import PluginInfo, PluginSet, parse_duration
 from .store_view import StoreView
 from .types import CycleStats
-from .upstream import Transport, Upstream
+from .upstream import Upstream
 
 log = logging.getLogger("wandb_mirror.delivery")
 

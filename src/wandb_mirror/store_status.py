@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from . import times
-from .hooks.status import plugins_status
+from .hooks.plugin_status import plugins_status
 from .store import Store
 
 
