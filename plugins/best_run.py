@@ -32,6 +32,14 @@ from typing import Any
 from wandb_mirror.hooks import hookimpl, utcnow
 
 PLUGIN_NAME = "best_run"
+# [plugins.best_run] keys and their defaults (config.example.toml shows the same)
+CONFIG: dict[str, Any] = {
+    "tag": "best",
+    "source": "summary",
+    "artifact_collection": "",
+    "artifact_alias": "",
+    "materialize_dir": "",
+}
 log = logging.getLogger("wandb_mirror.plugins.best_run")
 
 

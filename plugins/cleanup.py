@@ -25,6 +25,13 @@ from typing import Any
 from wandb_mirror.hooks import hookimpl, parse_duration, parse_time
 
 PLUGIN_NAME = "cleanup"
+# [plugins.cleanup] keys and their defaults (config.example.toml shows the same)
+CONFIG: dict[str, Any] = {
+    "extensions": [],  # required when enabled: nothing is deleted without it
+    "min_age": "7d",
+    "max_per_pass": 100,
+    "run_states": ["finished"],
+}
 log = logging.getLogger("wandb_mirror.plugins.cleanup")
 
 
@@ -107,7 +114,7 @@ def cycle_finished(upstream, config, store):
                 store.state.delete(key)
                 store.state.set("pending:" + key[len("done:"):], {"md5": val.get("md5")})
     limit = int(config.get("max_per_pass", 100))
-    min_age = parse_duration(config.get("min_age", 0))
+    min_age = parse_duration(config.get("min_age", CONFIG["min_age"]))
     states = _states(config)
     deleted = 0
     for key in store.state.items("pending:"):

@@ -1,7 +1,7 @@
 """The configuration file (TOML): what to mirror, where to, how often, and the plugins' sections.
 
-    [source]                         # required: base_url
-    base_url = "https://api.wandb.ai"
+    [source]
+    base_url = "https://api.wandb.ai"  # default: $WANDB_BASE_URL, wandb's settings file, the W&B cloud
     entities = ["my-team"]           # default: the API key's default entity
     projects = ["my-team/*"]         # globs over "entity/project" (or over "project"); default: all
     exclude_projects = []
@@ -384,7 +384,7 @@ class _Checker:
             elif kind == "int0":
                 need(value >= 0, "an integer >= 0")
             else:
-                need(0 <= value <= 65535, "a port number (0-65535)")
+                need(1 <= value <= 65535, "a port number (1-65535)")
             return value
         if kind == "float0":
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0")
@@ -468,12 +468,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
             raise chk.fail((key,), f"unknown section or key (expected: {', '.join(f'[{s}]' for s in SECTIONS)})")
 
     # [source]
-    if "source" not in raw:
-        raise ConfigError(f"{where}: missing [source] section (it needs at least base_url)")
-    src_raw = raw["source"]
+    src_raw = raw.get("source", {})
     src = chk.section(("source",), src_raw, SOURCE_KEYS, base_dir, extra={"override"})
     if "base_url" not in src:
-        raise chk.fail(("source",), "missing required key base_url")
+        src["base_url"] = _default_base_url()
     toggles = {k: v for k, v in src.items() if k in PROJECT_TOGGLES}
     defaults = ProjectOptions(**toggles)
     overrides: list[tuple[list[str], dict[str, Any]]] = []
@@ -525,6 +523,17 @@ def parse_config(text: str, path: Path | None = None) -> Config:
 
     return Config(source=source, store_path=store["path"], sync=sync, daemon=daemon, plugins=plugins, raw=raw,
                   path=path, lines=lines)
+
+
+def _default_base_url() -> str:
+    """The upstream when [source] names none: where the official client would look (client/auth.py)."""
+    from .client.auth import default_base_url
+
+    url, origin = default_base_url()
+    try:
+        return _Checker(None, {}).value(("base_url",), "url", url, None)
+    except ConfigError:
+        raise ConfigError(f"{origin}: base_url: expected an http:// or https:// URL, got {_show(url)}") from None
 
 
 def is_path_key(key: str) -> bool:

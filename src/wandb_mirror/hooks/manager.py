@@ -9,6 +9,8 @@ Plugins come from three places, in this order:
    every (re)load so edits take effect without a restart.
 
 A plugin's name is its module's `PLUGIN_NAME` if set, else the entry-point name or file stem.
+A plugin that declares its keys (`CONFIG`, a dict of key -> default) gets those defaults filled in
+and has any other key in its table refused; one that does not is handed its table as written.
 Names are unique: a later source cannot shadow an earlier one (the clash is reported).
 Each plugin reads its own `[plugins.NAME]` table; every plugin is off (`enabled = false`) and in
 dry-run (`dry_run = true`) unless its table says otherwise.
@@ -209,7 +211,7 @@ class PluginSet:
         """
         problems = validate_sections(self, sections or {})
         for name, info in self.plugins.items():
-            info.config = dict((sections or {}).get(name) or {})
+            info.config = {**declared_keys(info), **dict((sections or {}).get(name) or {})}
         return problems
 
     def get(self, name: str) -> PluginInfo | None:
@@ -231,6 +233,12 @@ class PluginSet:
         enabled = {id(p.module) for p in self.enabled()}
         others = [p.module for p in self.loaded() if id(p.module) not in enabled]
         return self.pm.subset_hook_caller("storage_backend", remove_plugins=others)(config=store_config)
+
+
+def declared_keys(info: PluginInfo) -> dict[str, Any]:
+    """The keys a plugin declares with their defaults (its module's `CONFIG`), {} if it declares none."""
+    declared = getattr(info.module, "CONFIG", None)
+    return dict(declared) if isinstance(declared, dict) else {}
 
 
 def validate_sections(ps: PluginSet, sections: dict[str, Any]) -> list[str]:
@@ -262,8 +270,16 @@ def validate_sections(ps: PluginSet, sections: dict[str, Any]) -> list[str]:
             if section.get("enabled"):
                 problems.append(f"{where}: plugin failed to load: {info.error}")
             continue
+        declared = declared_keys(info)
+        if declared:
+            allowed = set(COMMON_KEYS) | set(declared)
+            unknown = [k for k in section if k not in allowed]
+            for key in unknown:
+                problems.append(f"{where}.{key}: unknown key (expected one of: {', '.join(sorted(allowed))})")
+            if unknown:
+                continue
         if "check_config" in info.hooks:
-            own = {k: v for k, v in section.items()}
+            own = {**declared, **section}
             try:
                 results = ps.hook_caller(info, "check_config")(config=own)
             except Exception as e:  # noqa: BLE001
