@@ -23,7 +23,7 @@ from typing import Any, overload
 import xxhash
 import yaml
 
-from . import ids
+from . import ids, times
 from .digests import manifest_digest
 from .errors import UsageError
 from .models import (
@@ -154,20 +154,20 @@ def _name(path: str, value: Any) -> str:
 
 def _time(path: str, value: Any) -> str:
     s = _str(path, value)
-    try:
-        datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise FixtureError(path, f"expected an ISO-8601 time like {DEFAULT_START!r}, got {_show(value)}") from None
+    if times.parse_time(s) is None:
+        raise FixtureError(path, f"expected an ISO-8601 time like {DEFAULT_START!r}, got {_show(value)}")
     return s
+
+
+def _when(checked: str) -> datetime:
+    dt = times.parse_time(checked)
+    assert dt is not None, checked  # checked by _time
+    return dt
 
 
 def _stable_seed(*parts: str) -> int:
     # not hash(): that is salted per process, and a fixture must give the same bytes every time
     return zlib.crc32("\x00".join(parts).encode()) & 0xFFFF
-
-
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _rowtext(row: dict[str, Any]) -> str:
@@ -404,7 +404,7 @@ def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[s
         sweep_names.add(sweep.name)
         plan.sweeps.append(sweep)
 
-    base = datetime.fromisoformat(created.replace("Z", ""))
+    base = _when(created)
     run_names: set[str] = set()
     for j, r in enumerate(_list(f"{path}.runs", pr.get("runs", []))):
         run = _parse_run(f"{path}.runs[{j}]", r, idgen, entity, name, base + timedelta(minutes=10 * (j + 1)),
@@ -485,8 +485,8 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
     state = _str(f"{path}.state", r.get("state", "finished"))
     if state not in RUN_STATES:
         raise FixtureError(f"{path}.state", f"expected one of {', '.join(sorted(RUN_STATES))}, got {_show(state)}")
-    created = _time(f"{path}.created_at", r["created_at"]) if "created_at" in r else _iso(default_created)
-    created_dt = datetime.fromisoformat(created.replace("Z", ""))
+    created = _time(f"{path}.created_at", r["created_at"]) if "created_at" in r else times.wandb_time(default_created)
+    created_dt = _when(created)
     sweep = _str(f"{path}.sweep", r.get("sweep"), allow_none=True)
     if sweep is not None and sweep not in sweep_names:
         raise FixtureError(f"{path}.sweep", f"no sweep named {sweep!r} in this project")
@@ -572,7 +572,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                                    "start_time": start_ts, "t": {"1": [1, 5, 53, 55], "2": [1, 5, 53, 55]}},
                          "desc": None}
     heartbeat = (_time(f"{path}.heartbeat_at", r["heartbeat_at"]) if "heartbeat_at" in r
-                 else _iso(created_dt + timedelta(seconds=max(runtime, 1))))
+                 else times.wandb_time(created_dt + timedelta(seconds=max(runtime, 1))))
 
     run = Run(
         name=run_id, storage_id=ids.run_storage_id(entity, project, run_id),
@@ -624,7 +624,7 @@ def _parse_collection(path: str, a: dict[str, Any], idgen: _Ids, run_names: set[
     coll = ArtifactCollection(name=name, type_name=type_name, id=idgen.next("ArtifactCollection"),
                               description=_str(f"{path}.description", a.get("description"), allow_none=True),
                               tags=json.dumps(_list(f"{path}.tags", a.get("tags", []))),
-                              created_at=_iso(base), updated_at=_iso(base))
+                              created_at=times.wandb_time(base), updated_at=times.wandb_time(base))
     versions: list[PlannedVersion] = []
     vlist = _list(f"{path}.versions", a["versions"])
     if not vlist:
@@ -668,7 +668,7 @@ def _parse_collection(path: str, a: dict[str, Any], idgen: _Ids, run_names: set[
                     raise FixtureError(f"{fp}.alg", f"expected md5 or xxh128, got {_show(alg)}")
                 entries.append(PlannedEntry(path=p, content=_content(fp, f, default_seed=_stable_seed(name, p)),
                                             xxh=alg == "xxh128"))
-        created = _time(f"{vp}.created_at", v["created_at"]) if "created_at" in v else _iso(base + timedelta(hours=v_i + 1))
+        created = _time(f"{vp}.created_at", v["created_at"]) if "created_at" in v else times.wandb_time(base + timedelta(hours=v_i + 1))
         art = Artifact(id=idgen.next("Artifact"), version_index=v_i, type_name=type_name, collection_name=name,
                        membership_id=idgen.next("ArtifactCollectionMembership"), aliases=json.dumps(aliases), state=state,
                        description=_str(f"{vp}.description", v.get("description"), allow_none=True),

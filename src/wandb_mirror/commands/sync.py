@@ -20,12 +20,13 @@ from ..config import load_config
 from ..store import Store
 from ..sync import Engine, Progress
 from ..sync.engine import make_client, preflight
+from .options import add_config
 
 log = logging.getLogger("wandb_mirror.sync")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="the TOML configuration file")
+    add_config(parser, required=True)
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     parser.add_argument("--reconcile", action="store_true",
                         help="make the (first) pass a full reconcile: list every run and compare change markers")

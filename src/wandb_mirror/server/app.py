@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .. import ids
+from .. import ids, times
 from ..errors import IntegrityError
 from ..store import Store
 from . import nodes as N
 from .data import Data
-from .engine import Engine
+from .executor import GraphQLExecutor
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
 from .integrity import verified_chunks
-from .roots import FEATURES, now_iso, touch_run
+from .roots import FEATURES, touch_run
 from .urls import Signer, Urls, quote_path
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         self.data = Data(store.path / "catalog.db", readonly=read_only)
         self.limits = limits or Limits()
         self.hosts = HostCheck(addr[0], frozenset(h.lower() for h in allow_hosts))
-        self.engine = Engine(limits=self.limits)
+        self.executor = GraphQLExecutor(limits=self.limits)
         self.api_key = api_key or None
         self.read_only = read_only
         self.latency = max(0.0, float(latency_ms)) / 1000.0
@@ -408,7 +408,7 @@ class Handler(BaseHTTPRequestHandler):
                                                          "string and optional 'variables' object"}]})
             return
         with self.server.data.connection() as conn:
-            result, op = self.server.engine.execute(request, self._ctx(conn), read_only=self.server.read_only)
+            result, op = self.server.executor.execute(request, self._ctx(conn), read_only=self.server.read_only)
         self._operation = op
         self._send_json(200, result)
 
@@ -530,7 +530,7 @@ class Handler(BaseHTTPRequestHandler):
         expected_md5 = None
         if self.headers.get("Content-MD5"):
             try:
-                expected_md5 = ids.md5_b64_to_hex(self.headers["Content-MD5"].strip())
+                expected_md5 = ids.content_md5_hex(self.headers["Content-MD5"].strip())
             except ValueError:
                 self._drain_body()
                 self._send_json(400, {"errors": [{"message": "Content-MD5 is not a base64 md5"}]})
@@ -553,7 +553,7 @@ class Handler(BaseHTTPRequestHandler):
                     found = False
                 else:
                     found = True
-                    t = now_iso()
+                    t = times.wandb_time()
                     old = conn.execute("SELECT id FROM files WHERE run_pk = ? AND name = ?", [r["pk"], name]).fetchone()
                     fid = (old["id"] if old and old["id"] else None) or ids.typed_id("File", f"{r['pk']}:{name}")
                     conn.execute("INSERT OR IGNORE INTO file_versions (run_pk, name, size, md5, updated_at, mirrored_at) "
@@ -584,7 +584,7 @@ def _operation_of(body: bytes) -> str:
         return ""
     if not isinstance(req, dict):
         return ""
-    from .engine import operation_name_from_text
+    from .executor import operation_name_from_text
 
     return req.get("operationName") or operation_name_from_text(req.get("query") or "")
 

@@ -12,7 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,8 @@ from ..models import (
     User,
     dumps_compact,
 )
+from ..times import utcnow
 from . import faults, migrations
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Catalog:

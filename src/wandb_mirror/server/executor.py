@@ -52,7 +52,7 @@ class Prepared:
     operations: dict[str | None, tuple[OperationType, frozenset[str]]]
 
 
-class Engine:
+class GraphQLExecutor:
     def __init__(self, schema: GraphQLSchema | None = None, cache_size: int = 512, limits: Limits | None = None):
         self.schema = schema or build_schema()
         for abstract in ("ArtifactCollection", "ArtifactCreator"):
