@@ -274,9 +274,8 @@ class ProjectNode:
 
     # sweeps
     def _sweeps(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._ctx.conn.execute(
-            "SELECT * FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL ORDER BY created_at DESC, pk DESC",
-            [self.pk])]
+        return F.upstream_order([dict(r) for r in self._ctx.conn.execute(
+            "SELECT * FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL", [self.pk])], newest_first=True)
 
     def totalSweeps(self, info: GraphQLResolveInfo) -> int:
         return self._ctx.conn.execute(
@@ -302,7 +301,7 @@ class ProjectNode:
         if viewName:
             sql += " AND (name = ? OR display_name = ?)"
             args += [viewName, viewName]
-        rows = [dict(r) for r in self._ctx.conn.execute(sql + " ORDER BY created_at DESC, pk DESC", args)]
+        rows = F.upstream_order([dict(r) for r in self._ctx.conn.execute(sql, args)], newest_first=True)
         page, has_next = page_list(rows, after, first, "views", key=lambda r: r["pk"])
         return connection([(ViewNode(self._ctx, r), c) for r, c in page], has_next)
 
@@ -463,7 +462,7 @@ class RunNode:
                 picked = {}
                 for k in keys:
                     v = row[k] if k in row else F._walk(row, k.split("."))
-                    if v is F.MISSING:
+                    if v is F.MISSING or v is None:  # W&B keeps only rows holding every key
                         break
                     picked[k] = v
                 else:
@@ -510,15 +509,16 @@ class RunNode:
     def outputArtifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         rows = self._ctx.conn.execute(
             "SELECT a.* FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
-            "WHERE a.producer_run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL "
-            "ORDER BY a.created_at, a.pk", [self.pk]).fetchall()
+            f"WHERE a.producer_run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL AND {LIVE_A} "
+            "ORDER BY a.created_at, c.name, a.version_index", [self.pk]).fetchall()
         return artifact_connection(self._ctx, [dict(r) for r in rows], after, first, "out")
 
     def inputArtifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         rows = self._ctx.conn.execute(
             "SELECT a.* FROM artifact_usage u JOIN artifacts a ON a.pk = u.artifact_pk "
             "JOIN artifact_collections c ON c.pk = a.collection_pk "
-            "WHERE u.run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL ORDER BY a.created_at, a.pk",
+            f"WHERE u.run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL AND {LIVE_A} "
+            "ORDER BY a.created_at, c.name, a.version_index",
             [self.pk]).fetchall()
         return artifact_connection(self._ctx, [dict(r) for r in rows], after, first, "in")
 
@@ -603,15 +603,22 @@ class ViewNode:
 
 
 # ------------------------------------------------------------------------------------------ artifacts
+# A version is listed, and found by name or alias, only once committed: W&B hides drafts (PENDING,
+# which the official client cannot even build: `assert artifact.id is not None`) and DELETED versions
+# from every listing and `name:vN` lookup. `artifact(id:)` still answers with the stored state.
+LIVE = "COALESCE(state, 'COMMITTED') = 'COMMITTED'"
+LIVE_A = "COALESCE(a.state, 'COMMITTED') = 'COMMITTED'"
+
+
 def artifact_types(ctx: Ctx, project: dict[str, Any]) -> list[dict[str, Any]]:
     """Declared artifact types plus any type a collection uses without a row of its own."""
     rows = {r["name"]: dict(r) for r in ctx.conn.execute(
-        "SELECT * FROM artifact_types WHERE project_pk = ? ORDER BY pk", [project["pk"]])}
+        "SELECT * FROM artifact_types WHERE project_pk = ?", [project["pk"]])}
     for (name, created) in ctx.conn.execute(
             "SELECT type_name, MIN(created_at) FROM artifact_collections WHERE project_pk = ? AND tombstoned_at IS NULL "
             "GROUP BY type_name", [project["pk"]]):
         rows.setdefault(name, {"pk": None, "name": name, "id": None, "description": None, "created_at": created})
-    return list(rows.values())
+    return F.upstream_order(list(rows.values()))
 
 
 class TagNode:
@@ -670,7 +677,7 @@ def collections_connection(ctx: Ctx, project: dict[str, Any], type_name: str | N
     if type_name is not None:
         sql += " AND type_name = ?"
         args.append(type_name)
-    rows = [dict(r) for r in ctx.conn.execute(sql + " ORDER BY created_at DESC, pk DESC", args)]
+    rows = F.upstream_order([dict(r) for r in ctx.conn.execute(sql, args)], newest_first=True)
     rows = select_rows(rows, filters, order, _collection_doc)
     page, has_next = page_list(rows, after, first, "collections", key=lambda r: r["pk"])
     return connection([(CollectionNode(ctx, r, project), c) for r, c in page], has_next, len(rows))
@@ -715,8 +722,8 @@ class CollectionNode:
 
     def _versions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._ctx.conn.execute(
-            "SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL ORDER BY version_index DESC",
-            [self.pk])]
+            f"SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL AND {LIVE} "
+            "ORDER BY version_index DESC", [self.pk])]
 
     def aliases(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         items = []
@@ -759,12 +766,12 @@ def _version_row(ctx: Ctx, collection_pk: int, alias: str) -> dict[str, Any] | N
     """A version by `vN` or by alias (`latest` included)."""
     if len(alias) > 1 and alias[0] == "v" and alias[1:].isdigit():
         r = ctx.conn.execute(
-            "SELECT * FROM artifacts WHERE collection_pk = ? AND version_index = ? AND tombstoned_at IS NULL",
+            f"SELECT * FROM artifacts WHERE collection_pk = ? AND version_index = ? AND tombstoned_at IS NULL AND {LIVE}",
             [collection_pk, int(alias[1:])]).fetchone()
         return dict(r) if r else None
     rows = ctx.conn.execute(
-        "SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL ORDER BY version_index DESC",
-        [collection_pk]).fetchall()
+        f"SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL AND {LIVE} "
+        "ORDER BY version_index DESC", [collection_pk]).fetchall()
     for r in rows:
         if alias in [_alias_name(a) for a in loads_or(r["aliases"], []) or []]:
             return dict(r)
@@ -924,7 +931,8 @@ class ArtifactNode:
     def usedBy(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         nodes = []
         for (run_pk,) in self._ctx.conn.execute(
-                "SELECT run_pk FROM artifact_usage WHERE artifact_pk = ? ORDER BY run_pk", [self.pk]):
+                "SELECT u.run_pk FROM artifact_usage u JOIN runs r ON r.pk = u.run_pk WHERE u.artifact_pk = ? "
+                "ORDER BY r.created_at, r.name", [self.pk]):
             n = run_node_by_pk(self._ctx, run_pk)
             if n:
                 nodes.append(n)

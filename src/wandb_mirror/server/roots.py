@@ -17,6 +17,7 @@ from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids
 from . import nodes as N
+from .collection_writes import CollectionMutations
 
 FEATURES = [
     "TOTAL_COUNT_IN_FILE_CONNECTION",
@@ -176,7 +177,7 @@ UPSERT_COLUMNS = {
 }
 
 
-class Mutation:
+class Mutation(CollectionMutations):
     def upsertBucket(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         ctx = N.ctx_of(info)
         inserted = False
