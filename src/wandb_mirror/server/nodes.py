@@ -367,7 +367,6 @@ class RunNode:
         self.heartbeatAt = row["heartbeat_at"]
         self.historyLineCount = row["history_line_count"]
         self.eventsLineCount = row["events_line_count"]
-        self.logLineCount = 0
 
     def _heavy(self) -> dict[str, Any]:
         if self._heavy_row is None:
@@ -475,8 +474,16 @@ class RunNode:
         # No parquet exports: an empty answer makes the client page everything through HistoryPage.
         return {"parquetUrls": [], "liveData": []}
 
-    def logLines(self, info: GraphQLResolveInfo, **kw: Any) -> dict[str, Any]:
-        return empty_connection(None)
+    def logLineCount(self, info: GraphQLResolveInfo) -> int:
+        from .console import line_count
+
+        return line_count(self._ctx.conn, self.pk)
+
+    def logLines(self, info: GraphQLResolveInfo, first: int | None = None, after: str | None = None,
+                 last: int | None = None, **kw: Any) -> dict[str, Any]:
+        from .console import log_lines
+
+        return log_lines(self._ctx.conn, self.pk, first=first, after=after, last=last)
 
     # files -------------------------------------------------------------------------------------
     def files(self, info: GraphQLResolveInfo, names: list[str] | None = None, after: str | None = None,
