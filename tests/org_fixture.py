@@ -42,3 +42,15 @@ def org_fixture_doc() -> dict[str, Any]:
          "action": {"slack": "#ml-alerts", "title": "new artifact", "message": "logged", "severity": "WARN"}},
     ]
     return doc
+
+
+def seed_org_store(path: Any) -> Any:
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.store import Store
+
+    store = Store(path)
+    try:
+        seed(store, org_fixture_doc())
+    finally:
+        store.close()
+    return path

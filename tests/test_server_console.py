@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import ENTITY, PROJECT
-from org_fixture import CONSOLE, org_fixture_doc
+from org_fixture import CONSOLE, org_fixture_doc, seed_org_store
 
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
@@ -18,13 +18,7 @@ from wandb_mirror.store import Store
 def org_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from wandb_mirror.server import start_server
 
-    path = tmp_path_factory.mktemp("org") / "store"
-    store = Store(path)
-    try:
-        seed(store, org_fixture_doc())
-    finally:
-        store.close()
-    handle = start_server(path, read_only=True)
+    handle = start_server(seed_org_store(tmp_path_factory.mktemp("org") / "store"), read_only=True)
     yield handle
     handle.stop()
 

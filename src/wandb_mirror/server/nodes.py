@@ -23,6 +23,7 @@ from .. import ids
 from ..models import loads_lenient
 from . import filters as F
 from .data import Data, parse_filters
+from .org import EntityOrgFields
 from .urls import Urls
 
 EPOCH = "1970-01-01T00:00:00"
@@ -161,7 +162,7 @@ def get_project(ctx: Ctx, entity: str | None, name: str | None) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------------------ users
-class EntityNode:
+class EntityNode(EntityOrgFields):
     def __init__(self, name: str, row: dict[str, Any] | None = None):
         self.name = name
         row = row or {}
@@ -200,6 +201,11 @@ class UserNode:
         nodes = [entity_node(self._ctx, n if isinstance(n, str) else n.get("name", "")) for n in names]
         return {"edges": [{"node": n, "cursor": None} for n in nodes], "pageInfo": None}
 
+    def organizations(self, info: GraphQLResolveInfo) -> list[Any]:
+        from .org import user_organizations
+
+        return user_organizations(self._ctx, self.username)
+
 
 def user_node(ctx: Ctx, username: str | None) -> UserNode | None:
     if not username:
@@ -234,7 +240,6 @@ class ProjectNode:
         self.internalId = str(row["internal_id"] if row["internal_id"] is not None else row["pk"])
         self.id = row["id"] or ids.project_id(self.internalId)
         self.description = row["description"]
-        self.access = "PRIVATE"
         self.views = None
         self.createdAt = row["created_at"] or EPOCH
         self.updatedAt = row["updated_at"]
@@ -311,8 +316,24 @@ class ProjectNode:
         row = next((t for t in types if t["name"] == name), None)
         return ArtifactTypeNode(self._ctx, self._row, row) if row else None
 
-    def artifactTypes(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
+    def access(self, info: GraphQLResolveInfo) -> str:
+        from .registries import registry_settings
+
+        return registry_settings(self._ctx.conn, self.pk)["access"] or "PRIVATE"
+
+    def allowAllArtifactTypesInRegistry(self, info: GraphQLResolveInfo) -> bool:
+        from .registries import registry_settings
+
+        return bool(registry_settings(self._ctx.conn, self.pk)["allow_all_types"])
+
+    def artifactTypes(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
+                      includeAll: bool | None = None) -> dict:
         types = artifact_types(self._ctx, self._row)
+        if includeAll:  # a registry's allowed types, used or not
+            from .registries import registry_settings
+
+            allowed = loads_or(registry_settings(self._ctx.conn, self.pk)["artifact_types"], []) or []
+            types = types + [{"name": t} for t in allowed if t not in {x["name"] for x in types}]
         page, has_next = page_list(types, after, first, "types", key=lambda t: t["name"])
         return connection([(ArtifactTypeNode(self._ctx, self._row, t), c) for t, c in page], has_next)
 
@@ -326,7 +347,12 @@ class ProjectNode:
                             filters: Any = None, order: str | None = None) -> dict[str, Any]:
         return collections_connection(self._ctx, self._row, None, after, first, filters, order)
 
-    def artifactCollectionMembership(self, info: GraphQLResolveInfo, name: str) -> MembershipNode | None:
+    def artifactCollectionMembership(self, info: GraphQLResolveInfo, name: str) -> Any:
+        from .registries import membership_by_name
+
+        link = membership_by_name(self._ctx, self._row, name)
+        if link is not None:
+            return link
         art = artifact_by_name(self._ctx, self._row, name)
         return MembershipNode(art) if art else None
 
@@ -734,18 +760,33 @@ class CollectionNode:
 
     def aliases(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         items = []
+        if self.typename == "ArtifactPortfolio":
+            from .registries import collection_members
+
+            items = [al for m in collection_members(self._ctx, self._row, self._project) for al in m.aliases(info)]
         for a in self._versions():
             for al in loads_or(a["aliases"], []) or []:
                 items.append(AliasNode(self._ctx, _alias_name(al), a["id"], self._row, self._project))
         page, has_next = page_list(items, after, first, "aliases", key=lambda n: n.id)
         return connection(page, has_next)
 
-    def artifactMembership(self, info: GraphQLResolveInfo, aliasName: str) -> MembershipNode | None:
+    def artifactMembership(self, info: GraphQLResolveInfo, aliasName: str) -> Any:
+        if self.typename == "ArtifactPortfolio":
+            from .registries import membership
+
+            return membership(self._ctx, self._row, self._project, aliasName)
         row = _version_row(self._ctx, self.pk, aliasName)
         return MembershipNode(ArtifactNode(self._ctx, row, self._row, self._project)) if row else None
 
     def artifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
                   order: str | None = None, filters: Any = None) -> dict[str, Any]:
+        if self.typename == "ArtifactPortfolio":
+            from .registries import collection_members
+
+            members = [m for m in collection_members(self._ctx, self._row, self._project) if m.artifact()]
+            page, has_next = page_list(members, after, first, "versions", key=lambda m: m.id)
+            return connection([(m.artifact(), c) for m, c in page], has_next, len(members),
+                              edge_extra=lambda n: {"version": f"v{n.versionIndex}"})
         rows = select_rows(self._versions(), filters, order, _artifact_doc)
         page, has_next = page_list(rows, after, first, "versions", key=lambda r: r["pk"])
         nodes = [(ArtifactNode(self._ctx, r, self._row, self._project), c) for r, c in page]
