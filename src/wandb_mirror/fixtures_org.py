@@ -335,7 +335,9 @@ def write_org(cat: Any, conn: Any, plan: OrgPlan) -> None:
                                      created_at=coll.created_at)
             for pl in links:
                 entity, project, cname, index = pl.source
-                upsert_link(conn, cpk, artifact_pk_at(conn, entity, project, cname, index), pl.link)
+                apk = artifact_pk_at(conn, entity, project, cname, index)
+                assert apk is not None  # parse checked that the source version is in this fixture
+                upsert_link(conn, cpk, apk, pl.link)
     for i in plan.integrations:
         upsert_integration(conn, i)
     for a in plan.automations:

@@ -35,6 +35,8 @@ def _collection(ctx: N.Ctx, *, collection_id: str | None = None, entity: str | N
 def _payload(ctx: N.Ctx, collection_pk: int, client_mutation_id: Any) -> dict[str, Any]:
     row = dict(ctx.conn.execute("SELECT * FROM artifact_collections WHERE pk = ?", [collection_pk]).fetchone())
     project = ctx.data.project_by_pk(ctx.conn, row["project_pk"])
+    if project is None:
+        raise GraphQLError(f"the project of artifact collection {row['name']!r} is gone")
     return {"artifactCollection": N.CollectionNode(ctx, row, project), "clientMutationId": client_mutation_id}
 
 

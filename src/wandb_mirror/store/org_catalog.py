@@ -3,11 +3,17 @@ lines, integrations, automations). Each takes the connection of an open `Catalog
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from ..org_models import Automation, ConsoleLine, Integration, Link, Organization, Registry, TeamMember
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    cols = [d[0] for d in cur.description or ()]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def _upsert(conn: sqlite3.Connection, table: str, row: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -73,3 +79,50 @@ def upsert_automation(conn: sqlite3.Connection, a: Automation) -> None:
     row = a.to_row()
     row["tombstoned_at"] = None
     _upsert(conn, "automations", row, ("id",))
+
+
+def artifact_pk_by_id(conn: sqlite3.Connection, artifact_id: str) -> int | None:
+    row = conn.execute("SELECT pk FROM artifacts WHERE id = ? AND tombstoned_at IS NULL", [artifact_id]).fetchone()
+    return row[0] if row else None
+
+
+def links_of(conn: sqlite3.Connection, collection_pks: list[int]) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every link (live or tombstoned) of these collections by (collection pk, version index)."""
+    if not collection_pks:
+        return {}
+    rows = _dicts(conn.execute(
+        f"SELECT l.*, a.id AS artifact_id FROM artifact_links l JOIN artifacts a ON a.pk = l.artifact_pk "
+        f"WHERE l.collection_pk IN ({','.join('?' * len(collection_pks))})", collection_pks))
+    return {(r["collection_pk"], r["version_index"]): r for r in rows}
+
+
+def tombstone_link(conn: sqlite3.Connection, link_pk: int, at: str) -> None:
+    conn.execute("UPDATE artifact_links SET tombstoned_at = ? WHERE pk = ? AND tombstoned_at IS NULL", [at, link_pk])
+
+
+def console_tail_number(conn: sqlite3.Connection, run_pk: int) -> int:
+    """The highest console line number stored for a run (-1 when none)."""
+    row = conn.execute("SELECT MAX(number) FROM console_lines WHERE run_pk = ?", [run_pk]).fetchone()
+    return row[0] if row and row[0] is not None else -1
+
+
+def stored_rows(conn: sqlite3.Connection, table: str, key: str, where: str, args: list[Any]) -> dict[str, dict[str, Any]]:
+    """Rows of `table` matching `where`, by `key` (tables of this module only)."""
+    if table not in ("team_members", "integrations", "automations"):
+        raise ValueError(f"not an organization table: {table}")
+    return {r[key]: r for r in _dicts(conn.execute(f"SELECT * FROM {table} WHERE {where}", args))}
+
+
+def tombstone_rows(conn: sqlite3.Connection, table: str, key: str, keys: list[Any], at: str) -> None:
+    if table not in ("team_members", "integrations", "automations") or not keys:
+        return
+    conn.execute(f"UPDATE {table} SET tombstoned_at = ? WHERE tombstoned_at IS NULL AND {key} IN "
+                 f"({','.join('?' * len(keys))})", [at, *keys])
+
+
+def record_event(conn: sqlite3.Connection, pass_id: int | None, event: Any, at: str) -> None:
+    """One change row for `event` (an `events.Event`), in the transaction of the data it describes."""
+    conn.execute("INSERT INTO changes (pass_id, at, kind, entity, project, run, subject, payload) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 [pass_id, at, event.kind, event.entity, event.project, event.run, event.subject,
+                  json.dumps(event.payload(), separators=(",", ":"), default=str)])
