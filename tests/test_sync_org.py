@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ENTITY, PROJECT
-from org_fixture import seed_org_store
+from org_fixture import org_fixture_doc, seed_org_store
 
-from wandb_mirror.client.org_api import OrgReader
+from wandb_mirror.client.org_documents import ALL as ORG_DOCUMENTS
 from wandb_mirror.client.redact import REDACTED, redact
 from wandb_mirror.config import minimal_config
 from wandb_mirror.hooks import hookimpl
@@ -21,7 +22,7 @@ from wandb_mirror.hooks.delivery import DeliverySettings, Dispatcher
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.store import Store
 from wandb_mirror.sync import Engine, make_client
-from wandb_mirror.sync.org_units import OrgStats, sync_console, sync_organization, sync_registries
+from wandb_mirror.sync.org_units import OrgStats, RunRef, sync_org_side
 
 SECRET = "hunter2-s3cr3t"
 
@@ -85,14 +86,12 @@ def _mirror_pass(cfg: Any, store: Store, client: Any) -> OrgStats:
     with store.lock("test"):
         result = Engine(cfg, store, client).run_pass()
     assert result.status == "ok", result.errors
-    reader, stats, cat = OrgReader(client), OrgStats(), store.catalog
-    org = sync_organization(cat, reader, None, ENTITY, stats)
-    assert org is not None
-    sync_registries(cat, reader, None, org, stats)
-    for run_pk, name in cat.conn.execute(
-            "SELECT r.pk, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ?",
-            [ENTITY, PROJECT]).fetchall():
-        sync_console(cat, reader, None, ENTITY, PROJECT, name, run_pk, stats)
+    cat = store.catalog
+    runs = [RunRef(ENTITY, PROJECT, name, pk) for pk, name in cat.conn.execute(
+        "SELECT r.pk, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ?",
+        [ENTITY, PROJECT]).fetchall()]
+    stats, errors = sync_org_side(cat, client, None, [ENTITY], runs)
+    assert errors == []
     return stats
 
 
@@ -150,9 +149,17 @@ def test_registries_console_and_org_mirrored_incrementally(tmp_path: Path, start
 
         # an unchanged pass: nothing new
         seen = len(_events(store))
+        up.reset_log()
         again = _mirror_pass(cfg, store, client)
         assert (again.linked, again.aliases_changed, again.console_lines, again.automations_changed) == (0, 0, 0, 0)
         assert len(_events(store)) == seen
+        # what the organization side costs an unchanged pass: a constant, plus one count per run given
+        names = {d.name for d in ORG_DOCUMENTS}
+        ops = Counter(e["operation"] for e in up.request_log() if e["operation"] in names)
+        n_runs = len(org_fixture_doc()["projects"][0]["runs"])
+        assert ops == Counter({"FetchOrgInfoFromEntity": 1, "FetchOrganization": 1, "TeamMembers": 1,
+                               "IntegrationsByEntity": 1, "GetEntityAutomations": 1, "FetchRegistries": 1,
+                               "RegistryCollections": 1, "RegistryLinks": 1, "RunConsoleLogCount": n_runs})
 
         _edit_upstream(up_path)
         up.reset_log()

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..client import ApiError, AuthError, RetryBudgetExhausted
 from ..client.org_api import OrgReader
 from ..events import (
     ArtifactLinked,
@@ -190,3 +191,46 @@ def sync_console(cat: Catalog, reader: OrgReader, pass_id: int | None, entity: s
                                                     first_line=lines[0].number, last_line=lines[-1].number), utcnow())
     stats.console_lines += n
     return n
+
+
+@dataclass
+class RunRef:
+    entity: str
+    project: str
+    name: str
+    pk: int
+
+
+def sync_org_side(cat: Catalog, client: Any, pass_id: int | None, entities: list[str], runs: list[RunRef],
+                  registries: bool = True) -> tuple[OrgStats, list[str]]:
+    """The organization side of one pass: each entity's organization metadata, each organization's
+    registries (once per organization), and the console output of `runs` (those the pass refreshed:
+    an unchanged run costs nothing). A failing unit is reported and the others go on; an auth
+    failure or an exhausted retry budget ends the pass as elsewhere."""
+    reader, stats, errors = OrgReader(client), OrgStats(), []
+    orgs: dict[str, Organization] = {}
+    for entity in entities:
+        try:
+            org = sync_organization(cat, reader, pass_id, entity, stats)
+        except (AuthError, RetryBudgetExhausted):
+            raise
+        except ApiError as e:
+            errors.append(f"{entity}: organization: {e}")
+            continue
+        if org is not None:
+            orgs.setdefault(org.name, org)
+    for org in orgs.values() if registries else ():
+        try:
+            sync_registries(cat, reader, pass_id, org, stats)
+        except (AuthError, RetryBudgetExhausted):
+            raise
+        except ApiError as e:
+            errors.append(f"{org.name}: registries: {e}")
+    for run in runs:
+        try:
+            sync_console(cat, reader, pass_id, run.entity, run.project, run.name, run.pk, stats)
+        except (AuthError, RetryBudgetExhausted):
+            raise
+        except ApiError as e:
+            errors.append(f"{run.entity}/{run.project}/{run.name}: console: {e}")
+    return stats, errors
