@@ -21,6 +21,7 @@ from wandb_mirror.hooks import hookimpl
 from wandb_mirror.hooks.delivery import DeliverySettings, Dispatcher
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.store import Store
+from wandb_mirror.store.org_catalog import runs_for_console
 from wandb_mirror.sync import Engine, make_client
 from wandb_mirror.sync.org_units import OrgStats, RunRef, sync_org_side
 
@@ -87,10 +88,8 @@ def _mirror_pass(cfg: Any, store: Store, client: Any) -> OrgStats:
         result = Engine(cfg, store, client).run_pass()
     assert result.status == "ok", result.errors
     cat = store.catalog
-    runs = [RunRef(ENTITY, PROJECT, name, pk) for pk, name in cat.conn.execute(
-        "SELECT r.pk, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ?",
-        [ENTITY, PROJECT]).fetchall()]
-    stats, errors = sync_org_side(cat, client, None, [ENTITY], runs)
+    runs = [RunRef(**r) for r in runs_for_console(cat.conn, result.pass_id, [ENTITY])]
+    stats, errors = sync_org_side(cat, client, result.pass_id, [ENTITY], runs)
     assert errors == []
     return stats
 
@@ -153,13 +152,13 @@ def test_registries_console_and_org_mirrored_incrementally(tmp_path: Path, start
         again = _mirror_pass(cfg, store, client)
         assert (again.linked, again.aliases_changed, again.console_lines, again.automations_changed) == (0, 0, 0, 0)
         assert len(_events(store)) == seen
-        # what the organization side costs an unchanged pass: a constant, plus one count per run given
+        # what the organization side costs an unchanged pass: a constant, plus one count per unfinished run
         names = {d.name for d in ORG_DOCUMENTS}
         ops = Counter(e["operation"] for e in up.request_log() if e["operation"] in names)
-        n_runs = len(org_fixture_doc()["projects"][0]["runs"])
+        unfinished = [r for r in org_fixture_doc()["projects"][0]["runs"] if r.get("state") == "running"]
         assert ops == Counter({"FetchOrgInfoFromEntity": 1, "FetchOrganization": 1, "TeamMembers": 1,
                                "IntegrationsByEntity": 1, "GetEntityAutomations": 1, "FetchRegistries": 1,
-                               "RegistryCollections": 1, "RegistryLinks": 1, "RunConsoleLogCount": n_runs})
+                               "RegistryCollections": 1, "RegistryLinks": 1, "RunConsoleLogCount": len(unfinished)})
 
         _edit_upstream(up_path)
         up.reset_log()

@@ -126,3 +126,17 @@ def record_event(conn: sqlite3.Connection, pass_id: int | None, event: Any, at: 
                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                  [pass_id, at, event.kind, event.entity, event.project, event.run, event.subject,
                   json.dumps(event.payload(), separators=(",", ":"), default=str)])
+
+
+def runs_for_console(conn: sqlite3.Connection, pass_id: int | None, entities: list[str]) -> list[dict[str, Any]]:
+    """The runs whose console output may have grown: those a pass recorded a change of, and the
+    unfinished ones. A finished, unchanged run is not asked again."""
+    if not entities:
+        return []
+    marks = ",".join("?" * len(entities))
+    return _dicts(conn.execute(
+        f"SELECT p.entity, p.name AS project, r.name, r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk "
+        f"WHERE r.tombstoned_at IS NULL AND p.entity IN ({marks}) AND (r.state NOT IN "
+        "('finished', 'crashed', 'failed', 'killed') OR EXISTS (SELECT 1 FROM changes c WHERE c.pass_id = ? "
+        "AND c.entity = p.entity AND c.project = p.name AND c.run = r.name)) ORDER BY r.pk",
+        [*entities, pass_id]))
