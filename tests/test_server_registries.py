@@ -73,3 +73,19 @@ def test_registry_artifact_by_alias_downloads_and_verifies(api: Any, tmp_path: P
     # a link is the source version itself: same id, same bytes
     assert api.artifact("wandb-registry-model/yolo-detector:v0").id == api.artifact(f"{ENTITY}/vision/mnist:v0").id
     assert api.artifact_exists("wandb-registry-model/yolo-detector:gone") is False
+
+
+def test_registry_collection_lists_link_versions(tmp_path: Path, start_mirror_server: Any, make_wandb_api: Any) -> None:
+    """A link's version is its own in the registry collection, not the linked version's."""
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.store import Store
+
+    doc = org_fixture_doc()
+    doc["registries"][1]["collections"] = [{"name": "swapped", "type": "dataset", "versions": [
+        {"artifact": f"{ENTITY}/vision/mnist:v1"}, {"artifact": f"{ENTITY}/vision/mnist:v0"}]}]
+    with Store(tmp_path / "s") as store:
+        seed(store, doc)
+    api = make_wandb_api(start_mirror_server(tmp_path / "s", read_only=True).url)
+    coll = api.artifact_collection("dataset", f"{ORG_ENTITY}/wandb-registry-datasets/swapped")
+    got = {a.name: a.source_name for a in coll.artifacts()}
+    assert got == {"swapped:v0": "mnist:v1", "swapped:v1": "mnist:v0"}

@@ -785,8 +785,9 @@ class CollectionNode:
 
             members = [m for m in collection_members(self._ctx, self._row, self._project) if m.artifact()]
             page, has_next = page_list(members, after, first, "versions", key=lambda m: m.id)
+            index = {id(m.artifact()): m.versionIndex for m, _ in page}  # the link's version, not the source's
             return connection([(m.artifact(), c) for m, c in page], has_next, len(members),
-                              edge_extra=lambda n: {"version": f"v{n.versionIndex}"})
+                              edge_extra=lambda n: {"version": f"v{index[id(n)]}"})
         rows = select_rows(self._versions(), filters, order, _artifact_doc)
         page, has_next = page_list(rows, after, first, "versions", key=lambda r: r["pk"])
         nodes = [(ArtifactNode(self._ctx, r, self._row, self._project), c) for r, c in page]
