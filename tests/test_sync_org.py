@@ -215,3 +215,43 @@ def test_redact_keeps_names_and_urls_but_no_secrets() -> None:
     assert got["name"] == "hook" and got["secretRef"] == REDACTED and got["accessToken"] == REDACTED
     assert SECRET not in json.dumps(got) and got["nested"] == [{"api_key": REDACTED, "ok": 1}]
     assert got["urlEndpoint"].startswith("https://h.example.com/p?")
+
+
+def test_a_server_without_the_organization_api_is_skipped_not_failed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older W&B answers these queries with validation errors: nothing to mirror, no pass error,
+    and console output is not asked once per run."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Old(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            asked.append(body.get("operationName") or "")
+            out = json.dumps({"errors": [{"message": 'Cannot query field "organization" on type "Entity".'}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    cfg = minimal_config(f"http://127.0.0.1:{server.server_address[1]}", tmp_path / "m")
+    store, client = Store(tmp_path / "m"), make_client(cfg)
+    try:
+        runs = [RunRef(ENTITY, PROJECT, f"r{i}", i) for i in range(5)]
+        stats, errors = sync_org_side(store.catalog, client, None, [ENTITY], runs)
+    finally:
+        client.close()
+        store.close()
+        server.shutdown()
+    assert errors == []
+    assert stats.unsupported == [f"{ENTITY}: organization", f"{ENTITY}/{PROJECT}/r0: console"]
+    assert asked.count("RunConsoleLogCount") == 1

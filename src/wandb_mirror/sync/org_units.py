@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..client import ApiError, AuthError, RetryBudgetExhausted
+from ..client import ApiError, AuthError, GraphQLError, RetryBudgetExhausted
 from ..client.org_api import OrgReader
 from ..events import (
     ArtifactLinked,
@@ -61,6 +61,7 @@ class OrgStats:
     links_skipped: list[str] = field(default_factory=list)  # links to versions the mirror does not hold
     console_lines: int = 0
     automations_changed: int = 0
+    unsupported: list[str] = field(default_factory=list)  # units the server has no API for
 
 
 def _aliases(text: Any) -> list[str]:
@@ -208,29 +209,38 @@ def sync_org_side(cat: Catalog, client: Any, pass_id: int | None, entities: list
     an unchanged run costs nothing). A failing unit is reported and the others go on; an auth
     failure or an exhausted retry budget ends the pass as elsewhere."""
     reader, stats, errors = OrgReader(client), OrgStats(), []
-    orgs: dict[str, Organization] = {}
-    for entity in entities:
+
+    def attempt(where: str, unit: Any, *args: Any) -> Any:
         try:
-            org = sync_organization(cat, reader, pass_id, entity, stats)
+            return unit(cat, reader, pass_id, *args, stats)
         except (AuthError, RetryBudgetExhausted):
             raise
+        except GraphQLError as e:
+            if _unsupported(e):  # an older or smaller server: nothing of this kind to mirror there
+                stats.unsupported.append(where)
+                return None
+            errors.append(f"{where}: {e}")
         except ApiError as e:
-            errors.append(f"{entity}: organization: {e}")
-            continue
+            errors.append(f"{where}: {e}")
+        return None
+
+    orgs: dict[str, Organization] = {}
+    for entity in entities:
+        org = attempt(f"{entity}: organization", sync_organization, entity)
         if org is not None:
             orgs.setdefault(org.name, org)
     for org in orgs.values() if registries else ():
-        try:
-            sync_registries(cat, reader, pass_id, org, stats)
-        except (AuthError, RetryBudgetExhausted):
-            raise
-        except ApiError as e:
-            errors.append(f"{org.name}: registries: {e}")
+        attempt(f"{org.name}: registries", sync_registries, org)
     for run in runs:
-        try:
-            sync_console(cat, reader, pass_id, run.entity, run.project, run.name, run.pk, stats)
-        except (AuthError, RetryBudgetExhausted):
-            raise
-        except ApiError as e:
-            errors.append(f"{run.entity}/{run.project}/{run.name}: console: {e}")
+        where = f"{run.entity}/{run.project}/{run.name}: console"
+        attempt(where, sync_console, run.entity, run.project, run.name, run.pk)
+        if stats.unsupported and stats.unsupported[-1] == where:
+            break  # the server has no console API: do not ask once per run
     return stats, errors
+
+
+_UNSUPPORTED = ("Cannot query field", "Unknown argument", "Unknown type")
+
+
+def _unsupported(e: Exception) -> bool:
+    return any(m in str(e) for m in _UNSUPPORTED)
