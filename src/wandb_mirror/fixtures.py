@@ -205,6 +205,7 @@ class PlannedRun:
     history: HistorySpec
     events: list[str]
     files: list[PlannedFile]
+    console: list[Any] = field(default_factory=list)  # org_models.ConsoleLine
 
 
 @dataclass
@@ -246,6 +247,7 @@ class Plan:
     users: list[User]
     default_entity: str
     projects: list[PlannedProject]
+    org: Any = None  # fixtures_org.OrgPlan
 
 
 @dataclass
@@ -345,7 +347,9 @@ class _Ids:
 
 def parse(doc: Any, *, id_start: int = 1) -> Plan:
     root = _obj("", doc)
-    _keys("", root, {"version", "viewer", "entities", "projects", "_comment"}, {"projects"})
+    from .fixtures_org import ROOT_KEYS, parse_org
+
+    _keys("", root, {"version", "viewer", "entities", "projects", "_comment", *ROOT_KEYS}, {"projects"})
     if root.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         raise FixtureError("version", f"unsupported fixture version {_show(root.get('version'))} (this tool reads {FORMAT_VERSION})")
     idgen = _Ids(id_start)
@@ -377,7 +381,9 @@ def parse(doc: Any, *, id_start: int = 1) -> Plan:
     seen_projects: set[tuple[str, str]] = set()
     for i, pr in enumerate(projects_in):
         plans.append(_parse_project(f"projects[{i}]", pr, idgen, seen_projects, default_entity, username))
-    return Plan(entities=list(entities.values()), users=users, default_entity=default_entity, projects=plans)
+    plan = Plan(entities=list(entities.values()), users=users, default_entity=default_entity, projects=plans)
+    plan.org = parse_org(root, idgen, plan)
+    return plan
 
 
 def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[str, str]],
@@ -480,7 +486,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                sweep_names: set[str], username: str, index: int) -> PlannedRun:
     _keys(path, _obj(path, r), {"id", "display_name", "state", "config", "summary", "tags", "notes", "description",
                                 "group", "job_type", "host", "commit", "user", "sweep", "created_at", "heartbeat_at",
-                                "history", "events", "files", "system_metrics"}, {"id"})
+                                "history", "events", "files", "system_metrics", "console"}, {"id"})
     run_id = _name(f"{path}.id", r["id"])
     state = _str(f"{path}.state", r.get("state", "finished"))
     if state not in RUN_STATES:
@@ -607,7 +613,12 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                                          mimetype=_str(f"{fp}.mimetype", f.get("mimetype", _mimetype(fname))),
                                          updated_at=_time(f"{fp}.updated_at", f["updated_at"]) if "updated_at" in f else heartbeat),
                                  content))
-    return PlannedRun(run=run, history=hist, events=events, files=files)
+    console = []
+    if "console" in r:
+        from .fixtures_org import parse_console
+
+        console = parse_console(f"{path}.console", r["console"], created_dt)
+    return PlannedRun(run=run, history=hist, events=events, files=files, console=console)
 
 
 def _mimetype(name: str) -> str:
@@ -726,6 +737,8 @@ def seed(store: Store, doc: Any) -> SeedReport:
 
 
 def write_plan(store: Store, plan: Plan) -> SeedReport:
+    from .fixtures_org import write_console, write_org
+
     rep = SeedReport()
     objs = store.objects
 
@@ -796,6 +809,8 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                 for pf in pr.files:
                     cat.upsert_file(rpk, pf.record, mirrored_at=pf.record.updated_at)
                     rep.files += 1
+                if pr.console:
+                    write_console(conn, rpk, pr.console)
                 rep.runs += 1
             for pc in pp.collections:
                 cpk = cat.upsert_collection(ppk, pc.collection)
@@ -815,4 +830,6 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                     rep.artifacts += 1
             for rp in pp.reports:
                 cat.upsert_report(ppk, rp)
+        if plan.org is not None:
+            write_org(cat, conn, plan.org)
     return rep

@@ -308,8 +308,10 @@ class Handler(BaseHTTPRequestHandler):
             self._upload(path, query)
         elif path.startswith(("/artifactsV2/", "/artifacts/")) and method in ("GET", "HEAD"):
             parts = [unquote(p) for p in path.split("/") if p]
-            md5 = parts[-2] if path.startswith("/artifactsV2/") else parts[-1]
-            self._object(md5, parts[-1], method, fault)
+            if path.startswith("/artifactsV2/"):
+                self._object(self._artifact_object(parts), parts[-1], method, fault)
+            else:
+                self._object(parts[-1], parts[-1], method, fault)
         elif path in ("/", "/healthz") and method in ("GET", "HEAD"):
             self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
         else:
@@ -458,6 +460,23 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": f"artifact {artifact_id} not found"}]})
             return
         self._stream(iter([body]), len(body), "application/json", method, fault)
+
+    def _artifact_object(self, parts: list[str]) -> str:
+        """The md5 behind an artifactsV2 path. Its hash is the hex of the entry's digest, which for an
+        XXH128 entry is not the object's md5: find the entry among the artifacts the path names."""
+        hexhash = parts[-2]
+        if self.server.objects.has(hexhash) or len(parts) < 8:
+            return hexhash
+        try:
+            digest = ids.md5_hex_to_b64(hexhash)
+        except ValueError:
+            return hexhash
+        with self.server.data.connection() as conn:
+            row = conn.execute(
+                "SELECT f.md5 FROM artifact_files f JOIN artifacts a ON a.pk = f.artifact_pk "
+                "WHERE a.id IN (?, ?) AND f.digest = ? AND f.md5 IS NOT NULL LIMIT 1",
+                [parts[5], parts[-3], digest]).fetchone()
+        return row[0] if row else hexhash
 
     def _object(self, md5: str, name: str, method: str, fault: str | None, mimetype: str | None = None) -> None:
         objects = self.server.objects

@@ -17,6 +17,8 @@ from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids, times
 from . import nodes as N
+from . import org
+from .collection_writes import CollectionMutations
 
 FEATURES = [
     "TOTAL_COUNT_IN_FILE_CONNECTION",
@@ -24,6 +26,8 @@ FEATURES = [
     "SWEEPS_QUERY_FILTERING",
     "MARK_RUN_FILES_UPLOADED",
     "ARTIFACT_DIGEST_ALGORITHM",
+    "ARTIFACT_REGISTRY_SEARCH",
+    "QUERY_AUTOMATIONS_ON_ENTITY",
 ]
 
 
@@ -81,6 +85,15 @@ class Query:
 
     def artifact(self, info: GraphQLResolveInfo, id: str) -> N.ArtifactNode | None:
         return N.artifact_by_id(N.ctx_of(info), id)
+
+    def organization(self, info: GraphQLResolveInfo, name: str | None = None) -> Any:
+        return org.organization(N.ctx_of(info), name)
+
+    def users(self, info: GraphQLResolveInfo, query: str | None = None, usernames: list[str] | None = None,
+              first: int | None = None, after: str | None = None) -> dict[str, Any]:
+        found = [u for u in org.users(N.ctx_of(info), query) if not usernames or u.username in usernames]
+        page, has_next = N.page_list(found, after, first, "users", key=lambda u: u.username)
+        return N.connection(page, has_next)
 
     def artifactCollection(self, info: GraphQLResolveInfo, id: str) -> N.CollectionNode | None:
         ctx = N.ctx_of(info)
@@ -160,7 +173,7 @@ UPSERT_COLUMNS = {
 }
 
 
-class Mutation:
+class Mutation(CollectionMutations):
     def upsertBucket(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         ctx = N.ctx_of(info)
         inserted = False
