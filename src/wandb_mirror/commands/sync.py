@@ -18,7 +18,7 @@ import time
 
 from ..config import load_config
 from ..store import Store
-from ..sync import Engine, Progress
+from ..sync import Progress, SyncEngine
 from ..sync.engine import make_client, preflight
 
 log = logging.getLogger("wandb_mirror.sync")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         with store.lock("sync"):
             mode = "never" if args.quiet else config.sync.progress
             progress = Progress(stream=sys.stderr, mode=mode)
-            engine = Engine(config, store, client, progress=progress, force_reconcile=args.reconcile, viewer=viewer)
+            engine = SyncEngine(config, store, client, progress=progress, force_reconcile=args.reconcile, viewer=viewer)
             try:
                 while True:
                     result = engine.run_pass()

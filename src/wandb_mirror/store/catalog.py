@@ -32,13 +32,14 @@ from ..models import (
     dumps_compact,
 )
 from . import faults, migrations
+from .sync_records import SyncRecords
 
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Catalog:
+class Catalog(SyncRecords):
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
