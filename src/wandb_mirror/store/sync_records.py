@@ -63,13 +63,15 @@ class RunRecord:
     events: list[str] | None = None            # system-metrics rows; None: unchanged
     files: list[RunFile] = field(default_factory=list)
     state: dict[str, str | None] = field(default_factory=dict)   # sync_state keys to set (None: delete)
-    tombstones: list[Tombstone] = field(default_factory=list)
+    tombstones: list[Tombstone] = field(default_factory=list)    # of the run's files, proven by its listing
+    staged_history: int | None = None  # staging_run_pk() the new run's history was written under
 
 
 @dataclass
 class RunRecorded:
     run_pk: int
     event_rows: int  # system-metrics rows written (0 when they were unchanged)
+    tombstoned: int  # rows tombstoned with it
 
 
 @dataclass
@@ -234,12 +236,32 @@ class SyncRecords:
                     written = self.replace_events(run_pk, rec.events)
             for f in rec.files:
                 self.upsert_file(run_pk, f)
+            if rec.staged_history is not None:
+                conn.execute("INSERT OR REPLACE INTO history (run_pk, step, row) SELECT ?, step, row FROM history "
+                             "WHERE run_pk = ?", [run_pk, rec.staged_history])
+                conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
+                _set_state(conn, rec.project_pk, {_staging_key(rec.run.name): None})
             _set_state(conn, rec.project_pk, rec.state)
             now = _now()
             for c in rec.changes:
                 insert_change(conn, c, now)
-            _tombstone(conn, rec.tombstones, now)
-            return RunRecorded(run_pk, written)
+            return RunRecorded(run_pk, written, _tombstone(conn, rec.tombstones, now))
+
+    def staging_run_pk(self: _Core, project_pk: int, name: str) -> int:
+        """A negative stand-in pk under which a new run's history is written before its row exists
+        (no run has it, so no reader sees those rows). The same run gets the same one until recorded."""
+        key = _staging_key(name)
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM sync_state WHERE project_pk = ? AND key = ?",
+                               [project_pk, key]).fetchone()
+            if row:
+                return int(row[0])
+            low_state = conn.execute("SELECT MIN(CAST(value AS INTEGER)) FROM sync_state "
+                                     "WHERE substr(key, 1, 8) = 'staging:'").fetchone()[0]
+            low_history = conn.execute("SELECT MIN(run_pk) FROM history").fetchone()[0]
+            pk = min(-1, (low_state or 0) - 1, (low_history or 0) - 1)
+            _set_state(conn, project_pk, {key: str(pk)})
+            return pk
 
     # -- artifacts -------------------------------------------------------------------------
     def collection_row(self: _Core, project_pk: int, name: str) -> dict[str, Any] | None:
@@ -319,6 +341,10 @@ class SyncRecords:
 
     def report_row(self: _Core, project_pk: int, report_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM reports WHERE project_pk = ? AND id = ?", [project_pk, report_id])
+
+
+def _staging_key(run: str) -> str:
+    return f"staging:{run}"
 
 
 def _set_state(conn: sqlite3.Connection, project_pk: int, values: Mapping[str, str | None]) -> None:

@@ -70,7 +70,7 @@ log = logging.getLogger("wandb_mirror.sync")
 @dataclass
 class PassResult:
     pass_id: int
-    status: str                 # ok | errors | failed
+    status: str                 # ok | errors | failed | stopped
     started_at: str
     finished_at: str
     seconds: float
@@ -208,12 +208,18 @@ class SyncEngine:
             ledger.error("pass", f"{type(e).__name__}: {e}")
             log.exception("pass failed")
         status = "failed" if fatal is not None else "errors" if ledger.errors else "ok"
+        if isinstance(fatal, PassAborted) and not isinstance(fatal, StoreUnwritable) and self._stop_requested():
+            status = "stopped"  # asked to stop (signal, daemon shutdown): the next pass resumes
         if status == "ok":
             ledger.stats.add("tombstoned", cat.apply_tombstones(ledger.tombstones))
         elif ledger.tombstones:
             log.info("pass had errors: %d tombstone candidates not applied", len(ledger.tombstones))
         self.progress.finish()
         return self._finish(cx, started, t0, req_before, status, fatal, first_seq)
+
+    def _stop_requested(self) -> bool:
+        stop = self.client.t.stop
+        return stop is not None and stop.is_set()
 
     def _finish(self, cx: Context, started: str, t0: float, req_before: dict[str, Any], status: str,
                 fatal: BaseException | None, first_seq: int) -> PassResult:

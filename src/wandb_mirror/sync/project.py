@@ -174,8 +174,13 @@ class ProjectSync:
                                 "no run is treated as deleted this pass", proj.where, info.listed, info.duplicates,
                                 info.run_count)
                     ledger.stats.add("incomplete_listings")
-            for f in futures:
-                f.result()  # workers catch their own errors; this re-raises only fatal ones
+            try:
+                for f in futures:
+                    f.result()  # workers catch their own errors; this re-raises only fatal ones
+            except BaseException:
+                for f in futures:
+                    f.cancel()  # the pass is ending: runs still queued wait for the next one
+                raise
         if info.internal_id:
             cx.catalog.set_project_internal_id(proj.pk, info.internal_id)
         self.runs_complete = not unit.failed and info.complete()

@@ -61,6 +61,7 @@ class RunWork:
         self.where = f"{proj.where}/{self.name}"
         self.failed = False  # something of this run must be tried again next pass
         self.failures = 0    # calls of this run that failed for good in this pass
+        self.staged: int | None = None  # where a new run's history waits for its row
 
     def call_failed(self) -> bool:
         """Count a failed call; True once the run has failed often enough to be given up."""
@@ -73,7 +74,7 @@ class RunWork:
 
     def process(self) -> None:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
-        # a row without mirrored_at is a placeholder a crashed pass left (see fetch_history): new
+        # a row without mirrored_at is a placeholder an older version left when it crashed: new
         old_run = cx.catalog.get_run(proj.pk, self.name) if self.old and self.old.get("mirrored_at") else None
         run = self.run
         new = old_run is None
@@ -139,13 +140,20 @@ class RunWork:
         for f, changed in files:
             rec.files.append(f)
             ch.file_mirrored(rec.changes, proj.scope, self.name, f.name, f.md5, f.size, changed)
-        if files_listed and self.lr.file_count is not None:
-            rec.state[f"files:{self.name}"] = str(self.lr.file_count)
+        if files_listed:
+            # deletions a complete file listing proves are recorded with the markers that say it was
+            # read: a pass that later ends with errors cannot lose them
+            rec.tombstones = file_tombs
+            if self.lr.file_count is not None:
+                rec.state[f"files:{self.name}"] = str(self.lr.file_count)
         rec.state[f"retry:{self.name}"] = "1" if (self.failed or want_artifacts) else None
+        rec.staged_history = self.staged
         rec.mirrored_at = utcnow()
         recorded = cx.catalog.record_run(rec)
         if recorded.event_rows:
             ledger.stats.add("event_rows", recorded.event_rows)
+        if recorded.tombstoned:
+            ledger.stats.add("tombstoned", recorded.tombstoned)
 
         # 5. artifacts this run logged and used (each recorded and linked in its own transaction)
         if want_artifacts:
@@ -155,9 +163,6 @@ class RunWork:
                 self.failed = True
             if not self.failed:
                 cx.catalog.set_sync_state(proj.pk, {f"retry:{self.name}": None})
-        if files_listed:
-            for t in file_tombs:
-                ledger.tombstone(t)
         ledger.stats.add("runs_new" if new else "runs_updated")
 
     # -- history -------------------------------------------------------------------------------
@@ -168,11 +173,9 @@ class RunWork:
         page = cx.settings.history_page_size
         run_pk = cx.catalog.run_pk(proj.pk, self.name)
         if run_pk is None:
-            # history rows need the run's pk: create the row now without markers (a crash leaves a
-            # row whose markers say "nothing mirrored yet", so the next pass redoes it)
-            placeholder = Run(name=self.name, storage_id=self.run.storage_id, created_at=self.run.created_at,
-                              state=None)
-            run_pk = cx.catalog.upsert_run(proj.pk, placeholder)
+            # a new run: its rows wait under a staging key that no reader knows, and move to the run
+            # when its row is recorded, whole (a crash leaves them staged; the next pass rewrites them)
+            run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
         first: int | None = None
         last: int | None = None
         total = 0
