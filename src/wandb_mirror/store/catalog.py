@@ -32,9 +32,10 @@ from ..models import (
 )
 from ..times import utcnow
 from . import faults, migrations
+from .sync_records import SyncRecords
 
 
-class Catalog:
+class Catalog(SyncRecords):
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
