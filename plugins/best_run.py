@@ -26,13 +26,20 @@ import logging
 import math
 import os
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from wandb_mirror.hooks import hookimpl
+from wandb_mirror.hooks import hookimpl, utcnow
 
 PLUGIN_NAME = "best_run"
+# [plugins.best_run] keys and their defaults (config.example.toml shows the same)
+CONFIG: dict[str, Any] = {
+    "tag": "best",
+    "source": "summary",
+    "artifact_collection": "",
+    "artifact_alias": "",
+    "materialize_dir": "",
+}
 log = logging.getLogger("wandb_mirror.plugins.best_run")
 
 
@@ -127,7 +134,7 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
         "previous_run": previous if previous != best.name else None,
         "artifact": artifact_name,
         "chosen_at": (prev or {}).get("chosen_at") if prev and prev.get("run") == best.name
-        else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        else utcnow(),
         "applied": not upstream.dry_run,
     })
 

@@ -22,9 +22,16 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from wandb_mirror.hooks import hookimpl, parse_duration
+from wandb_mirror.hooks import hookimpl, parse_duration, parse_time
 
 PLUGIN_NAME = "cleanup"
+# [plugins.cleanup] keys and their defaults (config.example.toml shows the same)
+CONFIG: dict[str, Any] = {
+    "extensions": [],  # required when enabled: nothing is deleted without it
+    "min_age": "7d",
+    "max_per_pass": 100,
+    "run_states": ["finished"],
+}
 log = logging.getLogger("wandb_mirror.plugins.cleanup")
 
 
@@ -92,12 +99,9 @@ def _age_s(run) -> float | None:
     stamp = run.heartbeat_at or run.updated_at or run.created_at
     if not stamp:
         return None
-    try:
-        t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_time(stamp)
+    if t is None:
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
     return (datetime.now(timezone.utc) - t).total_seconds()
 
 
@@ -110,7 +114,7 @@ def cycle_finished(upstream, config, store):
                 store.state.delete(key)
                 store.state.set("pending:" + key[len("done:"):], {"md5": val.get("md5")})
     limit = int(config.get("max_per_pass", 100))
-    min_age = parse_duration(config.get("min_age", 0))
+    min_age = parse_duration(config.get("min_age", CONFIG["min_age"]))
     states = _states(config)
     deleted = 0
     for key in store.state.items("pending:"):

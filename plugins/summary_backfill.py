@@ -35,6 +35,12 @@ PLUGIN_NAME = "summary_backfill"
 log = logging.getLogger("wandb_mirror.plugins.summary_backfill")
 
 RULES = ("last", "min", "max")
+# [plugins.summary_backfill] keys and their defaults (config.example.toml shows the same)
+CONFIG: dict[str, Any] = {
+    "missing": "last",
+    "run_states": ["finished"],
+    "rules": {},
+}
 
 
 @hookimpl

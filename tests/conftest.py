@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,13 @@ def server_fixture_doc() -> dict[str, Any]:
             {"entity": "team-x", "name": "shared", "runs": [{"id": "t1"}]},
         ],
     }
+
+
+def free_port() -> int:
+    """A loopback port free right now (for settings that refuse 0, such as metrics_port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -131,7 +131,7 @@ def test_bad_durations(value) -> None:
     (MINIMAL.replace("[store]", "[stor]"), ":5:", "stor: unknown section"),
     (MINIMAL + "\n[sync]\nconcurrency = 0\n", ":9:", "expected an integer > 0"),
     ('[source]\nbase_url = "ftp://x"\n[store]\npath = "m"\n', ":2:", "source.base_url: expected an http"),
-    ('[source]\nentities = ["a"]\n[store]\npath = "m"\n', ":1:", "missing required key base_url"),
+    (MINIMAL + '\n[daemon]\nmetrics_port = 0\n', ":9:", "daemon.metrics_port: expected a port number (1-65535)"),
     (MINIMAL + '\n[[source.override]]\nfiles = false\n', ":8:", "missing required key match"),
     (MINIMAL + '\n[[source.override]]\nmatch = "a/*"\nfils = false\n', ":10:", "source.override[0].fils: unknown key"),
     (MINIMAL + "\n[plugins]\nexport = 3\n", ":9:", "plugins.export: expected a table"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 from freezegun import freeze_time
 from test_plugins_support import seed_store
 
@@ -218,7 +219,7 @@ def test_plugin_file_and_config_edits_reload_broken_edits_keep_running(store_pat
 
 
 def test_metrics_endpoint(store_path: Path, tmp_path: Path) -> None:
-    cfg = config(tmp_path, store_path, daemon='poll_interval = "0.1s"\nmetrics_port = 0')
+    cfg = config(tmp_path, store_path, daemon=f'poll_interval = "0.1s"\nmetrics_port = {free_port()}')
     d = Daemon(cfg, sync_pass=lambda c, s, e: PassOutcome(status="ok", requests=7, retries=2, rate_limited=1,
                                                        duration_s=0.5),
                install_signals=False, watch=False)

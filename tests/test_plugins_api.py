@@ -128,7 +128,7 @@ def test_delete_refused_unless_local_copy_verifies_and_errors_are_journaled(worl
 
 
 def test_plugins_status_for_status_json(world) -> None:
-    from wandb_mirror.hooks.status import plugins_status
+    from wandb_mirror.hooks.plugin_status import plugins_status
 
     _, _, store = world
     s = plugins_status(store)

@@ -151,3 +151,18 @@ def test_plugins_command_lists_sources_modes_and_hooks(tmp_path: Path, capsys: p
     by = {p["name"]: p for p in doc["plugins"]}
     assert by["mine"]["hooks"] == ["run_created"] and by["mine"]["enabled"] is False
     assert set(BUILTIN_PLUGINS) <= set(by)
+
+
+def test_builtins_register_through_the_entry_point_group() -> None:
+    """Every module of plugins/ is registered in pyproject.toml's entry-point group, and loads from there."""
+    from wandb_mirror.config import tomllib  # tomli before 3.11
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["wandb_mirror"]
+    modules = {p.stem for p in (ROOT / "plugins").glob("*.py") if not p.name.startswith("_")}
+    assert {v.rpartition(".")[2] for v in declared.values()} == modules
+    assert set(BUILTIN_PLUGINS) == set(declared)
+    ps = PluginSet.load(entrypoints=False)
+    for name in declared:
+        info = ps.get(name)
+        assert info is not None and info.source == "builtin" and info.error is None, name
+    assert not (ROOT / "src" / "wandb_mirror" / "hooks" / "manager.py").read_text().count("best_run")

@@ -195,6 +195,6 @@ def test_document_cache_and_request_log_are_bounded(seeded_store: Path, start_mi
         for i in range(120):
             q = "{ viewer { entity } }" + " " * 500 + f"# {i}"
             assert s.post(f"{server.url}/graphql", json={"query": q}, auth=AUTH, timeout=30).status_code == 200
-    engine = server._server.engine
+    engine = server._server.executor
     assert len(engine._cache) <= 40 and sum(len(k) for k in engine._cache) <= 20_000
     assert len(server.request_log()) == 20

@@ -394,6 +394,14 @@ def test_moved_alias_and_rewritten_file(world: World, make_wandb_api) -> None:
 # ---------------------------------------------------------------------------------------------
 # 7. wrong bytes upstream are rejected and reported, never stored; that pass tombstones nothing
 # ---------------------------------------------------------------------------------------------
+class _CorruptOnly:
+    def __init__(self, name: str):
+        self.name = name
+
+    def decide(self, method: str, path: str, body_digest: str, file_body: bool) -> str | None:
+        return "corrupt" if file_body and self.name in path else None
+
+
 def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> None:
     good = b"fresh results\n" * 100
     up = world.upstream()
@@ -408,11 +416,11 @@ def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> 
             # and a run disappears upstream in the same pass
             conn.execute("UPDATE runs SET tombstoned_at = '2024-06-02T00:00:00' WHERE project_pk = ? AND name = 'n1'",
                          [up.catalog.project_pk(ENTITY, "nlp")])
-        path = up.objects.path(info.md5)
-        path.chmod(0o600)
-        path.write_bytes(b"X" * len(good))  # same size, wrong bytes
     finally:
         up.close()
+    # serve refuses to send bytes that differ from their md5, so the upstream's wrong bytes come from
+    # its fault injection: every download of results.txt arrives at its size with other bytes
+    world.server._server.faults = _CorruptOnly("results.txt")
 
     r, _ = world.sync(reconcile=True)
     assert r.status == "errors"
@@ -433,11 +441,7 @@ def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> 
         mi.close()
 
     # upstream repaired: the next pass retries that run's files and applies the tombstone
-    up = world.upstream()
-    try:
-        up.objects.path(info.md5).write_bytes(good)
-    finally:
-        up.close()
+    world.server._server.faults = _CorruptOnly("no such file")
     r, _ = world.sync(reconcile=True)
     assert r.status == "ok", r.errors
     mi = world.mirror()

@@ -11,6 +11,7 @@ import sys
 from typing import NoReturn
 
 from . import __version__
+from .commands.options import add_verbose
 from .errors import MirrorError
 
 # name -> (module, one-line help). Order is the order of `--help`.
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        add_verbose(p)
         p.set_defaults(_run=mod.run)
     from .hooks.commands import register_plugin_commands
 

@@ -1,7 +1,7 @@
 """The configuration file (TOML): what to mirror, where to, how often, and the plugins' sections.
 
-    [source]                         # required: base_url
-    base_url = "https://api.wandb.ai"
+    [source]
+    base_url = "https://api.wandb.ai"  # default: $WANDB_BASE_URL, wandb's settings file, the W&B cloud
     entities = ["my-team"]           # default: the API key's default entity
     projects = ["my-team/*"]         # globs over "entity/project" (or over "project"); default: all
     exclude_projects = []
@@ -53,6 +53,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import UsageError
+from .times import parse_duration
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 MAX_CONCURRENCY = 64
@@ -60,52 +61,6 @@ MAX_CONCURRENCY = 64
 
 class ConfigError(UsageError):
     """A configuration problem; the message names the file, line and key."""
-
-
-# ---------------------------------------------------------------------------------------------
-# value parsers
-# ---------------------------------------------------------------------------------------------
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from 90, 1.5, "90s", "5m", "1h30m", "250ms", "1d"; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like \"60s\", got a boolean")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration like \"60s\", got {type(value).__name__}")
-    text = value.strip().lower().replace(" ", "")
-    if not text:
-        raise ValueError("empty duration")
-    try:
-        return parse_duration(float(text))
-    except ValueError:
-        pass
-    pos = 0
-    total = 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        raise ValueError(f"expected a duration like \"60s\", \"5m\", \"1h30m\", got {value!r}")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:g}s"
-    if seconds < 7200:
-        return f"{seconds / 60:g}m"
-    return f"{seconds / 3600:g}h"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,7 +384,7 @@ class _Checker:
             elif kind == "int0":
                 need(value >= 0, "an integer >= 0")
             else:
-                need(0 <= value <= 65535, "a port number (0-65535)")
+                need(1 <= value <= 65535, "a port number (1-65535)")
             return value
         if kind == "float0":
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0")
@@ -513,12 +468,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
             raise chk.fail((key,), f"unknown section or key (expected: {', '.join(f'[{s}]' for s in SECTIONS)})")
 
     # [source]
-    if "source" not in raw:
-        raise ConfigError(f"{where}: missing [source] section (it needs at least base_url)")
-    src_raw = raw["source"]
+    src_raw = raw.get("source", {})
     src = chk.section(("source",), src_raw, SOURCE_KEYS, base_dir, extra={"override"})
     if "base_url" not in src:
-        raise chk.fail(("source",), "missing required key base_url")
+        src["base_url"] = _default_base_url()
     toggles = {k: v for k, v in src.items() if k in PROJECT_TOGGLES}
     defaults = ProjectOptions(**toggles)
     overrides: list[tuple[list[str], dict[str, Any]]] = []
@@ -570,6 +523,17 @@ def parse_config(text: str, path: Path | None = None) -> Config:
 
     return Config(source=source, store_path=store["path"], sync=sync, daemon=daemon, plugins=plugins, raw=raw,
                   path=path, lines=lines)
+
+
+def _default_base_url() -> str:
+    """The upstream when [source] names none: where the official client would look (client/auth.py)."""
+    from .client.auth import default_base_url
+
+    url, origin = default_base_url()
+    try:
+        return _Checker(None, {}).value(("base_url",), "url", url, None)
+    except ConfigError:
+        raise ConfigError(f"{origin}: base_url: expected an http:// or https:// URL, got {_show(url)}") from None
 
 
 def is_path_key(key: str) -> bool:

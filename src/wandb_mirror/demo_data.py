@@ -150,9 +150,42 @@ def demo_fixture(scale: int = 1) -> dict[str, Any]:
                        {"path": "corpus/part-1.txt", "size": 20_000 + v, "kind": "text", "seed": 2 + v}],
              "created_by": nlp_runs[0]["id"]} for v in range(2)]}],
     }
+    # console output on several runs, a running one among them
+    running = [r for r in runs + nlp_runs if r["state"] == "running"]
+    for k, r in enumerate([runs[0], runs[5], nlp_runs[0], *running[:2]]):
+        r["console"] = {"lines": 60 * scale, "seed": k}
     return {
         "version": 1,
         "viewer": {"username": USER, "entity": ENTITY, "email": "ada@acme.example", "name": "Ada Lovelace"},
         "entities": [{"name": ENTITY, "is_team": True}],
         "projects": [vision, nlp],
+        **_org_sections(),
+    }
+
+
+def _org_sections() -> dict[str, Any]:
+    """The organization around the team: members, a model registry, a webhook and two automations."""
+    model = f"{ENTITY}/image-classification/resnet-model"
+    return {
+        "organization": {"name": "acme-org", "entity": "acme-org", "teams": {ENTITY: [
+            {"username": USER, "name": "Ada Lovelace", "email": "ada@acme.example", "role": "admin"},
+            {"username": "grace", "name": "Grace Hopper", "email": "grace@acme.example"},
+            {"username": "alan", "name": "Alan Turing", "email": "alan@acme.example", "role": "viewer"}]}},
+        "registries": [{"name": "model", "description": "Models cleared for production", "artifact_types": ["model"],
+                        "collections": [
+                            {"name": "cifar-classifier", "type": "model", "description": "the image classifier",
+                             "tags": ["vision"], "versions": [{"artifact": f"{model}:v0", "aliases": ["staging"]},
+                                                              {"artifact": f"{model}:v1", "aliases": ["production"]}]},
+                            {"name": "resnet-baseline", "type": "model", "versions": [{"artifact": f"{model}:v0"}]}]}],
+        "integrations": [{"kind": "webhook", "name": "deploy-hook", "url": "https://ci.acme.example/hooks/wandb"}],
+        "automations": [
+            {"name": "deploy-on-production", "description": "redeploy when production moves",
+             "scope": {"registry_collection": "model/cifar-classifier"},
+             "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"filter": {"$or": [{"$and": [
+                 {"alias": {"$regex": "^production$"}}]}]}}},
+             "action": {"webhook": "deploy-hook", "payload": {"event": "${event_type}", "version": "${artifact_version}"}}},
+            {"name": "new-model-version", "enabled": False, "scope": {"project": "image-classification"},
+             "event": {"type": "CREATE_ARTIFACT"},
+             "action": {"webhook": "deploy-hook", "payload": {"artifact": "${artifact_version_string}"}}},
+        ],
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class MirrorError(Exception):
-    """Base class. `exit_code` follows DESIGN.md: 1 = the work failed, 2 = bad usage or bad input."""
+    """Base class. `exit_code` is the command's exit status: 1 = the work failed, 2 = bad usage or bad input."""
 
     exit_code = 1
 

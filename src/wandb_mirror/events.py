@@ -17,6 +17,12 @@ A sync unit builds an event in the transaction that records its data (`changes` 
     sweep_updated              subject=SWEEP {"name", "state", "changes"}   (changes: {"field": {"before", "after"}})
     sweep_finished             subject=SWEEP {"name", "state", "best_loss"}
     tombstoned                 run=NAME if a run or its file, subject=KEY {"kind", "key"}
+    artifact_linked            subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "aliases"}
+    artifact_unlinked          subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "aliases"}
+    registry_aliases_changed   subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "added", "removed"}
+                               (events of a registry carry the organization's entity and the registry project)
+    console_appended           run=NAME   {"first_line", "last_line"}
+    automation_changed         subject=AUTOMATION_ID {"id", "name", "changes", "automation"}
 
 Rows written by older versions may lack payload keys: a missing key reads as its default, and a
 missing subject field as the row's `subject` column.
@@ -270,9 +276,79 @@ class Tombstoned(Event):
         return {"kind": self.what or "unknown", "key": key}
 
 
+# -------------------------------------------------------------------------------------------------
+# registries, console output, automations
+# -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ArtifactLinked(Event):
+    """A version was linked into a registry collection (entity/project: the registry's)."""
+
+    kind: ClassVar[str] = "artifact_linked"
+    subject_field: ClassVar[str | None] = "artifact_id"
+    artifact_id: str | None = field(default=None, metadata=_stored_as("id", alias="artifact_id"))
+    registry: str | None = None
+    collection: str | None = None
+    version_index: int | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    def hook_args(self, view: Subjects) -> dict[str, Any]:
+        return {"artifact": self._artifact(view, self.artifact_id), "registry": self.registry,
+                "collection": self.collection}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactUnlinked(ArtifactLinked):
+    kind: ClassVar[str] = "artifact_unlinked"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryAliasesChanged(Event):
+    kind: ClassVar[str] = "registry_aliases_changed"
+    subject_field: ClassVar[str | None] = "artifact_id"
+    artifact_id: str | None = field(default=None, metadata=_stored_as("id", alias="artifact_id"))
+    registry: str | None = None
+    collection: str | None = None
+    version_index: int | None = None
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def hook_args(self, view: Subjects) -> dict[str, Any]:
+        return {"artifact": self._artifact(view, self.artifact_id), "registry": self.registry,
+                "collection": self.collection, "added": list(self.added or []), "removed": list(self.removed or [])}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleAppended(Event):
+    kind: ClassVar[str] = "console_appended"
+    first_line: int | None = None
+    last_line: int | None = None
+
+    def hook_args(self, view: Subjects) -> dict[str, Any]:
+        return {"run": self._run(view), "first_line": self.first_line, "last_line": self.last_line}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutomationChanged(Event):
+    """An automation was mirrored for the first time or changed (entity: the automation's)."""
+
+    kind: ClassVar[str] = "automation_changed"
+    subject_field: ClassVar[str | None] = "automation_id"
+    automation_id: str | None = field(default=None, metadata=_stored_as("id", alias="automation_id"))
+    name: str | None = None
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    automation: dict[str, Any] = field(default_factory=dict)
+
+    def hook_args(self, view: Subjects) -> dict[str, Any]:
+        from .hooks.types import Automation
+
+        return {"automation": Automation.from_payload(self.entity, self.automation),
+                "changes": {k: FieldChange(v.get("before"), v.get("after")) for k, v in (self.changes or {}).items()}}
+
+
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
     RunCreated, RunStateChanged, RunUpdated, HistoryAppended, FileMirrored,
     ArtifactVersionMirrored, ArtifactAliasesChanged, SweepUpdated, SweepFinished, Tombstoned,
+    ArtifactLinked, ArtifactUnlinked, RegistryAliasesChanged, ConsoleAppended, AutomationChanged,
 )}
 KINDS: tuple[str, ...] = tuple(EVENT_TYPES)
 
@@ -294,4 +370,5 @@ def _decode(name: str, value: Any) -> Any:
 
 __all__ = ["Event", "EVENT_TYPES", "KINDS", "Subjects", "event_from_row", "RunCreated", "RunStateChanged",
            "RunUpdated", "HistoryAppended", "FileMirrored", "ArtifactVersionMirrored", "ArtifactAliasesChanged",
-           "SweepUpdated", "SweepFinished", "Tombstoned"]
+           "SweepUpdated", "SweepFinished", "Tombstoned", "ArtifactLinked", "ArtifactUnlinked",
+           "RegistryAliasesChanged", "ConsoleAppended", "AutomationChanged"]

@@ -23,7 +23,7 @@ from typing import Any, overload
 import xxhash
 import yaml
 
-from . import ids
+from . import ids, times
 from .digests import manifest_digest
 from .errors import UsageError
 from .models import (
@@ -154,20 +154,20 @@ def _name(path: str, value: Any) -> str:
 
 def _time(path: str, value: Any) -> str:
     s = _str(path, value)
-    try:
-        datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise FixtureError(path, f"expected an ISO-8601 time like {DEFAULT_START!r}, got {_show(value)}") from None
+    if times.parse_time(s) is None:
+        raise FixtureError(path, f"expected an ISO-8601 time like {DEFAULT_START!r}, got {_show(value)}")
     return s
+
+
+def _when(checked: str) -> datetime:
+    dt = times.parse_time(checked)
+    assert dt is not None, checked  # checked by _time
+    return dt
 
 
 def _stable_seed(*parts: str) -> int:
     # not hash(): that is salted per process, and a fixture must give the same bytes every time
     return zlib.crc32("\x00".join(parts).encode()) & 0xFFFF
-
-
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _rowtext(row: dict[str, Any]) -> str:
@@ -205,6 +205,7 @@ class PlannedRun:
     history: HistorySpec
     events: list[str]
     files: list[PlannedFile]
+    console: list[Any] = field(default_factory=list)  # org_models.ConsoleLine
 
 
 @dataclass
@@ -246,6 +247,7 @@ class Plan:
     users: list[User]
     default_entity: str
     projects: list[PlannedProject]
+    org: Any = None  # fixtures_org.OrgPlan
 
 
 @dataclass
@@ -345,7 +347,9 @@ class _Ids:
 
 def parse(doc: Any, *, id_start: int = 1) -> Plan:
     root = _obj("", doc)
-    _keys("", root, {"version", "viewer", "entities", "projects", "_comment"}, {"projects"})
+    from .fixtures_org import ROOT_KEYS, parse_org
+
+    _keys("", root, {"version", "viewer", "entities", "projects", "_comment", *ROOT_KEYS}, {"projects"})
     if root.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         raise FixtureError("version", f"unsupported fixture version {_show(root.get('version'))} (this tool reads {FORMAT_VERSION})")
     idgen = _Ids(id_start)
@@ -377,7 +381,9 @@ def parse(doc: Any, *, id_start: int = 1) -> Plan:
     seen_projects: set[tuple[str, str]] = set()
     for i, pr in enumerate(projects_in):
         plans.append(_parse_project(f"projects[{i}]", pr, idgen, seen_projects, default_entity, username))
-    return Plan(entities=list(entities.values()), users=users, default_entity=default_entity, projects=plans)
+    plan = Plan(entities=list(entities.values()), users=users, default_entity=default_entity, projects=plans)
+    plan.org = parse_org(root, idgen, plan)
+    return plan
 
 
 def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[str, str]],
@@ -404,7 +410,7 @@ def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[s
         sweep_names.add(sweep.name)
         plan.sweeps.append(sweep)
 
-    base = datetime.fromisoformat(created.replace("Z", ""))
+    base = _when(created)
     run_names: set[str] = set()
     for j, r in enumerate(_list(f"{path}.runs", pr.get("runs", []))):
         run = _parse_run(f"{path}.runs[{j}]", r, idgen, entity, name, base + timedelta(minutes=10 * (j + 1)),
@@ -480,13 +486,13 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                sweep_names: set[str], username: str, index: int) -> PlannedRun:
     _keys(path, _obj(path, r), {"id", "display_name", "state", "config", "summary", "tags", "notes", "description",
                                 "group", "job_type", "host", "commit", "user", "sweep", "created_at", "heartbeat_at",
-                                "history", "events", "files", "system_metrics"}, {"id"})
+                                "history", "events", "files", "system_metrics", "console"}, {"id"})
     run_id = _name(f"{path}.id", r["id"])
     state = _str(f"{path}.state", r.get("state", "finished"))
     if state not in RUN_STATES:
         raise FixtureError(f"{path}.state", f"expected one of {', '.join(sorted(RUN_STATES))}, got {_show(state)}")
-    created = _time(f"{path}.created_at", r["created_at"]) if "created_at" in r else _iso(default_created)
-    created_dt = datetime.fromisoformat(created.replace("Z", ""))
+    created = _time(f"{path}.created_at", r["created_at"]) if "created_at" in r else times.wandb_time(default_created)
+    created_dt = _when(created)
     sweep = _str(f"{path}.sweep", r.get("sweep"), allow_none=True)
     if sweep is not None and sweep not in sweep_names:
         raise FixtureError(f"{path}.sweep", f"no sweep named {sweep!r} in this project")
@@ -572,7 +578,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                                    "start_time": start_ts, "t": {"1": [1, 5, 53, 55], "2": [1, 5, 53, 55]}},
                          "desc": None}
     heartbeat = (_time(f"{path}.heartbeat_at", r["heartbeat_at"]) if "heartbeat_at" in r
-                 else _iso(created_dt + timedelta(seconds=max(runtime, 1))))
+                 else times.wandb_time(created_dt + timedelta(seconds=max(runtime, 1))))
 
     run = Run(
         name=run_id, storage_id=ids.run_storage_id(entity, project, run_id),
@@ -607,7 +613,12 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                                          mimetype=_str(f"{fp}.mimetype", f.get("mimetype", _mimetype(fname))),
                                          updated_at=_time(f"{fp}.updated_at", f["updated_at"]) if "updated_at" in f else heartbeat),
                                  content))
-    return PlannedRun(run=run, history=hist, events=events, files=files)
+    console = []
+    if "console" in r:
+        from .fixtures_org import parse_console
+
+        console = parse_console(f"{path}.console", r["console"], created_dt)
+    return PlannedRun(run=run, history=hist, events=events, files=files, console=console)
 
 
 def _mimetype(name: str) -> str:
@@ -624,7 +635,7 @@ def _parse_collection(path: str, a: dict[str, Any], idgen: _Ids, run_names: set[
     coll = ArtifactCollection(name=name, type_name=type_name, id=idgen.next("ArtifactCollection"),
                               description=_str(f"{path}.description", a.get("description"), allow_none=True),
                               tags=json.dumps(_list(f"{path}.tags", a.get("tags", []))),
-                              created_at=_iso(base), updated_at=_iso(base))
+                              created_at=times.wandb_time(base), updated_at=times.wandb_time(base))
     versions: list[PlannedVersion] = []
     vlist = _list(f"{path}.versions", a["versions"])
     if not vlist:
@@ -668,7 +679,7 @@ def _parse_collection(path: str, a: dict[str, Any], idgen: _Ids, run_names: set[
                     raise FixtureError(f"{fp}.alg", f"expected md5 or xxh128, got {_show(alg)}")
                 entries.append(PlannedEntry(path=p, content=_content(fp, f, default_seed=_stable_seed(name, p)),
                                             xxh=alg == "xxh128"))
-        created = _time(f"{vp}.created_at", v["created_at"]) if "created_at" in v else _iso(base + timedelta(hours=v_i + 1))
+        created = _time(f"{vp}.created_at", v["created_at"]) if "created_at" in v else times.wandb_time(base + timedelta(hours=v_i + 1))
         art = Artifact(id=idgen.next("Artifact"), version_index=v_i, type_name=type_name, collection_name=name,
                        membership_id=idgen.next("ArtifactCollectionMembership"), aliases=json.dumps(aliases), state=state,
                        description=_str(f"{vp}.description", v.get("description"), allow_none=True),
@@ -726,6 +737,8 @@ def seed(store: Store, doc: Any) -> SeedReport:
 
 
 def write_plan(store: Store, plan: Plan) -> SeedReport:
+    from .fixtures_org import write_console, write_org
+
     rep = SeedReport()
     objs = store.objects
 
@@ -796,6 +809,8 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                 for pf in pr.files:
                     cat.upsert_file(rpk, pf.record, mirrored_at=pf.record.updated_at)
                     rep.files += 1
+                if pr.console:
+                    write_console(conn, rpk, pr.console)
                 rep.runs += 1
             for pc in pp.collections:
                 cpk = cat.upsert_collection(ppk, pc.collection)
@@ -815,4 +830,6 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                     rep.artifacts += 1
             for rp in pp.reports:
                 cat.upsert_report(ppk, rp)
+        if plan.org is not None:
+            write_org(cat, conn, plan.org)
     return rep

@@ -27,7 +27,8 @@ def typed_id(kind: str, number: int | str) -> str:
     return b64id(f"{kind}:{number}")
 
 
-def md5_b64_to_hex(b64: str) -> str:
+def content_md5_hex(b64: str) -> str:
+    """The hex md5 of a base64 md5 (a Content-MD5 header, a W&B md5 field); ValueError if it is not one."""
     raw = base64.b64decode(b64, validate=True)
     if len(raw) != 16:
         raise ValueError(f"not a base64 md5: {b64!r}")

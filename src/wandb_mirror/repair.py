@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import times
 from .client import ApiError, Problem
 from .errors import IntegrityError
 from .store import Store
@@ -87,7 +87,7 @@ def quarantine(store: Store, md5: str, why: str) -> Path | None:
         return None
     folder = store.path / "quarantine" / "objects"
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-    dst = folder / f"{md5}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+    dst = folder / f"{md5}.{times.filename_stamp()}.{os.getpid()}"
     os.replace(src, dst)
     (folder / (dst.name + ".why")).write_text(why + "\n")
     log.warning("object %s (%s) moved to %s", md5, why, dst)

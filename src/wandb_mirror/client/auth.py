@@ -1,4 +1,9 @@
-"""Where the API key comes from: WANDB_API_KEY, else the ~/.netrc entry `wandb login` wrote.
+"""Where the upstream and its API key come from, as the official client finds them.
+
+The base URL: the configuration's, else $WANDB_BASE_URL, else the `base_url` that
+`wandb login --host URL` stores in wandb's settings file ($WANDB_CONFIG_DIR/settings, default
+~/.config/wandb/settings), else the W&B cloud. The key: WANDB_API_KEY, else systemd's credential,
+else the ~/.netrc entry `wandb login` wrote (a netrc other users can read gets a warning).
 
 The key is handed to the HTTP session and nowhere else: it is never logged, never put in an
 exception message, never written to the store.
@@ -6,12 +11,16 @@ exception message, never written to the store.
 
 from __future__ import annotations
 
+import configparser
+import logging
 import netrc
 import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..config import DEFAULT_BASE_URL
 from ..errors import UsageError
 
 # wandb 0.31 defaults to the CoreWeave-fronted host and maps it to the classic one; `wandb login`
@@ -20,6 +29,43 @@ _HOST_ALIASES = {
     "api.wandb.ai": "api.forge.coreweave.com",
     "api.forge.coreweave.com": "api.wandb.ai",
 }
+
+
+log = logging.getLogger("wandb_mirror.auth")
+_warned: set[Path] = set()
+
+
+def wandb_settings_path() -> Path:
+    config_dir = os.environ.get("WANDB_CONFIG_DIR")
+    return (Path(config_dir).expanduser() if config_dir else Path.home() / ".config" / "wandb") / "settings"
+
+
+def default_base_url() -> tuple[str, str]:
+    """(base URL, where it came from) when the configuration names none."""
+    env = os.environ.get("WANDB_BASE_URL", "").strip()
+    if env:
+        return env, "WANDB_BASE_URL"
+    path = wandb_settings_path()
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+        stored = parser.get("default", "base_url", fallback="").strip()
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        stored = ""  # the official client ignores an unreadable settings file too
+    if stored:
+        return stored, str(path)
+    return DEFAULT_BASE_URL, "the default"
+
+
+def _warn_if_readable(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH) and path not in _warned:
+        _warned.add(path)
+        log.warning("%s holds your API key and other users can read it (mode %o): chmod 600 %s",
+                    path, stat.S_IMODE(mode), path)
 
 
 class ApiKeyMissing(UsageError):
@@ -55,6 +101,7 @@ def _netrc_lookup(base_url: str) -> str | None:
             continue
         creds = rc.authenticators(host)
         if creds and creds[2]:
+            _warn_if_readable(path)
             return creds[2]
     return None
 

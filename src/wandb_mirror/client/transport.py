@@ -25,10 +25,12 @@ import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -252,10 +254,14 @@ class Transport:
         # (operation, variables) of every GraphQL call when set to a list: for tests and debugging
         # (the key is never part of it).
         self.trace: list[tuple[str, dict[str, Any]]] | None = None
-        # Set by a daemon: once `stop` is set, every further request and every chunk of a download
-        # in progress raises PassAborted (the store discards a half-written object); `on_activity`
-        # is called on each, as a liveness signal for the systemd watchdog.
-        self.stop: threading.Event | None = None
+        # Set by a daemon or `sync`: once `stop` is set, every further request, retry wait and chunk
+        # of a download in progress raises PassAborted (the store discards a half-written object),
+        # and downloads blocked in a read are cut at once; `on_activity` is called on each, as a
+        # liveness signal for the systemd watchdog.
+        self._stop: threading.Event | None = None
+        self._watched: threading.Event | None = None
+        self._inflight: set[requests.Response] = set()
+        self._inflight_lock = threading.Lock()
         self.on_activity: Callable[[], None] | None = None
         # We identify as ourselves (User-Agent wandb-mirror/VERSION). The official client sends
         # "W&B Public Client 0.31.0", which the cloud uses to unlock first-party fields such as
@@ -278,6 +284,57 @@ class Transport:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+    # -- stopping ----------------------------------------------------------------------------
+    @property
+    def stop(self) -> threading.Event | None:
+        return self._stop
+
+    @stop.setter
+    def stop(self, event: threading.Event | None) -> None:
+        self._stop = event
+        if event is not None and event is not self._watched:
+            self._watched = event
+            threading.Thread(target=self._cut_when_set, args=(event,), name="transport-stop", daemon=True).start()
+
+    def _cut_when_set(self, event: threading.Event) -> None:
+        # A download whose body trickles in never reaches the next chunk check: shutting its socket
+        # down makes the blocked read return at once.
+        event.wait()
+        if event is not self._stop:
+            return
+        with self._inflight_lock:
+            responses = list(self._inflight)
+        for resp in responses:
+            sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @contextmanager
+    def _cuttable(self, resp: requests.Response) -> Iterator[None]:
+        """While its body is read, a stop shuts `resp`'s socket (see _cut_when_set)."""
+        with self._inflight_lock:
+            self._inflight.add(resp)
+        try:
+            if self._stopping():  # set while the headers came: the watcher may have missed it
+                raise PassAborted(STOPPING)
+            yield
+        finally:
+            with self._inflight_lock:
+                self._inflight.discard(resp)
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _pause(self, seconds: float) -> None:
+        """The wait before a retry; a stop ends it at once."""
+        if self._stop is None:
+            self._sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise PassAborted(STOPPING)
 
     # -- sessions ----------------------------------------------------------------------------
     def _take_session(self) -> requests.Session:
@@ -324,7 +381,9 @@ class Transport:
             backoff = exc.retry_after
         return backoff
 
-    def _stop(self, state: tenacity.RetryCallState, max_attempts: int | None = None) -> bool:
+    def _give_up(self, state: tenacity.RetryCallState, max_attempts: int | None = None) -> bool:
+        if self._stopping():
+            return True
         if state.attempt_number >= (max_attempts or self.retry.max_attempts):
             return True
         wait = self._wait(state)
@@ -343,15 +402,17 @@ class Transport:
     def _with_retries(self, operation: str, attempt: Callable[[], Any], max_attempts: int | None = None) -> Any:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=lambda state: self._stop(state, max_attempts),
+            stop=lambda state: self._give_up(state, max_attempts),
             wait=self._wait,
             before_sleep=self._before_sleep,
-            sleep=self._sleep,
+            sleep=self._pause,
             reraise=True,
         )
         try:
             return retrying(attempt)
         except _Retryable as e:
+            if self._stopping():
+                raise PassAborted(STOPPING) from None
             self.stats.add("failures")
             attempts = retrying.statistics.get("attempt_number", 1)
             if self._budget.left <= 0:
@@ -419,8 +480,8 @@ class Transport:
         return resp
 
     def _check_stop(self) -> None:
-        if self.stop is not None and self.stop.is_set():
-            raise PassAborted("the daemon is stopping")
+        if self._stopping():
+            raise PassAborted(STOPPING)
         if self.on_activity is not None:
             self.on_activity()
 
@@ -442,7 +503,8 @@ class Transport:
                 try:
                     resp = self._send(session, "POST", self.graphql_url, operation, data=payload, stream=True)
                     try:
-                        raw = self._read_capped(resp, operation)
+                        with self._cuttable(resp):
+                            raw = self._read_capped(resp, operation)
                     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
                         raise _Retryable(self.redact(f"truncated response: {_short(e)}")) from None
                     finally:
@@ -532,7 +594,8 @@ class Transport:
                 try:
                     resp = self._send(session, "GET", url, operation, stream=True, headers={"Accept": "*/*"})
                     try:
-                        return consume(self._chunks(resp))
+                        with self._cuttable(resp):
+                            return consume(self._chunks(resp))
                     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                             requests.Timeout) as e:
                         raise _Retryable(f"download interrupted: {_short(e)}") from None
@@ -559,6 +622,9 @@ class Transport:
         # urllib3 enforces Content-Length for identity bodies; check anyway for decoded bodies.
         if expected is not None and expected.isdigit() and "Content-Encoding" not in resp.headers and n < int(expected):
             raise _Truncated(f"body truncated: {n} of {expected} bytes")
+
+
+STOPPING = "stop requested: the pass stops here (what was recorded stays; the next pass resumes)"
 
 
 class _Truncated(Exception):

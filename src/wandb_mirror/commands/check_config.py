@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import format_duration, load_config
+from ..config import load_config
 from ..errors import UsageError
+from ..times import format_duration
+from .options import add_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    parser.add_argument("file", nargs="?", metavar="FILE", help="the TOML configuration file")
+    add_config(parser, help="the same, as the other commands take it")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing when the file is valid")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file and args.config and args.file != args.config:
+        raise UsageError("give the configuration file once: FILE or --config FILE")
+    args.file = args.file or args.config
+    if not args.file:
+        raise UsageError("which configuration file? check-config FILE (or --config FILE)")
     cfg = load_config(args.file)
     from ..daemon.host import check_plugin_config
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_config
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the TOML configuration file")
+    add_config(parser, required=True)
     parser.add_argument("--once", action="store_true",
                         help="run one cycle (sync, deliver, cycle_finished) and exit; 1 if the pass had errors")
     parser.add_argument("--no-watch", action="store_true", help="do not watch the config and plugin files (SIGHUP still reloads)")

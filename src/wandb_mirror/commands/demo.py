@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..demo_data import ENTITY, demo_fixture
     from ..fixtures import seed
     from ..server import start_server
-    from ..status import store_status
     from ..store import Store
+    from ..store_status import store_status
     from ..verify import verify_store
 
     t_start = time.monotonic()
@@ -212,11 +212,11 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
     """What a team does between two passes: a running run finishes, a new sweep run beats the best."""
     from ..ids import run_storage_id
     from ..models import Run
-    from ..store.catalog import utcnow
+    from ..times import utcnow, wandb_time
 
     cat = up.catalog
     ppk = cat.project_pk(entity, project)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    now = wandb_time()
     out = []
     running = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND state = 'running' ORDER BY pk LIMIT 1", [ppk])
     last = json.loads(cat.scalar("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1", [running["pk"]]))

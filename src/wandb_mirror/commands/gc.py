@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
+from .options import positive_int
 
 
 def _duration(text: str) -> float:
-    from ..config import parse_duration
+    from ..times import parse_duration
 
     try:
         return parse_duration(text)
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.add_argument("--grace", type=_duration, default=24 * 3600, metavar="DURATION",
                    help="keep unreferenced objects younger than this (default 24h)")
-    p.add_argument("--max-delete", type=int, default=None, metavar="N", help="remove at most N objects")
+    p.add_argument("--max-delete", type=positive_int, default=None, metavar="N", help="remove at most N objects")
 
 
 def run(args: argparse.Namespace) -> int:

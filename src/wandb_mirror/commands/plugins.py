@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from .options import add_config
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="the TOML configuration file")
+    add_config(parser)
     parser.add_argument("--plugins-dir", metavar="DIR", help="also load *.py plugins from DIR")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--reset", metavar="NAME", help="clear NAME's failures and disabled mark (needs --config)")
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..hooks.manager import PluginSet
-    from ..hooks.status import plugin_rows
+    from ..hooks.plugin_status import plugin_rows
 
     cfg = None
     sections: dict = {}

@@ -14,13 +14,14 @@ import argparse
 import time
 
 from ..errors import UsageError
+from .options import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, metavar="DIR", help="store directory (created if missing)")
     p.add_argument("fixture", nargs="?", metavar="FIXTURE.json", help="fixture document to load")
     p.add_argument("--demo", action="store_true", help="load the built-in demo workspace instead of a file")
-    p.add_argument("--scale", type=int, default=1, metavar="N", help="with --demo: multiply runs and history (default 1)")
+    p.add_argument("--scale", type=positive_int, default=1, metavar="N", help="with --demo: multiply runs and history (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:

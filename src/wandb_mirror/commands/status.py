@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..status import format_status, store_status
     from ..store import Store
+    from ..store_status import format_status, store_status
 
     with Store(args.store, create=False, readonly=True) as store:
         s = store_status(store)

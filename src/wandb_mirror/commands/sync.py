@@ -14,43 +14,54 @@ import random
 import signal
 import sys
 import threading
-import time
 
 from ..config import load_config
+from ..errors import PassAborted
 from ..store import Store
-from ..sync import Engine, Progress
+from ..sync import Progress, SyncEngine
 from ..sync.engine import make_client, preflight
+from .options import add_config
 
 log = logging.getLogger("wandb_mirror.sync")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="the TOML configuration file")
+    add_config(parser, required=True)
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     parser.add_argument("--reconcile", action="store_true",
                         help="make the (first) pass a full reconcile: list every run and compare change markers")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display, only the summary line")
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM ends `sync` like Ctrl-C: work committed so far stays, the next pass resumes."""
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C set `stop`: requests, retry waits and downloads in progress end at once,
+    the pass is recorded as stopped, and the next pass resumes. A second signal interrupts outright."""
     if threading.current_thread() is not threading.main_thread():
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s received: stopping the pass", signal.Signals(signum).name)
+        stop.set()
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    _interrupt_on_sigterm()
     client = make_client(config)  # no key: one line, exit 2
+    stop = threading.Event()
+    client.t.stop = stop
+    _stop_on_signals(stop)
     try:
         # the key and the host are checked before the store is created: a mistake writes nothing
         viewer = preflight(config, client)
         store = Store(config.store_path)
+    except PassAborted:
+        client.close()
+        raise KeyboardInterrupt from None
     except BaseException:
         client.close()
         raise
@@ -58,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         with store.lock("sync"):
             mode = "never" if args.quiet else config.sync.progress
             progress = Progress(stream=sys.stderr, mode=mode)
-            engine = Engine(config, store, client, progress=progress, force_reconcile=args.reconcile, viewer=viewer)
+            engine = SyncEngine(config, store, client, progress=progress, force_reconcile=args.reconcile, viewer=viewer)
             try:
                 while True:
                     result = engine.run_pass()
@@ -67,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                         print(f"  error: {err}", file=sys.stderr)
                     if len(result.errors) > 10:
                         print(f"  ... and {len(result.errors) - 10} more (see `wandb-mirror status`)", file=sys.stderr)
+                    if stop.is_set():
+                        raise KeyboardInterrupt  # "interrupted", exit 130
                     if args.once:
                         return 0 if result.status == "ok" else 1
                     engine.force_reconcile = False
@@ -75,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
                     if jitter:
                         delay += random.uniform(0, jitter)
                     log.info("next pass in %.0fs", delay)
-                    time.sleep(delay)
+                    if stop.wait(delay):
+                        raise KeyboardInterrupt
                     engine.progress = Progress(stream=sys.stderr, mode=mode,
                                                requests=lambda: engine.client.stats.total)
             finally:

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..errors import UsageError
 from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
 from ..store import Store
+from ..times import utcnow
 from .host import PluginHost
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
@@ -275,7 +275,7 @@ class Daemon:
         assert self.store is not None and self.host is not None
         self.cycle += 1
         self.beat()
-        started_at = _now()
+        started_at = utcnow()
         self._status(f"cycle {self.cycle}: syncing")
         outcome = self._run_pass()
         self.last_outcome = outcome
@@ -291,7 +291,7 @@ class Daemon:
             stats.changes = d.events + d.skipped
             self.metrics.inc("events_delivered_total", d.events)
         if not self.stop_event.is_set():
-            stats.finished_at = _now()
+            stats.finished_at = utcnow()
             self.host.cycle_finished(stats, self.stop_event)
         self.beat()
         self._refresh_gauges()
@@ -438,5 +438,3 @@ def _wants_upstream(cfg: Config) -> bool:
                for s in cfg.plugins.values())
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

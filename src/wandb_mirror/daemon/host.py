@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..client.transport import Transport
 from ..config import Config
 from ..errors import UsageError
 from ..hooks.delivery import DeliverySettings, DeliveryStats, Dispatcher
 from ..hooks.manager import PluginSet
 from ..hooks.types import CycleStats
-from ..hooks.upstream import Transport
 from ..store import Store
 
 log = logging.getLogger("wandb_mirror.daemon")

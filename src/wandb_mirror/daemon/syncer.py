@@ -1,6 +1,6 @@
 """The daemon's view of the sync engine: one pass in, a `PassOutcome` out.
 
-`EngineRunner` keeps one `sync.Engine` (and its HTTP client) across passes, as `sync` does, and
+`EngineRunner` keeps one `sync.SyncEngine` (and its HTTP client) across passes, as `sync` does, and
 makes a pass stoppable from outside: the daemon's stop event is handed to the engine's HTTP
 transport, so that once it is set every further upstream call (and every chunk of a download in
 progress) raises `PassAborted`. The engine then winds down the way it handles any aborted pass: the work already
@@ -65,15 +65,15 @@ def outcome_from(result: Any, duration: float, before: dict[str, Any] | None = N
 
 
 class EngineRunner:
-    """Runs sync passes for the daemon with one Engine; `__call__` matches `SyncPass`."""
+    """Runs sync passes for the daemon with one SyncEngine; `__call__` matches `SyncPass`."""
 
     def __init__(self, config: Config, store: Store, *, on_progress: Callable[[], None] | None = None):
-        from ..sync.engine import Engine, make_client
+        from ..sync.engine import SyncEngine, make_client
 
         self.config = config
         self.on_progress = on_progress
         self.raw_client = make_client(config)
-        self.engine = Engine(config, store, self.raw_client)
+        self.engine = SyncEngine(config, store, self.raw_client)
 
     def __call__(self, config: Config, store: Store, stop: threading.Event) -> PassOutcome:
         if config is not self.config:
@@ -95,12 +95,12 @@ class EngineRunner:
         return out
 
     def reconfigure(self, config: Config, store: Store) -> None:
-        from ..sync.engine import Engine, make_client
+        from ..sync.engine import SyncEngine, make_client
 
         old = self.raw_client
         self.config = config
         self.raw_client = make_client(config)
-        self.engine = Engine(config, store, self.raw_client)
+        self.engine = SyncEngine(config, store, self.raw_client)
         old.close()
 
     def close(self) -> None:

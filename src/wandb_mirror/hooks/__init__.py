@@ -15,6 +15,7 @@ writer (`hooks.upstream.Upstream`) and the read-only `store` handle (`hooks.stor
 
 from __future__ import annotations
 
+from ..times import parse_time, utcnow
 from .manager import parse_duration
 from .specs import PROJECT, hookimpl, hookspec
 from .store_view import PluginState, StoreView
@@ -41,4 +42,6 @@ __all__ = [
     "atomic_write",
     "write_table",
     "parse_duration",
+    "parse_time",
+    "utcnow",
 ]

@@ -25,18 +25,18 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..client.transport import Transport
 from ..config import DaemonConfig
 from ..events import event_from_row
 from ..store import Store
-from ..store.catalog import utcnow
+from ..times import stamp_in, utcnow
 from .journal import settle_pending
 from .manager import PluginInfo, PluginSet, parse_duration
 from .store_view import StoreView
 from .types import CycleStats
-from .upstream import Transport, Upstream
+from .upstream import Upstream
 
 log = logging.getLogger("wandb_mirror.delivery")
 
@@ -374,8 +374,7 @@ class Dispatcher:
         rt.retry_at = self.clock() + delay
         err = f"{hook} on {event}: {message}"
         log.error("plugin %s failed (%d/%d) in %s\n%s", name, rt.failures, limit, err, tb.rstrip() or "(no traceback)")
-        now = datetime.now(timezone.utc)
-        retry_wall = (now + timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        retry_wall = stamp_in(delay)
         disabled_at = None
         if rt.failures >= limit:
             rt.disabled = True

@@ -23,7 +23,7 @@ from typing import Any
 from ..client.documents import Document
 from ..models import loads_lenient
 from ..store import Store
-from ..store.catalog import utcnow
+from ..times import utcnow
 from .upstream_documents import ARTIFACT_ALIASES_QUERY, RUN_FILE_QUERY, RUN_STATE_QUERY
 
 log = logging.getLogger("wandb_mirror.upstream")

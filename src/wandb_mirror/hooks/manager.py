@@ -2,12 +2,15 @@
 
 Plugins come from three places, in this order:
 
-1. the built-ins (`plugins/` in the repository, installed as the `wandb_mirror_plugins` package);
-2. the `wandb_mirror` entry-point group of installed distributions;
+1. the built-ins (`plugins/` in the repository, installed as the `wandb_mirror_plugins` package):
+   the `wandb_mirror` entry points of this distribution (pyproject.toml);
+2. the `wandb_mirror` entry points of other installed distributions;
 3. `*.py` files in the configured plugins directory (`[daemon] plugins_dir`), loaded fresh on
    every (re)load so edits take effect without a restart.
 
 A plugin's name is its module's `PLUGIN_NAME` if set, else the entry-point name or file stem.
+A plugin that declares its keys (`CONFIG`, a dict of key -> default) gets those defaults filled in
+and has any other key in its table refused; one that does not is handed its table as written.
 Names are unique: a later source cannot shadow an earlier one (the clash is reported).
 Each plugin reads its own `[plugins.NAME]` table; every plugin is off (`enabled = false`) and in
 dry-run (`dry_run = true`) unless its table says otherwise.
@@ -29,14 +32,14 @@ from typing import Any
 
 import pluggy
 
-from ..config import parse_duration  # re-exported: plugins read durations as the config does
+from ..times import parse_duration  # re-exported: plugins read durations as the config does
 from . import specs
 
 log = logging.getLogger("wandb_mirror.plugins")
 
-BUILTIN_PLUGINS = ("export", "best_run", "cleanup", "summary_backfill")
 BUILTIN_PACKAGE = "wandb_mirror_plugins"
 ENTRYPOINT_GROUP = "wandb_mirror"
+DISTRIBUTION = "wandb-mirror"
 PLUGINS_DIR_PACKAGE = "wandb_mirror_plugins_dir"
 
 # Keys every [plugins.NAME] table may have, handled by the plugin system itself.
@@ -80,16 +83,6 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _builtin_dir() -> Path | None:
-    """The repository's plugins/ directory, for a source checkout where the package is not mapped."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "plugins"
-        if (cand / "best_run.py").is_file() and (parent / "pyproject.toml").is_file():
-            return cand
-    return None
-
-
 def _file_digest(path: str | Path | None) -> str:
     if not path:
         return ""
@@ -114,22 +107,7 @@ def _load_module_from_path(modname: str, path: Path) -> types.ModuleType:
 
 
 def _import_builtin(name: str) -> types.ModuleType:
-    try:
-        return importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
-    except ModuleNotFoundError as e:
-        if e.name not in (BUILTIN_PACKAGE, f"{BUILTIN_PACKAGE}.{name}"):
-            raise
-    d = _builtin_dir()
-    if d is None:
-        raise ImportError(f"built-in plugin {name!r} not found (package {BUILTIN_PACKAGE} is not installed)")
-    modname = f"{BUILTIN_PACKAGE}.{name}"
-    if modname in sys.modules:
-        return sys.modules[modname]
-    if BUILTIN_PACKAGE not in sys.modules:
-        pkg = types.ModuleType(BUILTIN_PACKAGE)
-        pkg.__path__ = [str(d)]  # a namespace-like package so relative imports between built-ins work
-        sys.modules[BUILTIN_PACKAGE] = pkg
-    return _load_module_from_path(modname, d / f"{name}.py")
+    return importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
 
 
 class PluginSet:
@@ -152,24 +130,12 @@ class PluginSet:
     ) -> PluginSet:
         """Load plugins from every source. `extra` (name -> module/object) is for tests and embedders."""
         ps = cls()
-        if builtins:
-            for name in BUILTIN_PLUGINS:
-                try:
-                    mod = _import_builtin(name)
-                except Exception as e:  # noqa: BLE001 - a broken plugin must not stop the mirror
-                    ps._problem(PluginInfo(name, "builtin", error=f"import failed: {type(e).__name__}: {e}"))
-                    continue
-                ps._add(getattr(mod, "PLUGIN_NAME", name), "builtin", mod, getattr(mod, "__file__", None))
-        if entrypoints:
-            for ep in _entry_points():
-                dist = getattr(ep, "dist", None)
-                source = f"entrypoint {dist.name} {dist.version}" if dist else f"entrypoint {ep.value}"
-                try:
-                    obj = ep.load()
-                except Exception as e:  # noqa: BLE001
-                    ps._problem(PluginInfo(ep.name, source, error=f"import failed: {type(e).__name__}: {e}"))
-                    continue
-                ps._add(getattr(obj, "PLUGIN_NAME", ep.name), source, obj, getattr(obj, "__file__", None))
+        eps = _entry_points()
+        for ep in [ep for ep in eps if _is_builtin(ep)] if builtins else []:
+            ps._add_entry_point(ep, "builtin")
+        for ep in [ep for ep in eps if not _is_builtin(ep)] if entrypoints else []:
+            dist = getattr(ep, "dist", None)
+            ps._add_entry_point(ep, f"entrypoint {dist.name} {dist.version}" if dist else f"entrypoint {ep.value}")
         if plugins_dir:
             d = Path(plugins_dir).expanduser()
             if not d.is_dir():
@@ -193,6 +159,14 @@ class PluginSet:
         for name, obj in (extra or {}).items():
             ps._add(name, "registered", obj, getattr(obj, "__file__", None))
         return ps
+
+    def _add_entry_point(self, ep: metadata.EntryPoint, source: str) -> None:
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not stop the mirror
+            self._problem(PluginInfo(ep.name, source, error=f"import failed: {type(e).__name__}: {e}"))
+            return
+        self._add(getattr(obj, "PLUGIN_NAME", ep.name), source, obj, getattr(obj, "__file__", None))
 
     def _problem(self, info: PluginInfo) -> None:
         log.error("plugin %s (%s): %s", info.name, info.source, info.error)
@@ -237,7 +211,7 @@ class PluginSet:
         """
         problems = validate_sections(self, sections or {})
         for name, info in self.plugins.items():
-            info.config = dict((sections or {}).get(name) or {})
+            info.config = {**declared_keys(info), **dict((sections or {}).get(name) or {})}
         return problems
 
     def get(self, name: str) -> PluginInfo | None:
@@ -259,6 +233,12 @@ class PluginSet:
         enabled = {id(p.module) for p in self.enabled()}
         others = [p.module for p in self.loaded() if id(p.module) not in enabled]
         return self.pm.subset_hook_caller("storage_backend", remove_plugins=others)(config=store_config)
+
+
+def declared_keys(info: PluginInfo) -> dict[str, Any]:
+    """The keys a plugin declares with their defaults (its module's `CONFIG`), {} if it declares none."""
+    declared = getattr(info.module, "CONFIG", None)
+    return dict(declared) if isinstance(declared, dict) else {}
 
 
 def validate_sections(ps: PluginSet, sections: dict[str, Any]) -> list[str]:
@@ -290,8 +270,16 @@ def validate_sections(ps: PluginSet, sections: dict[str, Any]) -> list[str]:
             if section.get("enabled"):
                 problems.append(f"{where}: plugin failed to load: {info.error}")
             continue
+        declared = declared_keys(info)
+        if declared:
+            allowed = set(COMMON_KEYS) | set(declared)
+            unknown = [k for k in section if k not in allowed]
+            for key in unknown:
+                problems.append(f"{where}.{key}: unknown key (expected one of: {', '.join(sorted(allowed))})")
+            if unknown:
+                continue
         if "check_config" in info.hooks:
-            own = {k: v for k, v in section.items()}
+            own = {**declared, **section}
             try:
                 results = ps.hook_caller(info, "check_config")(config=own)
             except Exception as e:  # noqa: BLE001
@@ -309,9 +297,18 @@ def _typename(typ: Any) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(typ, typ.__name__)
 
 
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.name == DISTRIBUTION
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     try:
         return list(metadata.entry_points(group=ENTRYPOINT_GROUP))
     except Exception:  # noqa: BLE001 - a broken distribution's metadata must not stop the mirror
         log.exception("reading entry points failed")
         return []
+
+
+# The built-in plugins' names, as this distribution registers them.
+BUILTIN_PLUGINS: tuple[str, ...] = tuple(ep.name for ep in _entry_points() if _is_builtin(ep))

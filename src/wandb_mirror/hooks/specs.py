@@ -114,6 +114,43 @@ def tombstoned(kind, key, upstream, config, store) -> None:
 
 
 @hookspec
+def artifact_linked(artifact, registry, collection, upstream, config, store) -> None:
+    """An artifact version the mirror holds was linked into a registry collection.
+
+    `artifact` is the linked (source) `hooks.types.Artifact`; `registry` is the registry's name
+    (without the `wandb-registry-` prefix) and `collection` the registry collection's name.
+    """
+
+
+@hookspec
+def artifact_unlinked(artifact, registry, collection, upstream, config, store) -> None:
+    """A link from a registry collection to an artifact version was removed upstream.
+
+    Same arguments as `artifact_linked`; the mirror keeps the link with a tombstone.
+    """
+
+
+@hookspec
+def registry_aliases_changed(artifact, registry, collection, added, removed, upstream, config, store) -> None:
+    """The aliases of a linked version in a registry collection changed (an alias moved).
+
+    `added` and `removed` are lists of alias names of that link.
+    """
+
+
+@hookspec
+def console_appended(run, first_line, last_line, upstream, config, store) -> None:
+    """New console output of a run was mirrored: line numbers `first_line` to `last_line`."""
+
+
+@hookspec
+def automation_changed(automation, changes, upstream, config, store) -> None:
+    """An automation was mirrored for the first time, or its name, description, enabled flag,
+    scope, event or action changed. `automation` is a `hooks.types.Automation`; `changes` maps
+    a field name to a `FieldChange` (empty for a new automation)."""
+
+
+@hookspec
 def cycle_finished(stats, upstream, config, store) -> None:
     """A daemon cycle (sync pass + event delivery) ended; `stats` is a `hooks.types.CycleStats`.
 

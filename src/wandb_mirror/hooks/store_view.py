@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from ..models import ArtifactEntry, loads_lenient
 from ..store import Store
-from ..store.catalog import utcnow
+from ..times import utcnow
 from .types import Artifact, File, Run, Sweep
 
 __all__ = ["StoreView", "PluginState"]

@@ -122,6 +122,29 @@ class Sweep(models.Sweep):
 
 
 @dataclass
+class Automation:
+    """An automation (W&B trigger) as mirrored: `scope` {"typename", "id", "name"}, `event`
+    {"eventType", "filter"} and `action` {"typename", ...} as W&B returns them (never a secret)."""
+
+    id: str
+    entity: str
+    name: str
+    description: str | None = None
+    enabled: bool = True
+    scope: dict[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] = field(default_factory=dict)
+    action: dict[str, Any] = field(default_factory=dict)
+    updated_at: str | None = None
+
+    @classmethod
+    def from_payload(cls, entity: str, d: dict[str, Any]) -> Automation:
+        return cls(id=str(d.get("id") or ""), entity=entity, name=str(d.get("name") or ""),
+                   description=d.get("description"), enabled=bool(d.get("enabled", True)),
+                   scope=dict(d.get("scope") or {}), event=dict(d.get("event") or {}),
+                   action=dict(d.get("action") or {}), updated_at=d.get("updated_at"))
+
+
+@dataclass
 class FieldChange:
     """One changed field of `run_updated`: the values before and after (decoded JSON values)."""
 

@@ -38,9 +38,10 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..client.documents import Document
+from ..client.transport import Transport
 from ..models import dumps_compact, loads_lenient
 from ..store import Store
 from . import journal as J
@@ -53,18 +54,12 @@ from .upstream_documents import (
     SUMMARY_MUTATION,
 )
 
-__all__ = ["Upstream", "WriteResult", "UpstreamWriteError", "Transport"]
+__all__ = ["Upstream", "WriteResult", "UpstreamWriteError"]
 
 log = logging.getLogger("wandb_mirror.upstream")
 
 class UpstreamWriteError(Exception):
     """A write-back failed (journaled as `error: ...`); raising it lets delivery retry the event."""
-
-
-class Transport(Protocol):
-    """What the writer needs of `client.Transport`: run one GraphQL operation, return its `data`."""
-
-    def graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..store.catalog import utcnow
+from ..times import utcnow
 
 
 class Journal:

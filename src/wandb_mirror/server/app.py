@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .. import ids
+from .. import ids, times
 from ..store import Store
 from . import nodes as N
 from . import uploads
 from .data import Data
-from .engine import Engine
+from .executor import GraphQLExecutor
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
 from .integrity import verified_chunks
-from .roots import FEATURES, now_iso, touch_run
+from .roots import FEATURES, touch_run
 from .urls import Signer, Urls, quote_path
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         self.data = Data(store.path / "catalog.db", readonly=read_only, include_deleted=include_deleted)
         self.limits = limits or Limits()
         self.hosts = HostCheck(addr[0], frozenset(h.lower() for h in allow_hosts))
-        self.engine = Engine(limits=self.limits)
+        self.executor = GraphQLExecutor(limits=self.limits)
         self.api_key = api_key or None
         self.read_only = read_only
         self.latency = max(0.0, float(latency_ms)) / 1000.0
@@ -318,8 +318,10 @@ class Handler(BaseHTTPRequestHandler):
             uploads.artifact_manifest(self, path, query)
         elif path.startswith(("/artifactsV2/", "/artifacts/")) and method in ("GET", "HEAD"):
             parts = [unquote(p) for p in path.split("/") if p]
-            md5 = parts[-2] if path.startswith("/artifactsV2/") else parts[-1]
-            self._object(md5, parts[-1], method, fault)
+            if path.startswith("/artifactsV2/"):
+                self._object(self._artifact_object(parts), parts[-1], method, fault)
+            else:
+                self._object(parts[-1], parts[-1], method, fault)
         elif path in ("/", "/healthz") and method in ("GET", "HEAD"):
             self._send(200, b"wandb-mirror\n", "text/plain; charset=utf-8", head=method == "HEAD")
         else:
@@ -418,7 +420,7 @@ class Handler(BaseHTTPRequestHandler):
                                                          "string and optional 'variables' object"}]})
             return
         with self.server.data.connection() as conn:
-            result, op = self.server.engine.execute(request, self._ctx(conn), read_only=self.server.read_only)
+            result, op = self.server.executor.execute(request, self._ctx(conn), read_only=self.server.read_only)
         self._operation = op
         self._send_json(200, result)
 
@@ -468,6 +470,23 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": f"artifact {artifact_id} not found"}]})
             return
         self._stream(iter([body]), len(body), "application/json", method, fault)
+
+    def _artifact_object(self, parts: list[str]) -> str:
+        """The md5 behind an artifactsV2 path. Its hash is the hex of the entry's digest, which for an
+        XXH128 entry is not the object's md5: find the entry among the artifacts the path names."""
+        hexhash = parts[-2]
+        if self.server.objects.has(hexhash) or len(parts) < 8:
+            return hexhash
+        try:
+            digest = ids.md5_hex_to_b64(hexhash)
+        except ValueError:
+            return hexhash
+        with self.server.data.connection() as conn:
+            row = conn.execute(
+                "SELECT f.md5 FROM artifact_files f JOIN artifacts a ON a.pk = f.artifact_pk "
+                "WHERE a.id IN (?, ?) AND f.digest = ? AND f.md5 IS NOT NULL LIMIT 1",
+                [parts[5], parts[-3], digest]).fetchone()
+        return row[0] if row else hexhash
 
     def _object(self, md5: str, name: str, method: str, fault: str | None, mimetype: str | None = None) -> None:
         objects = self.server.objects
@@ -540,7 +559,7 @@ class Handler(BaseHTTPRequestHandler):
         expected_md5 = None
         if self.headers.get("Content-MD5"):
             try:
-                expected_md5 = ids.md5_b64_to_hex(self.headers["Content-MD5"].strip())
+                expected_md5 = ids.content_md5_hex(self.headers["Content-MD5"].strip())
             except ValueError:
                 self._drain_body()
                 self._send_json(400, {"errors": [{"message": "Content-MD5 is not a base64 md5"}]})
@@ -559,7 +578,7 @@ class Handler(BaseHTTPRequestHandler):
                     found = False
                 else:
                     found = True
-                    t = now_iso()
+                    t = times.wandb_time()
                     old = conn.execute("SELECT id FROM files WHERE run_pk = ? AND name = ?", [r["pk"], name]).fetchone()
                     fid = (old["id"] if old and old["id"] else None) or ids.typed_id("File", f"{r['pk']}:{name}")
                     conn.execute("INSERT OR IGNORE INTO file_versions (run_pk, name, size, md5, updated_at, mirrored_at) "
@@ -590,7 +609,7 @@ def _operation_of(body: bytes) -> str:
         return ""
     if not isinstance(req, dict):
         return ""
-    from .engine import operation_name_from_text
+    from .executor import operation_name_from_text
 
     return req.get("operationName") or operation_name_from_text(req.get("query") or "")
 

@@ -27,10 +27,10 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo
 
-from .. import ids
+from .. import ids, times
 from ..digests import manifest_digest
 from . import nodes as N
-from .roots import _ensure_project, _run_by_path, bumped, now_iso, touch_run
+from .roots import _ensure_project, _run_by_path, bumped, touch_run
 
 
 def _alias_names(aliases: Any) -> list[str]:
@@ -50,7 +50,7 @@ def artifact_of_manifest_id(manifest: str) -> str | None:
 
 
 def _collection(conn: sqlite3.Connection, project_pk: int, name: str, type_name: str) -> dict[str, Any]:
-    t = now_iso()
+    t = times.wandb_time()
     conn.execute("INSERT OR IGNORE INTO artifact_types (project_pk, name, id, created_at) VALUES (?, ?, ?, ?)",
                  [project_pk, type_name, ids.b64id(f"ArtifactType:{project_pk}:{type_name}"), t])
     row = conn.execute("SELECT * FROM artifact_collections WHERE project_pk = ? AND name = ?",
@@ -106,7 +106,7 @@ class ArtifactMutations:
                     return {"artifact": N.artifact_by_id(ctx, latest["id"])}
             index = conn.execute("SELECT COALESCE(MAX(version_index), -1) + 1 FROM artifacts WHERE collection_pk = ?",
                                  [coll["pk"]]).fetchone()[0]
-            t = now_iso()
+            t = times.wandb_time()
             tags = [x["tagName"] for x in input.get("tags") or []]
             conn.execute(
                 "INSERT INTO artifacts (collection_pk, id, membership_id, version_index, type_name, aliases, tags, "
@@ -130,7 +130,7 @@ class ArtifactMutations:
             if art is None:
                 raise GraphQLError(f"artifact {spec['artifactID']} not found")
             try:
-                md5 = ids.md5_b64_to_hex(spec["md5"])
+                md5 = ids.content_md5_hex(spec["md5"])
             except ValueError:
                 raise GraphQLError(f"md5 of {spec['name']!r} is not a base64 md5") from None
             if art.state != "COMMITTED":
@@ -221,7 +221,7 @@ def store_manifest(conn: sqlite3.Connection, objects: Any, artifact_id: str, bod
             extra = e.get("extra") or {}
             md5 = None
             if not e.get("ref") and str(extra.get("alg", "")).upper() != "XXH128":
-                md5 = ids.md5_b64_to_hex(digest)
+                md5 = ids.content_md5_hex(digest)
             entries.append((row["pk"], path, digest, size, md5, e.get("ref"),
                             e.get("birthArtifactID") or (None if e.get("ref") else artifact_id), json.dumps(extra)))
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -240,8 +240,8 @@ class Data:
 
     def projects(self, conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
         def load() -> dict[tuple[str, str], dict[str, Any]]:
-            rows = conn.execute("SELECT * FROM projects WHERE tombstoned_at IS NULL ORDER BY pk").fetchall()
-            return {(r["entity"], r["name"]): dict(r) for r in rows}
+            rows = [dict(r) for r in conn.execute("SELECT * FROM projects WHERE tombstoned_at IS NULL")]
+            return {(r["entity"], r["name"]): r for r in F.upstream_order(rows)}
 
         return self.cached(self.projects_cache, "all", load)
 
@@ -255,10 +255,10 @@ class Data:
     def project_runs(self, conn: sqlite3.Connection, project: dict[str, Any]) -> ProjectRuns:
         def load() -> ProjectRuns:
             rows = conn.execute(
-                f"SELECT {RUN_LIGHT_COLUMNS} FROM runs WHERE project_pk = ? AND tombstoned_at IS NULL ORDER BY pk",
+                f"SELECT {RUN_LIGHT_COLUMNS} FROM runs WHERE project_pk = ? AND tombstoned_at IS NULL",
                 [project["pk"]],
             ).fetchall()
-            return ProjectRuns(project, [dict(r) for r in rows])
+            return ProjectRuns(project, F.upstream_order([dict(r) for r in rows]))
 
         return self.cached(self.runs_cache, project["pk"], load)
 
@@ -276,7 +276,7 @@ class Data:
             for what in pr.needs(F.filter_keys(flt) | {okey}):
                 pr.ensure(conn, what)
             docs = [d for d in pr.docs if F.matches(d, flt)] if flt else list(pr.docs)
-            # default tie-break: creation order, then insertion order (pk) -- what a real server's index gives
+            # ties keep the documents' upstream order (creation time, then run id)
             docs = F.sort_docs(docs, lambda d: F.lookup(d, okey), desc)
             return [d["_row"] for d in docs]
 

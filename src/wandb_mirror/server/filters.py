@@ -330,8 +330,17 @@ def sort_value(v: Any) -> tuple[int, Any] | None:
     return None
 
 
+def upstream_order(rows: list[dict[str, Any]], *, created: str = "created_at", name: str = "name",
+                   newest_first: bool = False) -> list[dict[str, Any]]:
+    """Rows in the order a stable W&B lists them: by creation time, ties by name, never by the
+    store's insertion order (a mirror inserts in whatever order its passes met the rows)."""
+    by_name = sorted(rows, key=lambda r: str(r.get(name) or ""))
+    return sorted(by_name, key=lambda r: str(_norm_date(r.get(created) or "")), reverse=newest_first)
+
+
 def sort_docs(items: list[Any], key_of: Callable[[Any], Any], desc: bool) -> list[Any]:
-    """Stable sort by `key_of(item)`; missing values go last whatever the direction."""
+    """Stable sort by `key_of(item)`; missing values go last whatever the direction. Ties keep the
+    input's order, so callers pass items already in `upstream_order`."""
     present: list[tuple[tuple[int, Any], Any]] = []
     missing: list[Any] = []
     for it in items:

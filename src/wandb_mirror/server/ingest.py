@@ -23,9 +23,9 @@ import sqlite3
 import zlib
 from typing import Any
 
-from .. import ids
+from .. import ids, times
 from . import nodes as N
-from .roots import now_iso, touch_run
+from .roots import touch_run
 
 HISTORY = "wandb-history.jsonl"
 EVENTS = "wandb-events.jsonl"
@@ -180,7 +180,7 @@ def _append_output(conn: sqlite3.Connection, objects: Any, run_pk: int, offset: 
         current.extend([""] * (offset - len(current)))
     current[offset:offset + len(lines)] = lines
     info = objects.put_bytes(("\n".join(current) + "\n").encode())
-    t = now_iso()
+    t = times.wandb_time()
     conn.execute("INSERT OR IGNORE INTO file_versions (run_pk, name, size, md5, updated_at, mirrored_at) "
                  "VALUES (?, ?, ?, ?, ?, ?)", [run_pk, OUTPUT, info.size, info.md5, t, t])
     conn.execute(

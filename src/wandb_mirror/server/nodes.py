@@ -23,6 +23,7 @@ from .. import ids
 from ..models import loads_lenient
 from . import filters as F
 from .data import Data, parse_filters
+from .org import EntityOrgFields
 from .urls import Urls
 
 EPOCH = "1970-01-01T00:00:00"
@@ -161,7 +162,7 @@ def get_project(ctx: Ctx, entity: str | None, name: str | None) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------------------ users
-class EntityNode:
+class EntityNode(EntityOrgFields):
     def __init__(self, name: str, row: dict[str, Any] | None = None):
         self.name = name
         row = row or {}
@@ -200,6 +201,11 @@ class UserNode:
         nodes = [entity_node(self._ctx, n if isinstance(n, str) else n.get("name", "")) for n in names]
         return {"edges": [{"node": n, "cursor": None} for n in nodes], "pageInfo": None}
 
+    def organizations(self, info: GraphQLResolveInfo) -> list[Any]:
+        from .org import user_organizations
+
+        return user_organizations(self._ctx, self.username)
+
 
 def user_node(ctx: Ctx, username: str | None) -> UserNode | None:
     if not username:
@@ -234,7 +240,6 @@ class ProjectNode:
         self.internalId = str(row["internal_id"] if row["internal_id"] is not None else row["pk"])
         self.id = row["id"] or ids.project_id(self.internalId)
         self.description = row["description"]
-        self.access = "PRIVATE"
         self.views = None
         self.createdAt = row["created_at"] or EPOCH
         self.updatedAt = row["updated_at"]
@@ -274,9 +279,8 @@ class ProjectNode:
 
     # sweeps
     def _sweeps(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._ctx.conn.execute(
-            "SELECT * FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL ORDER BY created_at DESC, pk DESC",
-            [self.pk])]
+        return F.upstream_order([dict(r) for r in self._ctx.conn.execute(
+            "SELECT * FROM sweeps WHERE project_pk = ? AND tombstoned_at IS NULL", [self.pk])], newest_first=True)
 
     def totalSweeps(self, info: GraphQLResolveInfo) -> int:
         return self._ctx.conn.execute(
@@ -302,7 +306,7 @@ class ProjectNode:
         if viewName:
             sql += " AND (name = ? OR display_name = ?)"
             args += [viewName, viewName]
-        rows = [dict(r) for r in self._ctx.conn.execute(sql + " ORDER BY created_at DESC, pk DESC", args)]
+        rows = F.upstream_order([dict(r) for r in self._ctx.conn.execute(sql, args)], newest_first=True)
         page, has_next = page_list(rows, after, first, "views", key=lambda r: r["pk"])
         return connection([(ViewNode(self._ctx, r), c) for r, c in page], has_next)
 
@@ -312,8 +316,24 @@ class ProjectNode:
         row = next((t for t in types if t["name"] == name), None)
         return ArtifactTypeNode(self._ctx, self._row, row) if row else None
 
-    def artifactTypes(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
+    def access(self, info: GraphQLResolveInfo) -> str:
+        from .registries import registry_settings
+
+        return registry_settings(self._ctx.conn, self.pk)["access"] or "PRIVATE"
+
+    def allowAllArtifactTypesInRegistry(self, info: GraphQLResolveInfo) -> bool:
+        from .registries import registry_settings
+
+        return bool(registry_settings(self._ctx.conn, self.pk)["allow_all_types"])
+
+    def artifactTypes(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
+                      includeAll: bool | None = None) -> dict:
         types = artifact_types(self._ctx, self._row)
+        if includeAll:  # a registry's allowed types, used or not
+            from .registries import registry_settings
+
+            allowed = loads_or(registry_settings(self._ctx.conn, self.pk)["artifact_types"], []) or []
+            types = types + [{"name": t} for t in allowed if t not in {x["name"] for x in types}]
         page, has_next = page_list(types, after, first, "types", key=lambda t: t["name"])
         return connection([(ArtifactTypeNode(self._ctx, self._row, t), c) for t, c in page], has_next)
 
@@ -327,7 +347,12 @@ class ProjectNode:
                             filters: Any = None, order: str | None = None) -> dict[str, Any]:
         return collections_connection(self._ctx, self._row, None, after, first, filters, order)
 
-    def artifactCollectionMembership(self, info: GraphQLResolveInfo, name: str) -> MembershipNode | None:
+    def artifactCollectionMembership(self, info: GraphQLResolveInfo, name: str) -> Any:
+        from .registries import membership_by_name
+
+        link = membership_by_name(self._ctx, self._row, name)
+        if link is not None:
+            return link
         art = artifact_by_name(self._ctx, self._row, name)
         return MembershipNode(art) if art else None
 
@@ -368,7 +393,6 @@ class RunNode:
         self.heartbeatAt = row["heartbeat_at"]
         self.historyLineCount = row["history_line_count"]
         self.eventsLineCount = row["events_line_count"]
-        self.logLineCount = 0
 
     def _heavy(self) -> dict[str, Any]:
         if self._heavy_row is None:
@@ -463,7 +487,7 @@ class RunNode:
                 picked = {}
                 for k in keys:
                     v = row[k] if k in row else F._walk(row, k.split("."))
-                    if v is F.MISSING:
+                    if v is F.MISSING or v is None:  # W&B keeps only rows holding every key
                         break
                     picked[k] = v
                 else:
@@ -476,8 +500,16 @@ class RunNode:
         # No parquet exports: an empty answer makes the client page everything through HistoryPage.
         return {"parquetUrls": [], "liveData": []}
 
-    def logLines(self, info: GraphQLResolveInfo, **kw: Any) -> dict[str, Any]:
-        return empty_connection(None)
+    def logLineCount(self, info: GraphQLResolveInfo) -> int:
+        from .console import line_count
+
+        return line_count(self._ctx.conn, self.pk)
+
+    def logLines(self, info: GraphQLResolveInfo, first: int | None = None, after: str | None = None,
+                 last: int | None = None, **kw: Any) -> dict[str, Any]:
+        from .console import log_lines
+
+        return log_lines(self._ctx.conn, self.pk, first=first, after=after, last=last)
 
     # files -------------------------------------------------------------------------------------
     def files(self, info: GraphQLResolveInfo, names: list[str] | None = None, after: str | None = None,
@@ -510,15 +542,16 @@ class RunNode:
     def outputArtifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         rows = self._ctx.conn.execute(
             "SELECT a.* FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
-            "WHERE a.producer_run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL "
-            "ORDER BY a.created_at, a.pk", [self.pk]).fetchall()
+            f"WHERE a.producer_run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL AND {LIVE_A} "
+            "ORDER BY a.created_at, c.name, a.version_index", [self.pk]).fetchall()
         return artifact_connection(self._ctx, [dict(r) for r in rows], after, first, "out")
 
     def inputArtifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         rows = self._ctx.conn.execute(
             "SELECT a.* FROM artifact_usage u JOIN artifacts a ON a.pk = u.artifact_pk "
             "JOIN artifact_collections c ON c.pk = a.collection_pk "
-            "WHERE u.run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL ORDER BY a.created_at, a.pk",
+            f"WHERE u.run_pk = ? AND a.tombstoned_at IS NULL AND c.tombstoned_at IS NULL AND {LIVE_A} "
+            "ORDER BY a.created_at, c.name, a.version_index",
             [self.pk]).fetchall()
         return artifact_connection(self._ctx, [dict(r) for r in rows], after, first, "in")
 
@@ -603,15 +636,22 @@ class ViewNode:
 
 
 # ------------------------------------------------------------------------------------------ artifacts
+# A version is listed, and found by name or alias, only once committed: W&B hides drafts (PENDING,
+# which the official client cannot even build: `assert artifact.id is not None`) and DELETED versions
+# from every listing and `name:vN` lookup. `artifact(id:)` still answers with the stored state.
+LIVE = "COALESCE(state, 'COMMITTED') = 'COMMITTED'"
+LIVE_A = "COALESCE(a.state, 'COMMITTED') = 'COMMITTED'"
+
+
 def artifact_types(ctx: Ctx, project: dict[str, Any]) -> list[dict[str, Any]]:
     """Declared artifact types plus any type a collection uses without a row of its own."""
     rows = {r["name"]: dict(r) for r in ctx.conn.execute(
-        "SELECT * FROM artifact_types WHERE project_pk = ? ORDER BY pk", [project["pk"]])}
+        "SELECT * FROM artifact_types WHERE project_pk = ?", [project["pk"]])}
     for (name, created) in ctx.conn.execute(
             "SELECT type_name, MIN(created_at) FROM artifact_collections WHERE project_pk = ? AND tombstoned_at IS NULL "
             "GROUP BY type_name", [project["pk"]]):
         rows.setdefault(name, {"pk": None, "name": name, "id": None, "description": None, "created_at": created})
-    return list(rows.values())
+    return F.upstream_order(list(rows.values()))
 
 
 class TagNode:
@@ -670,7 +710,7 @@ def collections_connection(ctx: Ctx, project: dict[str, Any], type_name: str | N
     if type_name is not None:
         sql += " AND type_name = ?"
         args.append(type_name)
-    rows = [dict(r) for r in ctx.conn.execute(sql + " ORDER BY created_at DESC, pk DESC", args)]
+    rows = F.upstream_order([dict(r) for r in ctx.conn.execute(sql, args)], newest_first=True)
     rows = select_rows(rows, filters, order, _collection_doc)
     page, has_next = page_list(rows, after, first, "collections", key=lambda r: r["pk"])
     return connection([(CollectionNode(ctx, r, project), c) for r, c in page], has_next, len(rows))
@@ -715,23 +755,39 @@ class CollectionNode:
 
     def _versions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._ctx.conn.execute(
-            "SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL ORDER BY version_index DESC",
-            [self.pk])]
+            f"SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL AND {LIVE} "
+            "ORDER BY version_index DESC", [self.pk])]
 
     def aliases(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None) -> dict:
         items = []
+        if self.typename == "ArtifactPortfolio":
+            from .registries import collection_members
+
+            items = [al for m in collection_members(self._ctx, self._row, self._project) for al in m.aliases(info)]
         for a in self._versions():
             for al in loads_or(a["aliases"], []) or []:
                 items.append(AliasNode(self._ctx, _alias_name(al), a["id"], self._row, self._project))
         page, has_next = page_list(items, after, first, "aliases", key=lambda n: n.id)
         return connection(page, has_next)
 
-    def artifactMembership(self, info: GraphQLResolveInfo, aliasName: str) -> MembershipNode | None:
+    def artifactMembership(self, info: GraphQLResolveInfo, aliasName: str) -> Any:
+        if self.typename == "ArtifactPortfolio":
+            from .registries import membership
+
+            return membership(self._ctx, self._row, self._project, aliasName)
         row = _version_row(self._ctx, self.pk, aliasName)
         return MembershipNode(ArtifactNode(self._ctx, row, self._row, self._project)) if row else None
 
     def artifacts(self, info: GraphQLResolveInfo, after: str | None = None, first: int | None = None,
                   order: str | None = None, filters: Any = None) -> dict[str, Any]:
+        if self.typename == "ArtifactPortfolio":
+            from .registries import collection_members
+
+            members = [m for m in collection_members(self._ctx, self._row, self._project) if m.artifact()]
+            page, has_next = page_list(members, after, first, "versions", key=lambda m: m.id)
+            index = {id(m.artifact()): m.versionIndex for m, _ in page}  # the link's version, not the source's
+            return connection([(m.artifact(), c) for m, c in page], has_next, len(members),
+                              edge_extra=lambda n: {"version": f"v{index[id(n)]}"})
         rows = select_rows(self._versions(), filters, order, _artifact_doc)
         page, has_next = page_list(rows, after, first, "versions", key=lambda r: r["pk"])
         nodes = [(ArtifactNode(self._ctx, r, self._row, self._project), c) for r, c in page]
@@ -759,12 +815,12 @@ def _version_row(ctx: Ctx, collection_pk: int, alias: str) -> dict[str, Any] | N
     """A version by `vN` or by alias (`latest` included)."""
     if len(alias) > 1 and alias[0] == "v" and alias[1:].isdigit():
         r = ctx.conn.execute(
-            "SELECT * FROM artifacts WHERE collection_pk = ? AND version_index = ? AND tombstoned_at IS NULL",
+            f"SELECT * FROM artifacts WHERE collection_pk = ? AND version_index = ? AND tombstoned_at IS NULL AND {LIVE}",
             [collection_pk, int(alias[1:])]).fetchone()
         return dict(r) if r else None
     rows = ctx.conn.execute(
-        "SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL ORDER BY version_index DESC",
-        [collection_pk]).fetchall()
+        f"SELECT * FROM artifacts WHERE collection_pk = ? AND tombstoned_at IS NULL AND {LIVE} "
+        "ORDER BY version_index DESC", [collection_pk]).fetchall()
     for r in rows:
         if alias in [_alias_name(a) for a in loads_or(r["aliases"], []) or []]:
             return dict(r)
@@ -924,7 +980,8 @@ class ArtifactNode:
     def usedBy(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         nodes = []
         for (run_pk,) in self._ctx.conn.execute(
-                "SELECT run_pk FROM artifact_usage WHERE artifact_pk = ? ORDER BY run_pk", [self.pk]):
+                "SELECT u.run_pk FROM artifact_usage u JOIN runs r ON r.pk = u.run_pk WHERE u.artifact_pk = ? "
+                "ORDER BY r.created_at, r.name", [self.pk]):
             n = run_node_by_pk(self._ctx, run_pk)
             if n:
                 nodes.append(n)

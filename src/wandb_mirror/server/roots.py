@@ -15,8 +15,10 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo
 
-from .. import ids
+from .. import ids, times
 from . import nodes as N
+from . import org
+from .collection_writes import CollectionMutations
 
 FEATURES = [
     "TOTAL_COUNT_IN_FILE_CONNECTION",
@@ -24,39 +26,25 @@ FEATURES = [
     "SWEEPS_QUERY_FILTERING",
     "MARK_RUN_FILES_UPLOADED",
     "ARTIFACT_DIGEST_ALGORITHM",
+    "ARTIFACT_REGISTRY_SEARCH",
+    "QUERY_AUTOMATIONS_ON_ENTITY",
 ]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _parse_iso(s: str | None) -> datetime | None:
-    if not s:
-        return None
-    t = s.replace("Z", "").replace(" ", "T")
-    if "+" in t[10:]:
-        t = t[: 10 + t[10:].index("+")]
-    try:
-        return datetime.fromisoformat(t).replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
 
 
 def bumped(previous: str | None) -> str:
     """Now, or one second after `previous` if that is not earlier: a change must be visible as newer."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    prev = _parse_iso(previous)
+    now = times.now().replace(microsecond=0)
+    prev = times.parse_time(previous)
     if prev is not None and prev >= now:
         now = prev.replace(microsecond=0) + timedelta(seconds=1)
-    return now.strftime("%Y-%m-%dT%H:%M:%S")
+    return times.wandb_time(now)
 
 
 def touch_run(conn: sqlite3.Connection, run_pk: int) -> None:
     r = conn.execute("SELECT updated_at, heartbeat_at FROM runs WHERE pk = ?", [run_pk]).fetchone()
     if r is None:
         return
-    latest = max([x for x in (r["updated_at"], r["heartbeat_at"]) if x], default=None, key=lambda s: _parse_iso(s) or
+    latest = max([x for x in (r["updated_at"], r["heartbeat_at"]) if x], default=None, key=lambda s: times.parse_time(s) or
                  datetime.min.replace(tzinfo=timezone.utc))
     t = bumped(latest)
     conn.execute("UPDATE runs SET updated_at = ?, heartbeat_at = ? WHERE pk = ?", [t, t, run_pk])
@@ -97,6 +85,15 @@ class Query:
 
     def artifact(self, info: GraphQLResolveInfo, id: str) -> N.ArtifactNode | None:
         return N.artifact_by_id(N.ctx_of(info), id)
+
+    def organization(self, info: GraphQLResolveInfo, name: str | None = None) -> Any:
+        return org.organization(N.ctx_of(info), name)
+
+    def users(self, info: GraphQLResolveInfo, query: str | None = None, usernames: list[str] | None = None,
+              first: int | None = None, after: str | None = None) -> dict[str, Any]:
+        found = [u for u in org.users(N.ctx_of(info), query) if not usernames or u.username in usernames]
+        page, has_next = N.page_list(found, after, first, "users", key=lambda u: u.username)
+        return N.connection(page, has_next)
 
     def artifactCollection(self, info: GraphQLResolveInfo, id: str) -> N.CollectionNode | None:
         ctx = N.ctx_of(info)
@@ -143,10 +140,10 @@ def _ensure_project(ctx: N.Ctx, entity: str, name: str) -> dict[str, Any]:
             ctx.conn.execute("UPDATE projects SET tombstoned_at = NULL WHERE pk = ?", [p["pk"]])
         return dict(p)
     ctx.conn.execute("INSERT OR IGNORE INTO entities (name, id, created_at) VALUES (?, ?, ?)",
-                     [entity, ids.typed_id("Entity", entity), now_iso()])
+                     [entity, ids.typed_id("Entity", entity), times.wandb_time()])
     nums = [int(r[0]) for r in ctx.conn.execute("SELECT internal_id FROM projects") if r[0] and str(r[0]).isdigit()]
     internal = str(max(nums, default=0) + 1)
-    t = now_iso()
+    t = times.wandb_time()
     ctx.conn.execute(
         "INSERT INTO projects (entity, name, id, internal_id, created_at, updated_at, username) VALUES (?,?,?,?,?,?,?)",
         [entity, name, ids.project_id(internal), internal, t, t, N.default_entity(ctx)])
@@ -176,7 +173,7 @@ UPSERT_COLUMNS = {
 }
 
 
-class Mutation:
+class Mutation(CollectionMutations):
     def upsertBucket(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         ctx = N.ctx_of(info)
         inserted = False
@@ -195,7 +192,7 @@ class Mutation:
                     project = _ensure_project(ctx, entity, project_name)
                     old = conn.execute("SELECT pk FROM runs WHERE project_pk = ? AND name = ?",
                                        [project["pk"], input["name"]]).fetchone()
-                    t = now_iso()
+                    t = times.wandb_time()
                     viewer = N.default_entity(ctx)
                     if old is not None:  # a deleted run of that name comes back to life
                         conn.execute("UPDATE runs SET tombstoned_at = NULL, state = ?, created_at = ? WHERE pk = ?",
@@ -304,7 +301,7 @@ class Mutation:
                         r = None
                 if r is None:
                     raise GraphQLError(f"file {fid} not found")
-                conn.execute("UPDATE files SET tombstoned_at = ? WHERE pk = ?", [now_iso(), r["pk"]])
+                conn.execute("UPDATE files SET tombstoned_at = ? WHERE pk = ?", [times.wandb_time(), r["pk"]])
                 run_pks.add(r["run_pk"])
             for pk in run_pks:
                 touch_run(conn, pk)
@@ -322,7 +319,7 @@ class Mutation:
             p = _ensure_project(ctx, entity, name)
             if "description" in input:
                 conn.execute("UPDATE projects SET description = ?, updated_at = ? WHERE pk = ?",
-                             [input["description"], now_iso(), p["pk"]])
+                             [input["description"], times.wandb_time(), p["pk"]])
         row = ctx.conn.execute("SELECT * FROM projects WHERE pk = ?", [p["pk"]]).fetchone()
         node = N.ProjectNode(ctx, dict(row))
         return {"project": node, "model": node, "inserted": existed is None}
@@ -409,5 +406,5 @@ class Mutation:
         if node is None:
             raise GraphQLError(f"artifact {input['artifactID']} not found")
         with ctx.data.write(ctx.conn) as conn:
-            conn.execute("UPDATE artifacts SET tombstoned_at = ? WHERE pk = ?", [now_iso(), node.pk])
+            conn.execute("UPDATE artifacts SET tombstoned_at = ? WHERE pk = ?", [times.wandb_time(), node.pk])
         return {"artifact": node, "clientMutationId": input.get("clientMutationId")}

@@ -17,7 +17,8 @@ from graphql import build_schema as _build_schema
 @lru_cache(maxsize=1)
 def load_sdl() -> str:
     """The SDL text shipped as package data (`wandb_mirror/server/schema.graphql`)."""
-    return resources.files("wandb_mirror.server").joinpath("schema.graphql").read_text(encoding="utf-8")
+    here = resources.files("wandb_mirror.server")
+    return "\n".join(here.joinpath(name).read_text(encoding="utf-8") for name in ("schema.graphql", "schema_org.graphql"))
 
 
 def build_schema() -> GraphQLSchema:

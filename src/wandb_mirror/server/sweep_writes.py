@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from graphql import GraphQLError, GraphQLResolveInfo
 
-from .. import ids
+from .. import ids, times
 from . import nodes as N
-from .roots import _ensure_project, now_iso
+from .roots import _ensure_project
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -33,7 +33,7 @@ class SweepMutations:
 
     def upsertSweep(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         ctx = N.ctx_of(info)
-        t = now_iso()
+        t = times.wandb_time()
         with ctx.data.write(ctx.conn) as conn:
             if input.get("id"):
                 row = conn.execute("SELECT * FROM sweeps WHERE id = ? AND tombstoned_at IS NULL", [input["id"]]).fetchone()

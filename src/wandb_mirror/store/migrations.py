@@ -342,6 +342,94 @@ FROM plugin_state WHERE plugin = 'best_run' AND key LIKE 'best:%';
 )
 
 
+# The rest of the Public API (issue 15): the organization, its teams' members, registries (projects
+# named wandb-registry-NAME in the organization's entity) and the versions linked into their
+# collections, runs' console output, automations and integrations. Secrets are never stored:
+# integrations keep names and URLs only.
+migration(
+    "m003_org_registry_console",
+    """
+CREATE TABLE organizations (
+    name TEXT PRIMARY KEY,
+    id TEXT,
+    org_entity TEXT NOT NULL,
+    org_entity_id TEXT,
+    mirrored_at TEXT
+);
+ALTER TABLE entities ADD COLUMN organization TEXT;
+
+CREATE TABLE team_members (
+    team TEXT NOT NULL,
+    username TEXT NOT NULL,
+    id TEXT,
+    name TEXT,
+    email TEXT,
+    admin INTEGER DEFAULT 0,
+    pending INTEGER DEFAULT 0,
+    account_type TEXT,
+    role TEXT,
+    tombstoned_at TEXT,
+    PRIMARY KEY (team, username)
+);
+
+CREATE TABLE registries (
+    project_pk INTEGER PRIMARY KEY REFERENCES projects(pk),
+    access TEXT,
+    allow_all_types INTEGER DEFAULT 0,
+    artifact_types TEXT DEFAULT '[]'
+);
+
+CREATE TABLE artifact_links (
+    pk INTEGER PRIMARY KEY,
+    collection_pk INTEGER NOT NULL REFERENCES artifact_collections(pk),
+    artifact_pk INTEGER NOT NULL REFERENCES artifacts(pk),
+    membership_id TEXT,
+    version_index INTEGER NOT NULL,
+    aliases TEXT DEFAULT '[]',
+    created_at TEXT,
+    tombstoned_at TEXT,
+    UNIQUE (collection_pk, version_index)
+);
+CREATE INDEX artifact_links_artifact ON artifact_links (artifact_pk);
+
+CREATE TABLE console_lines (
+    run_pk INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    timestamp TEXT,
+    level TEXT,
+    label TEXT,
+    line TEXT NOT NULL,
+    PRIMARY KEY (run_pk, number)
+) WITHOUT ROWID;
+
+CREATE TABLE integrations (
+    id TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    kind TEXT NOT NULL,          -- GenericWebhookIntegration | SlackIntegration
+    name TEXT,
+    url_endpoint TEXT,
+    team_name TEXT,
+    channel_name TEXT,
+    created_at TEXT,
+    tombstoned_at TEXT
+);
+
+CREATE TABLE automations (
+    id TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    enabled INTEGER DEFAULT 1,
+    scope TEXT NOT NULL,         -- JSON {"typename", "id", "name"}
+    event TEXT NOT NULL,         -- JSON {"eventType", "filter"}
+    action TEXT NOT NULL,        -- JSON {"typename", ...the action's fields; integrations by id}
+    created_at TEXT,
+    updated_at TEXT,
+    tombstoned_at TEXT
+);
+""",
+)
+
 def apply(db: sqlite_utils.Database) -> int:
     """Bring the catalog to the newest schema; returns the resulting version."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")

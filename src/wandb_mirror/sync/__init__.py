@@ -1,8 +1,10 @@
-"""The sync engine: mirror passes (engine.py), the change log (changes.py), progress (progress.py)."""
+"""The sync engine: one mirror pass (engine.py) and its units (project.py, runs.py, artifacts.py),
+the ledger of a pass (ledger.py), listing reconciliation (reconcile.py), the change log's kinds
+(changes.py), progress (progress.py)."""
 
 from __future__ import annotations
 
-from .engine import Engine, PassResult, make_client, run_pass
+from .engine import Engine, PassResult, SyncEngine, make_client, run_pass
 from .progress import Progress
 
-__all__ = ["Engine", "PassResult", "Progress", "make_client", "run_pass"]
+__all__ = ["SyncEngine", "Engine", "PassResult", "Progress", "make_client", "run_pass"]

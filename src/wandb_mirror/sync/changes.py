@@ -1,9 +1,10 @@
 """The change log: typed events written in the same transaction as the data they describe.
 
-One function per kind. Each takes the open connection of the catalog transaction that records the
-data (so an event exists if and only if its data does), a `Scope` saying which pass and project it
-belongs to, and the kind's fields. `changes.seq` is AUTOINCREMENT and SQLite has one writer at a
-time, so seq order is commit order; events of one run are therefore in the order they happened.
+One function per kind. Each takes a sink, a `Scope` saying which pass and project it belongs to, and
+the kind's fields. The sink is either a list, which collects the changes for the catalog method that
+records their data (so an event exists if and only if its data does), or the open connection of a
+catalog transaction, which writes it at once. The catalog keeps seq order = commit order, so events
+of one run are in the order they happened.
 
 Payloads (JSON in `changes.payload`; `run` and `subject` columns make them queryable):
 
@@ -24,102 +25,99 @@ Payloads (JSON in `changes.payload`; `run` and `subject` columns make them query
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from ..store.catalog import utcnow
+from ..store.changelog import Change, Scope, encode, insert_change, select_changes
 
 KINDS = (
     "run_created", "run_state_changed", "run_updated", "history_appended", "file_mirrored",
     "artifact_version_mirrored", "artifact_aliases_changed", "sweep_updated", "sweep_finished", "tombstoned",
 )
 
-
-@dataclass(frozen=True)
-class Scope:
-    pass_id: int | None
-    entity: str
-    project: str
+# where a change goes: collected for a catalog record method, or written in an open transaction
+Sink = list[Change] | sqlite3.Connection
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
-
-
-def record(conn: sqlite3.Connection, scope: Scope, kind: str, payload: dict[str, Any], *, run: str | None = None,
-           subject: str | None = None, at: str | None = None) -> int:
-    """Insert one change event; returns its seq. Must run inside the data's transaction."""
+def make(scope: Scope, kind: str, payload: dict[str, Any], *, run: str | None = None,
+         subject: str | None = None, at: str | None = None) -> Change:
+    """One change of a known kind."""
     if kind not in KINDS:
         raise ValueError(f"unknown change kind {kind!r}")
-    cur = conn.execute(
-        "INSERT INTO changes (pass_id, at, kind, entity, project, run, subject, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [scope.pass_id, at or utcnow(), kind, scope.entity, scope.project, run, subject, _json(payload)],
-    )
-    return int(cur.lastrowid)
+    return Change(scope, kind, payload, run=run, subject=subject, at=at)
+
+
+def record(sink: Sink, scope: Scope, kind: str, payload: dict[str, Any], *, run: str | None = None,
+           subject: str | None = None, at: str | None = None) -> int:
+    """Add one change to `sink`; returns its seq when written at once (0 when collected)."""
+    change = make(scope, kind, payload, run=run, subject=subject, at=at)
+    if isinstance(sink, list):
+        sink.append(change)
+        return 0
+    return insert_change(sink, change, utcnow())
 
 
 # ---------------------------------------------------------------------------------------------
 # runs
 # ---------------------------------------------------------------------------------------------
-def run_created(conn: sqlite3.Connection, scope: Scope, run: str, *, state: str | None, display_name: str | None,
+def run_created(sink: Sink, scope: Scope, run: str, *, state: str | None, display_name: str | None,
                 created_at: str | None) -> int:
-    return record(conn, scope, "run_created", {"state": state, "display_name": display_name, "created_at": created_at},
+    return record(sink, scope, "run_created", {"state": state, "display_name": display_name, "created_at": created_at},
                   run=run)
 
 
-def run_state_changed(conn: sqlite3.Connection, scope: Scope, run: str, old: str | None, new: str | None) -> int:
-    return record(conn, scope, "run_state_changed", {"old": old, "new": new}, run=run)
+def run_state_changed(sink: Sink, scope: Scope, run: str, old: str | None, new: str | None) -> int:
+    return record(sink, scope, "run_state_changed", {"old": old, "new": new}, run=run)
 
 
-def run_updated(conn: sqlite3.Connection, scope: Scope, run: str, changes: dict[str, dict[str, Any]]) -> int:
-    return record(conn, scope, "run_updated", {"changes": changes}, run=run)
+def run_updated(sink: Sink, scope: Scope, run: str, changes: dict[str, dict[str, Any]]) -> int:
+    return record(sink, scope, "run_updated", {"changes": changes}, run=run)
 
 
-def history_appended(conn: sqlite3.Connection, scope: Scope, run: str, first_step: int, last_step: int,
+def history_appended(sink: Sink, scope: Scope, run: str, first_step: int, last_step: int,
                      rows: int) -> int:
-    return record(conn, scope, "history_appended", {"first_step": first_step, "last_step": last_step, "rows": rows},
+    return record(sink, scope, "history_appended", {"first_step": first_step, "last_step": last_step, "rows": rows},
                   run=run)
 
 
-def file_mirrored(conn: sqlite3.Connection, scope: Scope, run: str, name: str, md5: str, size: int,
+def file_mirrored(sink: Sink, scope: Scope, run: str, name: str, md5: str, size: int,
                   changed: bool) -> int:
-    return record(conn, scope, "file_mirrored", {"name": name, "md5": md5, "size": size, "changed": changed},
+    return record(sink, scope, "file_mirrored", {"name": name, "md5": md5, "size": size, "changed": changed},
                   run=run, subject=name)
 
 
 # ---------------------------------------------------------------------------------------------
 # artifacts, sweeps, tombstones
 # ---------------------------------------------------------------------------------------------
-def artifact_version_mirrored(conn: sqlite3.Connection, scope: Scope, *, artifact_id: str, collection: str,
+def artifact_version_mirrored(sink: Sink, scope: Scope, *, artifact_id: str, collection: str,
                               type_name: str, version_index: int, digest: str | None, aliases: list[str],
                               size: int, file_count: int, run: str | None = None) -> int:
-    return record(conn, scope, "artifact_version_mirrored", {
+    return record(sink, scope, "artifact_version_mirrored", {
         "id": artifact_id, "collection": collection, "type": type_name, "version_index": version_index,
         "digest": digest, "aliases": aliases, "size": size, "file_count": file_count}, run=run, subject=artifact_id)
 
 
-def artifact_aliases_changed(conn: sqlite3.Connection, scope: Scope, *, artifact_id: str, collection: str,
+def artifact_aliases_changed(sink: Sink, scope: Scope, *, artifact_id: str, collection: str,
                              version_index: int, added: list[str], removed: list[str], aliases: list[str]) -> int:
-    return record(conn, scope, "artifact_aliases_changed", {
+    return record(sink, scope, "artifact_aliases_changed", {
         "id": artifact_id, "collection": collection, "version_index": version_index, "added": added,
         "removed": removed, "aliases": aliases}, subject=artifact_id)
 
 
-def sweep_updated(conn: sqlite3.Connection, scope: Scope, name: str, state: str | None,
+def sweep_updated(sink: Sink, scope: Scope, name: str, state: str | None,
                   changes: dict[str, dict[str, Any]]) -> int:
-    return record(conn, scope, "sweep_updated", {"name": name, "state": state, "changes": changes}, subject=name)
+    return record(sink, scope, "sweep_updated", {"name": name, "state": state, "changes": changes}, subject=name)
 
 
-def sweep_finished(conn: sqlite3.Connection, scope: Scope, name: str, state: str | None,
+def sweep_finished(sink: Sink, scope: Scope, name: str, state: str | None,
                    best_loss: float | None) -> int:
-    return record(conn, scope, "sweep_finished", {"name": name, "state": state, "best_loss": best_loss}, subject=name)
+    return record(sink, scope, "sweep_finished", {"name": name, "state": state, "best_loss": best_loss}, subject=name)
 
 
-def tombstoned(conn: sqlite3.Connection, scope: Scope, kind: str, key: str, *, run: str | None = None) -> int:
-    return record(conn, scope, "tombstoned", {"kind": kind, "key": key}, run=run, subject=key)
+def tombstoned(sink: Sink, scope: Scope, kind: str, key: str, *, run: str | None = None) -> int:
+    return record(sink, scope, "tombstoned", {"kind": kind, "key": key}, run=run, subject=key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +127,7 @@ def _same(a: Any, b: Any) -> bool:
     # NaN != NaN, so compare encodings; also tells 1 from 1.0 only where JSON does (it does not).
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return _json(a) == _json(b)
+    return encode(a) == encode(b)
 
 
 def dict_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
@@ -151,16 +149,7 @@ def dict_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] |
 def changes_feed(conn: sqlite3.Connection, after_seq: int = 0, *, limit: int = 1000,
                  kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Change events after `after_seq`, oldest first, with payloads decoded (for readers and tests)."""
-    sql = "SELECT seq, pass_id, at, kind, entity, project, run, subject, payload FROM changes WHERE seq > ?"
-    params: list[Any] = [after_seq]
-    if kinds:
-        sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
-        params += list(kinds)
-    sql += " ORDER BY seq LIMIT ?"
-    params.append(limit)
-    out = []
-    for row in conn.execute(sql, params).fetchall():
-        seq, pass_id, at, kind, entity, project, run, subject, payload = row
-        out.append({"seq": seq, "pass_id": pass_id, "at": at, "kind": kind, "entity": entity, "project": project,
-                    "run": run, "subject": subject, "payload": json.loads(payload)})
-    return out
+    return select_changes(conn, after_seq, limit=limit, kinds=kinds)
+
+
+__all__ = ["KINDS", "Change", "Scope", "Sink", "make", "record", "dict_diff", "changes_feed"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
-from .hooks.status import plugins_status
+from . import times
+from .hooks.plugin_status import plugins_status
 from .store import Store
 
 
@@ -23,12 +23,11 @@ def store_status(store: Store) -> dict[str, Any]:
         cat.scalar("SELECT COALESCE(SUM(size), 0) FROM artifact_files WHERE md5 IS NOT NULL") or 0)
     last = cat.query_one("SELECT * FROM passes ORDER BY id DESC LIMIT 1")
     last_ok = cat.query_one("SELECT * FROM passes WHERE status IN ('ok', 'errors') ORDER BY id DESC LIMIT 1")
-    now = datetime.now(timezone.utc)
+    now = times.now().timestamp()
 
     def seconds_between(a: str | None, b: str | None) -> float | None:
-        if not a or not b:
-            return None
-        return round((_parse(b) - _parse(a)).total_seconds(), 3)
+        ea, eb = times.epoch(a), times.epoch(b)
+        return None if ea is None or eb is None else round(eb - ea, 3)
 
     last_pass = None
     if last:
@@ -39,8 +38,9 @@ def store_status(store: Store) -> dict[str, Any]:
             "errors": json.loads(last["errors"] or "[]"),
         }
     lag = None
-    if last_ok and last_ok["finished_at"]:
-        lag = round((now - _parse(last_ok["finished_at"])).total_seconds(), 1)
+    finished = times.epoch(last_ok["finished_at"]) if last_ok else None
+    if finished is not None:
+        lag = round(now - finished, 1)
     plugins = plugins_status(store)
     return {
         "store": str(store.path),
@@ -63,11 +63,6 @@ def store_status(store: Store) -> dict[str, Any]:
         "last_pass": last_pass,
         "lag_seconds": lag,
     }
-
-
-def _parse(ts: str) -> datetime:
-    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def format_status(s: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     execute_sync,
+    is_abstract_type,
     parse,
     validate,
 )
@@ -59,12 +60,11 @@ class Prepared:
     operations: dict[str | None, tuple[OperationType, frozenset[str]]]
 
 
-class Engine:
+class GraphQLExecutor:
     def __init__(self, schema: GraphQLSchema | None = None, cache_size: int = 512, limits: Limits | None = None):
         self.schema = schema or build_schema()
-        for abstract in ("ArtifactCollection", "ArtifactCreator"):
-            t = self.schema.get_type(abstract)
-            if t is not None:
+        for t in self.schema.type_map.values():  # unions and interfaces: values name their type
+            if is_abstract_type(t):
                 t.resolve_type = _resolve_type  # type: ignore[attr-defined]
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
         self._cache_size = cache_size
@@ -165,11 +165,12 @@ class Engine:
 
 
 def _resolve_type(value: Any, info: Any, abstract_type: Any) -> str | None:
-    typename = getattr(value, "typename", None)
+    typename = value.get("typename") if isinstance(value, dict) else getattr(value, "typename", None)
     if typename:
         return typename
-    from .nodes import RunNode
+    from .nodes import EntityNode, ProjectNode, RunNode
 
-    if isinstance(value, RunNode):
-        return "Run"
+    for cls, name in ((RunNode, "Run"), (ProjectNode, "Project"), (EntityNode, "Entity")):
+        if isinstance(value, cls):
+            return name
     return None

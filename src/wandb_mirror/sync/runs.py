@@ -1,0 +1,332 @@
+"""One run -> one catalog transaction.
+
+`sync_run` takes a run as the listing gave it and mirrors what moved: history from the last
+mirrored step (HistoryPage windows, unsampled, written in idempotent chunks), events (system
+metrics, refreshed when the run moved), files (downloads verified while streaming, skipped when the
+object is already stored); then ONE transaction (`Catalog.record_run`) records the run row with its
+new change markers, events, files and change events. A run half-processed when the process died is
+therefore redone by the next pass (its markers were not recorded). Last, the artifacts the run
+logged and used (artifacts.py), each in its own transaction; a retry marker stays set until they
+are done.
+
+A new per-run source (parquet history, console logs) is one more step of `RunWork.process` that
+fills the RunRecord before it is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..client import Problem, RunListing
+from ..client.convert import parse_history_row
+from ..models import Run, RunFile, loads_lenient
+from ..store.catalog import utcnow
+from ..store.sync_records import RunRecord, Tombstone
+from . import changes as ch
+from .artifacts import mirror_artifact
+from .context import Context, ProjectRef
+from .reconcile import tombstone
+
+TERMINAL_STATES = frozenset({"finished", "crashed", "failed", "killed"})
+RUN_UPDATE_FIELDS = (  # catalog column -> name in run_updated payloads
+    ("tags", "tags"), ("notes", "notes"), ("display_name", "display_name"), ("description", "description"),
+    ("group_name", "group"), ("job_type", "job_type"), ("sweep_name", "sweep"), ("commit_hash", "commit"),
+    ("system_metrics", "system_metrics"),
+)
+HISTORY_CHUNK_ROWS = 5000
+# Upstream calls of one run that may fail for good (each after its own retries) before the run is
+# given up for this pass: a run whose files keep failing is reported and retried next pass instead
+# of spending the pass's shared retry budget (which would stop every run after it).
+RUN_FAILURE_LIMIT = 3
+
+
+def sync_run(cx: Context, proj: ProjectRef, lr: RunListing, old: dict[str, Any] | None, files_marker: str | None,
+             retry: bool) -> None:
+    """Mirror one run (the listing's markers said it moved). Errors propagate to the caller's unit."""
+    RunWork(cx, proj, lr, old, files_marker, retry).process()
+
+
+class RunWork:
+    def __init__(self, cx: Context, proj: ProjectRef, lr: RunListing, old: dict[str, Any] | None,
+                 files_marker: str | None, retry: bool) -> None:
+        self.cx = cx
+        self.proj = proj
+        self.lr = lr
+        self.run = lr.run
+        self.name = lr.run.name
+        self.old = old
+        self.files_marker = files_marker
+        self.retry = retry
+        self.where = f"{proj.where}/{self.name}"
+        self.failed = False  # something of this run must be tried again next pass
+        self.failures = 0    # calls of this run that failed for good in this pass
+        self.staged: int | None = None  # where a new run's history waits for its row
+
+    def call_failed(self) -> bool:
+        """Count a failed call; True once the run has failed often enough to be given up."""
+        self.failed = True
+        self.failures += 1
+        if self.failures == RUN_FAILURE_LIMIT:
+            self.cx.ledger.error(self.where, f"giving up on this run for this pass after {self.failures} failed "
+                                             "calls; it is tried again next pass")
+        return self.failures >= RUN_FAILURE_LIMIT
+
+    def process(self) -> None:
+        cx, proj, ledger = self.cx, self.proj, self.cx.ledger
+        # a row without mirrored_at is a placeholder an older version left when it crashed: new
+        old_run = cx.catalog.get_run(proj.pk, self.name) if self.old and self.old.get("mirrored_at") else None
+        run = self.run
+        new = old_run is None
+
+        # fields the upstream sent malformed: keep what we had
+        if self.lr.problems:
+            bad = " ".join(p.reason for p in self.lr.problems)
+            ledger.problems(self.lr.problems)
+            self.failed = False  # recorded in quarantine; retrying would not fix the upstream
+            for col, src in (("config", "config"), ("summary", "summaryMetrics"), ("system_metrics", "systemMetrics"),
+                             ("history_keys", "historyKeys")):
+                if src in bad:
+                    setattr(run, col, getattr(old_run, col) if old_run else getattr(Run(name=""), col))
+
+        rec = RunRecord(project_pk=proj.pk, run=run, mirrored_at="")
+
+        # 1. history from the last mirrored step
+        last_step = old_run.last_step if old_run and old_run.last_step is not None else -1
+        appended: tuple[int | None, int | None, int] = (None, None, 0)
+        if proj.opts.history and self.lr.last_step > last_step:
+            appended = self.fetch_history(last_step + 1, self.lr.last_step + 1)
+            last_step = self.lr.last_step
+        run.last_step = last_step if proj.opts.history else (old_run.last_step if old_run else -1)
+
+        # 2. events (system metrics): only sampled access exists; refreshed when the run moved
+        moved = new or self.retry or (old_run is not None and (
+            old_run.heartbeat_at, old_run.state, old_run.history_line_count)
+            != (run.heartbeat_at, run.state, run.history_line_count))
+        if proj.opts.events and moved:
+            rec.events = self.fetch_events()
+        run.events_line_count = len(rec.events) if rec.events is not None else (
+            old_run.events_line_count if old_run else 0)
+
+        # 3. files
+        files: list[tuple[RunFile, bool]] = []
+        file_tombs: list[Tombstone] = []
+        files_listed = False
+        if proj.opts.files and (new or self.retry or moved or self.lr.file_count is None
+                                or str(self.lr.file_count) != (self.files_marker or "")
+                                or (old_run is not None and old_run.updated_at != run.updated_at)):
+            files, file_tombs, files_listed = self.sync_files(cx.catalog.run_pk(proj.pk, self.name))
+
+        unfinished = run.state not in TERMINAL_STATES
+        want_artifacts = proj.opts.artifacts and (new or self.retry or unfinished
+                                                  or (old_run is not None and old_run.state != run.state))
+
+        # 4. one transaction: the run row with its new markers, and everything that hangs off it.
+        # While its artifacts are still to be mirrored, a retry marker stays set: a crash before
+        # they are done makes the next pass redo this run.
+        changes = rec.changes
+        if old_run is None:
+            ch.run_created(changes, proj.scope, self.name, state=run.state, display_name=run.display_name,
+                           created_at=run.created_at)
+        else:
+            if old_run.state != run.state:
+                ch.run_state_changed(changes, proj.scope, self.name, old_run.state, run.state)
+            diff = run_diff(old_run, run)
+            if diff:
+                ch.run_updated(changes, proj.scope, self.name, diff)
+        first, last, rows = appended
+        if rows and first is not None and last is not None:
+            ch.history_appended(changes, proj.scope, self.name, first, last, rows)
+        for f, changed in files:
+            rec.files.append(f)
+            ch.file_mirrored(rec.changes, proj.scope, self.name, f.name, f.md5, f.size, changed)
+        if files_listed:
+            # deletions a complete file listing proves are recorded with the markers that say it was
+            # read: a pass that later ends with errors cannot lose them
+            rec.tombstones = file_tombs
+            if self.lr.file_count is not None:
+                rec.state[f"files:{self.name}"] = str(self.lr.file_count)
+        rec.state[f"retry:{self.name}"] = "1" if (self.failed or want_artifacts) else None
+        rec.staged_history = self.staged
+        rec.mirrored_at = utcnow()
+        recorded = cx.catalog.record_run(rec)
+        if recorded.event_rows:
+            ledger.stats.add("event_rows", recorded.event_rows)
+        if recorded.tombstoned:
+            ledger.stats.add("tombstoned", recorded.tombstoned)
+
+        # 5. artifacts this run logged and used (each recorded and linked in its own transaction)
+        if want_artifacts:
+            with ledger.unit(f"{self.where} artifacts") as unit:
+                self.sync_run_artifacts(recorded.run_pk)
+            if unit.failed:
+                self.failed = True
+            if not self.failed:
+                cx.catalog.set_sync_state(proj.pk, {f"retry:{self.name}": None})
+        ledger.stats.add("runs_new" if new else "runs_updated")
+
+    # -- history -------------------------------------------------------------------------------
+    def fetch_history(self, start: int, stop: int) -> tuple[int | None, int | None, int]:
+        """Rows with start <= _step < stop, written in idempotent chunks (INSERT OR REPLACE).
+        Returns (first step, last step, rows) actually stored."""
+        cx, proj = self.cx, self.proj
+        page = cx.settings.history_page_size
+        run_pk = cx.catalog.run_pk(proj.pk, self.name)
+        if run_pk is None:
+            # a new run: its rows wait under a staging key that no reader knows, and move to the run
+            # when its row is recorded, whole (a crash leaves them staged; the next pass rewrites them)
+            run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
+        first: int | None = None
+        last: int | None = None
+        total = 0
+        buf: list[tuple[int, str]] = []
+        bad = 0
+        for lo in range(start, stop, page):
+            hi = min(lo + page, stop)
+            for raw in cx.client.history_page(proj.entity, proj.name, self.name, lo, hi):
+                step, text, problem = parse_history_row(raw)
+                if problem or step is None or text is None or not (lo <= step < hi):
+                    bad += 1
+                    if bad <= 5:
+                        cx.ledger.quarantine("history_row", f"{self.where}@{lo}-{hi}",
+                                             problem or f"step {step} outside the requested window",
+                                             str(raw)[:4096])
+                    continue
+                buf.append((step, text))
+                first = step if first is None else min(first, step)
+                last = step if last is None else max(last, step)
+            if len(buf) >= HISTORY_CHUNK_ROWS:
+                total += self._flush_history(run_pk, buf)
+        total += self._flush_history(run_pk, buf)
+        return first, last, total
+
+    def _flush_history(self, run_pk: int, buf: list[tuple[int, str]]) -> int:
+        if not buf:
+            return 0
+        n = len(buf)
+        self.cx.catalog.append_history(run_pk, buf)
+        self.cx.ledger.stats.add("history_rows", n)
+        self.cx.progress.add(rows=n)
+        buf.clear()
+        return n
+
+    # -- events --------------------------------------------------------------------------------
+    def fetch_events(self) -> list[str]:
+        cx, proj = self.cx, self.proj
+        rows = cx.client.events(proj.entity, proj.name, self.name, cx.settings.events_samples)
+        out: list[str] = []
+        bad = 0
+        for raw in rows:
+            text = raw if isinstance(raw, str) else None
+            ok = False
+            if text is not None:
+                try:
+                    ok = isinstance(json.loads(text, strict=False), dict)
+                except ValueError:
+                    ok = False
+            if not ok or text is None:
+                bad += 1
+                if bad <= 5:
+                    cx.ledger.quarantine("event_row", self.where, "malformed system-metrics row", str(raw)[:4096])
+                continue
+            out.append(text)
+        return out
+
+    # -- files ---------------------------------------------------------------------------------
+    def sync_files(self, run_pk: int | None) -> tuple[list[tuple[RunFile, bool]], list[Tombstone], bool]:
+        """(files downloaded, with whether they replace a stored one; tombstones; whether the listing
+        was read to its end)."""
+        cx, proj, ledger = self.cx, self.proj, self.cx.ledger
+        client = cx.client
+        stored = cx.catalog.run_files(run_pk) if run_pk is not None else {}
+        problems: list[Problem] = []
+        out: list[tuple[RunFile, bool]] = []
+        listed: set[str] = set()
+        for rf in client.run_files(proj.entity, proj.name, self.name, problems):
+            f = rf.file
+            listed.add(f.name)
+            if not proj.opts.want_file(f.name):
+                continue
+            old = stored.get(f.name)
+            if old and old["md5"] == f.md5 and old["tombstoned_at"] is None and cx.objects.has(f.md5):
+                continue
+            if not f.md5:
+                ledger.quarantine("file", f"{self.where}/{f.name}", "upstream gives no md5; cannot verify")
+                continue
+            url = rf.url if (rf.url and client.t.under_base(client.t.resolve(rf.url))) else (rf.direct_url or rf.url)
+            if not url:
+                ledger.quarantine("file", f"{self.where}/{f.name}", "upstream gives no download URL")
+                continue
+            had = cx.objects.has(f.md5)
+            with ledger.unit(f"{self.where}/{f.name}",
+                             quarantine=("file", f"{self.where}/{f.name}", "download failed verification: ")) as unit:
+                info = client.fetch_to_store(url, cx.objects, operation="GET file", expected_md5=f.md5,
+                                             expected_size=f.size)
+            if unit.failed:
+                if self.call_failed():
+                    break
+                continue
+            f.md5, f.size = info.md5, info.size
+            out.append((f, old is not None))
+            ledger.stats.add("files")
+            if not had:
+                ledger.stats.add("file_bytes", info.size)
+                cx.progress.add(files=1, bytes=info.size)
+            else:
+                cx.progress.add(files=1)
+        else:
+            ledger.problems(problems)
+            tombs = [tombstone("files", r["pk"], proj.scope, "file", f"{self.where}/{n}", run=self.name)
+                     for n, r in stored.items() if n not in listed and r["tombstoned_at"] is None]
+            return out, tombs, True
+        # given up part-way: what was downloaded is recorded, the listing is incomplete (no tombstones,
+        # no files marker) and the run's retry marker brings it back next pass
+        ledger.problems(problems)
+        return out, [], False
+
+    # -- artifacts -----------------------------------------------------------------------------
+    def sync_run_artifacts(self, run_pk: int) -> None:
+        cx, proj = self.cx, self.proj
+        for direction in ("output", "input"):
+            for ra in cx.client.run_artifacts(proj.entity, proj.name, self.name, direction):
+                if not proj.opts.want_artifact_type(ra.artifact.type_name):
+                    continue
+                if ra.artifact.state != "COMMITTED":
+                    continue
+                if direction == "output":
+                    pk = mirror_artifact(cx, proj, ra, producer=(self.name, run_pk))
+                else:
+                    pk = mirror_artifact(cx, proj, ra, consumer_pk=run_pk)
+                if pk is None and self.call_failed():
+                    return
+
+
+def run_diff(old: Run, new: Run) -> dict[str, dict[str, Any]]:
+    """The run_updated payload: what differs between the stored and the new run."""
+    out: dict[str, dict[str, Any]] = {}
+    d = ch.dict_diff(old.summary_values() if _loads_ok(old.summary) else {},
+                     new.summary_values() if _loads_ok(new.summary) else {})
+    if d:
+        out["summary"] = d
+    # config in W&B's wrapped form {"k": {"value": v, "desc": null}}, as stored (docs/plugins.md)
+    d = ch.dict_diff(loads_lenient(old.config, {}) if _loads_ok(old.config) else {},
+                     loads_lenient(new.config, {}) if _loads_ok(new.config) else {})
+    if d:
+        out["config"] = d
+    for col, label in RUN_UPDATE_FIELDS:
+        a, b = getattr(old, col), getattr(new, col)
+        if a != b:
+            if col in ("tags", "system_metrics"):
+                a, b = loads_lenient(a, None), loads_lenient(b, None)
+            out[label] = {"before": a, "after": b}
+    return out
+
+
+def _loads_ok(text: str | None) -> bool:
+    try:
+        return isinstance(loads_lenient(text, {}), dict)
+    except ValueError:
+        return False
+
+
+__all__ = ["sync_run", "run_diff", "TERMINAL_STATES", "RUN_FAILURE_LIMIT"]
