@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 
-TOMBSTONED_TABLES = ("projects", "runs", "files", "artifact_collections", "artifacts", "sweeps", "reports")
-
 
 def show_deleted(conn: sqlite3.Connection) -> None:
-    for table in TOMBSTONED_TABLES:
-        cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
+    """Shadow every table that carries tombstones (whichever migrations added them)."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        cols = [r[1] for r in conn.execute(f'PRAGMA main.table_info("{table}")')]
         if "tombstoned_at" not in cols:
             continue
         select = ", ".join("NULL AS tombstoned_at" if c == "tombstoned_at" else f'"{c}"' for c in cols)
-        conn.execute(f"CREATE TEMP VIEW IF NOT EXISTS {table} AS SELECT {select} FROM main.{table}")
+        conn.execute(f'CREATE TEMP VIEW IF NOT EXISTS "{table}" AS SELECT {select} FROM main."{table}"')
