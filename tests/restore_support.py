@@ -19,7 +19,12 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def project_view(api: Any, path: str) -> dict[str, Any]:
+def console(run: Any) -> list[tuple[Any, ...]]:
+    return [(ln.number, ln.level, ln.timestamp, ln.content) for ln in run.console_logs()]
+
+
+def project_view(api: Any, path: str, with_console: bool = True) -> dict[str, Any]:
+    """`with_console=False` for a store made by sync, which does not mirror console lines yet."""
     entity, project = path.split("/")
     runs: dict[str, Any] = {}
     sweep_configs: dict[str, Any] = {}
@@ -42,6 +47,7 @@ def project_view(api: Any, path: str) -> dict[str, Any]:
             "logged": sorted(a.name for a in run.logged_artifacts()),
             "used": sorted(a.name for a in run.used_artifacts()),
             "sweep": sweep_configs.get(run.sweep.name) if run.sweep else None,
+            "console": console(run) if with_console else None,
         }
     artifacts: dict[str, Any] = {}
     for t in api.artifact_types(path):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from restore_support import diff, project_view
+from restore_support import console, diff, project_view
 
 from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
@@ -58,7 +58,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def original_views(demo: Any, make_wandb_api: Any) -> dict[str, Any]:
     api = make_wandb_api(demo["server"].url)
-    return {p: project_view(api, p) for p in (IMG, NLP)}
+    return {p: project_view(api, p, with_console=False) for p in (IMG, NLP)}
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_restore_gives_the_official_client_the_same_projects(demo: Any, target: 
     assert main(restore_args(demo, target, tmp_path)) == 0
     api = make_wandb_api(target.url)
     for path in (IMG, NLP):
-        original, restored = original_views[path], project_view(api, path)
+        original, restored = original_views[path], project_view(api, path, with_console=False)
         assert diff(original, restored) == []
         # the comparison is not vacuous: history, events, files, artifacts, consumers, sweeps are all there
         runs = restored["runs"].values()
@@ -122,7 +122,7 @@ def test_restore_resumes_after_kill_9_without_duplicates(demo: Any, tmp_path: Pa
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "steps already done" in r.stdout
-    restored = project_view(make_wandb_api(target.url), IMG)
+    restored = project_view(make_wandb_api(target.url), IMG, with_console=False)
     assert diff(original_views[IMG], restored) == []
     ops = Counter(e["operation"] for e in target.request_log() if e["operation"])
     assert ops["UpsertSweep"] == 1  # not created twice
@@ -138,11 +138,11 @@ def test_restore_moves_a_project_to_another_name_and_entity(demo: Any, target: A
     assert main(restore_args(demo, target, tmp_path, "--project", "image-classification=moved",
                              "--entity", "other-team")) == 0
     api = make_wandb_api(target.url)
-    assert diff(original_views[IMG], project_view(api, "other-team/moved")) == []
+    assert diff(original_views[IMG], project_view(api, "other-team/moved", with_console=False)) == []
     assert [p.name for p in api.projects("acme-ml")] == []  # nothing else was restored
     # ENTITY/PROJECT on both sides
     assert main(restore_args(demo, target, tmp_path, "--project", f"{NLP}=third/nlp")) == 0
-    assert diff(original_views[NLP], project_view(api, "third/nlp")) == []
+    assert diff(original_views[NLP], project_view(api, "third/nlp", with_console=False)) == []
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_restore_honours_retry_after_and_survives_faults(demo: Any, tmp_path: Pa
     log = target.request_log()
     assert any(e["status"] == 429 for e in log)
     target._server.faults.rate = 0.0
-    assert diff(original_views[NLP], project_view(make_wandb_api(target.url), NLP)) == []
+    assert diff(original_views[NLP], project_view(make_wandb_api(target.url), NLP, with_console=False)) == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -204,3 +204,19 @@ def test_restore_of_odd_runs_and_an_xxh128_artifact(seeded_store: Path, seeded_s
     b = Path(restored.artifact("acme/vision/cnn:v0").download(root=str(tmp_path / "b")))
     assert (a / "weights.bin").read_bytes() == (b / "weights.bin").read_bytes()
     assert restored.run("acme/vision/r03").state == "failed"  # crashed cannot be set (docs/restore.md)
+
+
+def test_restore_gives_console_lines_back(demo: Any, target: Any, tmp_path: Path, make_wandb_api: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Console lines (`run.console_logs()`) from a store that holds them: the demo upstream's own store."""
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    up = demo["mirror"].parent / "up"
+    assert main(["restore", "--store", str(up), "--to", target.url, "--project", IMG, "--journal",
+                 str(tmp_path / "j.jsonl")]) == 0
+    original, restored = make_wandb_api(demo["server"].url), make_wandb_api(target.url)
+    seen = 0
+    for run in original.runs(IMG):
+        lines = console(run)
+        seen += len(lines)
+        assert console(restored.run(f"{IMG}/{run.id}")) == lines, run.id
+    assert seen > 0 and any(level == "error" for r in original.runs(IMG) for _, level, _, _ in console(r))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: 
     for i in range(30):
         run.log({"loss": 1.0 / (i + 1), "acc": i / 30})
     print("hello console")
+    print("to stderr", file=sys.stderr)
     run.save(str(tmp_path / "notes.txt"), base_path=str(tmp_path), policy="now")
     art = wandb.Artifact("dataset", type="data", metadata={"rows": 3})
     art.add_file(str(payload), name="blobs/payload.bin")
@@ -96,6 +98,10 @@ def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: 
     assert len(got.history(stream="system", pandas=False)) >= 1
     files = {f.name: f for f in got.files()}
     assert "notes.txt" in files and "wandb-metadata.json" in files and "config.yaml" in files
+    console = list(got.console_logs())
+    hello = next(ln for ln in console if "hello console" in ln.content)
+    assert next(ln for ln in console if "to stderr" in ln.content).level == "error"
+    assert hello.level != "error" and hello.timestamp and [ln.number for ln in console] == list(range(len(console)))
     down = files["notes.txt"].download(root=str(tmp_path / "down"), replace=True)
     down.close()
     assert (tmp_path / "down" / "notes.txt").read_text() == "a run file\n"

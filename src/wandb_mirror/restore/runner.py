@@ -50,6 +50,18 @@ def _batches(items: list[Any], n: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _runs_of_numbers(lines: list[Any], n: int) -> Iterator[list[Any]]:
+    """Lines in chunks of at most n whose numbers are consecutive (each chunk is sent at its first number)."""
+    chunk: list[Any] = []
+    for ln in lines:
+        if chunk and (len(chunk) >= n or ln.number != chunk[-1].number + 1):
+            yield chunk
+            chunk = []
+        chunk.append(ln)
+    if chunk:
+        yield chunk
+
+
 class ProjectRestore:
     def __init__(self, reader: StoreReader, target: Target, journal: Journal, move: Move, target_url: str,
                  progress: Callable[[str], None] = lambda s: None):
@@ -123,6 +135,7 @@ class ProjectRestore:
                    lambda: self.target.upsert_run(self.entity, self.project, run.name, fields))
         self._history(stored)
         self._events(stored)
+        self._console(stored)
         self._files(stored)
 
         def finish() -> None:
@@ -160,6 +173,19 @@ class ProjectRestore:
             self.counts.events += len(lines)
 
         self._step(self.key("run", stored.run.name, "events"), send)
+
+    def _console(self, stored: StoredRun) -> None:
+        """Console lines travel as wandb-core sends them: `output.log` lines `[ERROR ]TIMESTAMP text` at
+        their line numbers (the run file `output.log` is uploaded afterwards, byte for byte)."""
+        def send() -> None:
+            lines = self.reader.console(stored.pk)
+            for chunk in _runs_of_numbers(lines, HISTORY_CHUNK):
+                content = [("ERROR " if ln.level == "error" else "") + (f"{ln.timestamp} " if ln.timestamp else "")
+                           + ln.line for ln in chunk]
+                self.target.file_stream(self.entity, self.project, stored.run.name,
+                                        {"files": {"output.log": {"offset": chunk[0].number, "content": content}}})
+
+        self._step(self.key("run", stored.run.name, "console"), send)
 
     def _files(self, stored: StoredRun) -> None:
         name = stored.run.name

@@ -11,7 +11,7 @@ client says so) of the shape wandb-core's filestream sends:
 History rows are keyed by their own `_step` (a resent chunk replaces, never duplicates: the client
 retries whole requests), events are placed at their line offset (idempotent for the same reason),
 the summary is replaced whole, and console lines are kept as the run file `output.log`, which is
-what W&B itself exposes once a run has ended. `complete` ends the run: exit code 0 is `finished`,
+what W&B itself exposes once a run has ended, and as the run's console lines (`run.console_logs()`). `complete` ends the run: exit code 0 is `finished`,
 anything else `failed`.
 """
 
@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import zlib
 from typing import Any
 
 from .. import ids, times
+from ..org_models import ConsoleLine
+from ..store.org_catalog import append_console
 from . import nodes as N
 from .roots import touch_run
 
@@ -163,6 +166,7 @@ def apply(conn: sqlite3.Connection, objects: Any, run_pk: int, payload: dict[str
     chunk = _chunk(files, OUTPUT)
     if chunk and chunk[1]:
         _append_output(conn, objects, run_pk, *chunk)
+        append_console(conn, run_pk, [console_line(chunk[0] + i, text) for i, text in enumerate(chunk[1])])
 
     if payload.get("complete"):
         code = payload.get("exitcode")
@@ -170,6 +174,17 @@ def apply(conn: sqlite3.Connection, objects: Any, run_pk: int, payload: dict[str
     if sets:
         conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in sets)} WHERE pk = ?", [*sets.values(), run_pk])
     touch_run(conn, run_pk)
+
+
+_CONSOLE_RE = re.compile(r"^(ERROR )?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?) (.*)$", re.S)
+
+
+def console_line(number: int, text: str) -> ConsoleLine:
+    """wandb-core's output.log line: `[ERROR ]TIMESTAMP text` (ERROR marks stderr), as `logLines` serves it."""
+    m = _CONSOLE_RE.match(text)
+    if m is None:
+        return ConsoleLine(number=number, line=text)
+    return ConsoleLine(number=number, line=m.group(3), timestamp=m.group(2), level="error" if m.group(1) else "")
 
 
 def _append_output(conn: sqlite3.Connection, objects: Any, run_pk: int, offset: int, lines: list[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import Artifact, ArtifactEntry, Project, Run, RunFile, Sweep
+from ..org_models import ConsoleLine
 from . import Store
 
 
@@ -83,6 +84,12 @@ class StoreReader:
 
     def events(self, run_pk: int) -> list[str]:
         return [r["row"] for r in self._q("SELECT row FROM events WHERE run_pk = ? ORDER BY seq", [run_pk])]
+
+    def console(self, run_pk: int) -> list[ConsoleLine]:
+        """The run's console lines (`logLines`) by number."""
+        return [ConsoleLine(number=r["number"], line=r["line"], timestamp=r["timestamp"], level=r["level"] or "",
+                            label=r["label"] or "") for r in
+                self._q("SELECT * FROM console_lines WHERE run_pk = ? ORDER BY number", [run_pk])]
 
     def files(self, run_pk: int) -> list[StoredFile]:
         rows = self._q(f"SELECT * FROM files f WHERE run_pk = ?{_live('f', self.include_deleted)} ORDER BY name",
