@@ -42,6 +42,14 @@ def one_of_each(store: Store) -> list[events.Event]:
         events.SweepUpdated(**scope, name="sw", state="RUNNING", changes={}),
         events.SweepFinished(**scope, name="sw", state="FINISHED", best_loss=0.1),
         events.Tombstoned(**scope, run="b1", what="run", key=f"{ENTITY}/{PROJECT}/b1"),
+        events.ArtifactLinked(**scope, artifact_id=art, registry="model", collection="prod", version_index=0,
+                              aliases=["production"]),
+        events.ArtifactUnlinked(**scope, artifact_id=art, registry="model", collection="prod", version_index=0),
+        events.RegistryAliasesChanged(**scope, artifact_id=art, registry="model", collection="prod", version_index=0,
+                                      added=["production"], removed=["staging"]),
+        events.ConsoleAppended(**scope, run="a1", first_line=0, last_line=9),
+        events.AutomationChanged(entity=ENTITY, project="", automation_id="QXV0bzox", name="notify",
+                                 changes={}, automation={"name": "notify"}),
     ]
 
 
