@@ -20,12 +20,16 @@ from reliability_support import cli, seed_store, write_config
 from wandb_mirror.store import Store
 
 
+def _or_skip(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"{what} is not allowed here: {r.stderr.strip()}")
+
+
 @contextlib.contextmanager
 def tmpfs(path: Path, options: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    _or_skip(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], "mounting a tmpfs")
     try:
         yield path
     finally:
@@ -35,9 +39,7 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
 @contextlib.contextmanager
 def immutable(path: Path) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"chattr +i is not available here: {r.stderr.strip()}")
+    _or_skip(["chattr", "+i", str(path)], "chattr +i")
     try:
         yield path
     finally:
@@ -65,9 +67,7 @@ def test_read_only_commands_open_nothing_for_writing(tmp_path: Path, start_mirro
         store = seed_store(disk / "store")
         with Store(store) as s:  # leave no WAL behind: the mount turns read-only next
             s.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        r = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot remount read-only: {r.stderr.strip()}")
+        _or_skip(["mount", "-o", "remount,ro", str(disk)], "remounting read-only")
         assert cli("verify", "--store", str(store), "--deep").returncode == 0
         assert cli("status", "--store", str(store), "--json").returncode == 0
         p = cli("export", "--store", str(store), "--format", "csv", "--out", str(tmp_path / "out"))
