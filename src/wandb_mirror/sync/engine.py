@@ -53,8 +53,8 @@ from ..config import Config
 from ..errors import MirrorError, PassAborted, WorkFailed
 from ..models import Project
 from ..store import Store
-from ..store.catalog import utcnow
 from ..store.sync_records import PassEnd
+from ..times import utcnow
 from . import changes as ch
 from .artifacts import manifest_digest, parse_manifest
 from .context import Context
