@@ -315,4 +315,4 @@ class Catalog(SyncRecords):
         )
 
 
-__all__ = ["Catalog", "utcnow", "dumps_compact"]
+__all__ = ["Catalog", "dumps_compact"]

@@ -53,8 +53,8 @@ from ..config import Config
 from ..errors import MirrorError, PassAborted, WorkFailed
 from ..models import Project
 from ..store import Store
-from ..store.catalog import utcnow
 from ..store.sync_records import PassEnd
+from ..times import utcnow
 from . import changes as ch
 from .artifacts import manifest_digest, parse_manifest
 from .context import Context
@@ -253,8 +253,13 @@ class SyncEngine:
         cx.catalog.record_viewer(viewer.user, viewer.entity, [t for t in viewer.teams if not unsafe_id_reason(t)],
                                  self.config.source.base_url)
         projects: list[Project] = []
-        for entity in self._entities(viewer):
-            projects += self._projects_of(cx, entity)
+        listed: list[tuple[str, str]] = []
+        entities = self._entities(viewer)
+        for entity in entities:
+            projects += self._projects_of(cx, entity, listed)
+        if not cx.ledger.errors:  # a failed listing is reported as such, not as a typo
+            for what in self.config.unmatched(listed, entities):
+                log.warning("%s; check the configuration", what)
         cx.ledger.stats.add("projects", len(projects))
         for p in projects:
             with cx.ledger.unit(f"{p.entity}/{p.name}"):
@@ -275,7 +280,7 @@ class SyncEngine:
             entities = [viewer.entity]
         return entities
 
-    def _projects_of(self, cx: Context, entity: str) -> list[Project]:
+    def _projects_of(self, cx: Context, entity: str, listed_all: list[tuple[str, str]]) -> list[Project]:
         """The selected projects of `entity`; tombstone candidates for mirrored ones it no longer has."""
         ledger = cx.ledger
         reason = unsafe_id_reason(entity)
@@ -293,6 +298,7 @@ class SyncEngine:
                 if p.entity != entity:
                     p.entity = entity
                 listed.add(p.name)
+                listed_all.append((entity, p.name))
                 if self.config.selects(entity, p.name):
                     projects.append(p)
         if unit.failed:

@@ -28,7 +28,6 @@ from ..events import (
 )
 from ..org_models import REGISTRY_PREFIX, Organization
 from ..store import Catalog
-from ..store.catalog import utcnow
 from ..store.org_catalog import (
     append_console,
     artifact_pk_by_id,
@@ -45,6 +44,7 @@ from ..store.org_catalog import (
     upsert_organization,
     upsert_registry,
 )
+from ..times import utcnow
 
 TAIL_CAP = 10_000  # W&B caps a console tail; beyond it the log is paged from the start
 AUTOMATION_FIELDS = ("name", "description", "enabled", "scope", "event", "action")
@@ -143,7 +143,7 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
             before = stored.get(key)
             upsert_link(conn, cpk, apk, rl.link)
             stats.links += 1
-            base = {"entity": org.org_entity, "project": rl.registry, "artifact_id": rl.artifact_id,
+            base: dict[str, Any] = {"entity": org.org_entity, "project": rl.registry, "artifact_id": rl.artifact_id,
                     "registry": rl.registry[len(REGISTRY_PREFIX):], "collection": rl.collection,
                     "version_index": rl.link.version_index}
             new_aliases = _aliases(rl.link.aliases)
