@@ -42,6 +42,17 @@ def one_of_each(store: Store) -> list[events.Event]:
         events.SweepUpdated(**scope, name="sw", state="RUNNING", changes={}),
         events.SweepFinished(**scope, name="sw", state="FINISHED", best_loss=0.1),
         events.Tombstoned(**scope, run="b1", what="run", key=f"{ENTITY}/{PROJECT}/b1"),
+        events.ArtifactLinked(entity="org", project="wandb-registry-model", artifact_id=art, registry="model",
+                              collection="prod-models", version_index=0, aliases=["production"]),
+        events.ArtifactUnlinked(entity="org", project="wandb-registry-model", artifact_id=art, registry="model",
+                                collection="prod-models", version_index=0, aliases=[]),
+        events.RegistryAliasesChanged(entity="org", project="wandb-registry-model", artifact_id=art, registry="model",
+                                      collection="prod-models", version_index=0, added=["production"], removed=[]),
+        events.ConsoleAppended(**scope, run="a1", first_line=0, last_line=9),
+        events.AutomationChanged(entity=ENTITY, project="", automation_id="VHJpZ2dlcjox", name="deploy",
+                                 changes={"enabled": {"before": 1, "after": 0}},
+                                 automation={"id": "VHJpZ2dlcjox", "name": "deploy", "enabled": False,
+                                             "scope": {"typename": "Project", "id": "p", "name": PROJECT}}),
     ]
 
 
