@@ -153,6 +153,8 @@ class SyncConfig:
     events_samples: int = setting("int+", 100000, "system-metrics rows per run")
     max_response_mb: int = setting("int+", 512, "a GraphQL answer larger than this (MB) fails the call")
     progress: str = setting("progress", "auto", "auto | always | never (a status line on a terminal)")
+    organization: bool = setting("bool", True, "registries and their links, console output, team members, "
+                                 "automations and integrations (never secrets)")
 
 
 @dataclass
