@@ -127,3 +127,17 @@ def test_world_readable_netrc_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert [r.getMessage() for r in caplog.records] == [
         f"{rc} holds your API key and other users can read it (mode 644): chmod 600 {rc}"]
     assert "k" * 40 not in caplog.text
+
+
+def test_a_glob_matching_nothing_is_a_warning_naming_it(seeded_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture, capsys) -> None:
+    from conftest import ENTITY
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    p = write(tmp_path, f'[source]\nbase_url = "{seeded_server.url}"\nprojects = ["{ENTITY}/vison-*"]\n'
+                        f'[store]\npath = "m"\n[sync]\nprogress = "never"\n')
+    with caplog.at_level(logging.WARNING, logger="wandb_mirror.sync"):
+        assert main(["sync", "-c", str(p), "--once"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"[source] projects glob '{ENTITY}/vison-*' matches no project; check the configuration"]
+    capsys.readouterr()

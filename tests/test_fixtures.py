@@ -14,6 +14,7 @@ import pytest
 
 from wandb_mirror import ids
 from wandb_mirror.demo_data import demo_fixture
+from wandb_mirror.digests import manifest_digest
 from wandb_mirror.fixtures import FixtureError, parse, seed
 from wandb_mirror.store import Store
 
@@ -100,7 +101,7 @@ def test_seed_small_fixture_contents(tmp_path):
         arts = cat.query("SELECT * FROM artifacts ORDER BY version_index")
         manifest = json.loads(store.objects.read_bytes(arts[1]["manifest_md5"]))
         assert manifest["contents"]["b.bin"]["extra"] == {"alg": "XXH128"}
-        assert arts[1]["digest"] == ids.artifact_manifest_digest({p: e["digest"] for p, e in manifest["contents"].items()})
+        assert arts[1]["digest"] == manifest_digest({p: e["digest"] for p, e in manifest["contents"].items()})
         a_txt = manifest["contents"]["a.txt"]["digest"]
         assert a_txt == base64.b64encode(hashlib.md5(b"hello").digest()).decode()
         assert json.loads(arts[1]["aliases"]) == ["latest"] and json.loads(arts[0]["aliases"]) == []

@@ -38,6 +38,7 @@ from reliability_support import (
 from wandb_mirror import ids
 from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
+from wandb_mirror.digests import manifest_digest
 from wandb_mirror.store import Store
 from wandb_mirror.sync import Engine, make_client
 
@@ -108,7 +109,7 @@ def make_hostile(path: Path) -> Path:
             manifest = json.loads(up.objects.read_bytes(v["manifest_md5"]))
             manifest["contents"][bad] = {"digest": ids.md5_hex_to_b64(up.objects.put_bytes(b"evil").md5), "size": 4}
             minfo = up.objects.put_bytes(json.dumps(manifest).encode())
-            digest = ids.artifact_manifest_digest({k: e["digest"] for k, e in manifest["contents"].items()})
+            digest = manifest_digest({k: e["digest"] for k, e in manifest["contents"].items()})
             with cat.transaction() as conn:
                 conn.execute("UPDATE artifacts SET manifest_md5 = ?, digest = ? WHERE pk = ?", [minfo.md5, digest, v["pk"]])
         # a manifest whose entry disagrees with the bytes upstream serves for it
@@ -124,7 +125,7 @@ def make_hostile(path: Path) -> Path:
         manifest = json.loads(up.objects.read_bytes(ghost["manifest_md5"]))
         manifest["contents"]["missing.txt"] = {"digest": ids.md5_hex_to_b64("0" * 32), "size": 7}
         minfo = up.objects.put_bytes(json.dumps(manifest).encode())
-        digest = ids.artifact_manifest_digest({k: e["digest"] for k, e in manifest["contents"].items()})
+        digest = manifest_digest({k: e["digest"] for k, e in manifest["contents"].items()})
         with cat.transaction() as conn:
             conn.execute("UPDATE artifacts SET manifest_md5 = ?, digest = ? WHERE pk = ?", [minfo.md5, digest, ghost["pk"]])
     return path

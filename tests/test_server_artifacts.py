@@ -40,12 +40,12 @@ def test_artifact_by_alias_latest_and_xxh128(api: Any, tmp_path: Path) -> None:
 
 
 def test_artifact_digest_matches_manifest(api: Any) -> None:
-    from wandb_mirror.ids import artifact_manifest_digest
+    from wandb_mirror.digests import manifest_digest
 
     art = api.artifact(f"{PATH}/mnist:v1")
     served = art.digest
     entries = {path: e.digest for path, e in art.manifest.entries.items()}
-    assert artifact_manifest_digest(entries) == served
+    assert manifest_digest(entries) == served
 
 
 def test_artifact_files(api: Any) -> None:

@@ -21,7 +21,7 @@ def test_demo_upstream_request_counts(tmp_path: Path, start_mirror_server, monke
         seed(up, demo_fixture())
         # registries are projects of the organization's entity, mirrored by their own unit
         projects = up.catalog.query("SELECT pk FROM projects WHERE name NOT LIKE 'wandb-registry-%'")
-        runs = up.catalog.query("SELECT last_step FROM runs")
+        runs = up.catalog.query("SELECT last_step, state FROM runs")
         n_files = up.catalog.scalar("SELECT COUNT(*) FROM files")
         n_types = up.catalog.scalar("SELECT COUNT(*) FROM artifact_types WHERE project_pk IN "
                                     f"({','.join(str(p['pk']) for p in projects)})")
@@ -57,8 +57,14 @@ def test_demo_upstream_request_counts(tmp_path: Path, start_mirror_server, monke
     # GETs: run files (identical bytes fetched once), one manifest per version, each distinct artifact file once
     assert gets1 <= n_files + n_versions + n_art_objects
     assert first.stats["artifacts"] == n_versions
-    # an unchanged pass: a constant per project, and the client's features are asked once per client
+    # an unchanged pass: a constant per project, and the client's features are asked once per client; the
+    # organization side: a constant (the org, members, integrations, automations, registries, collections,
+    # links) and one console line count per unfinished run
+    unfinished = sum(1 for r in runs if r["state"] not in ("finished", "crashed", "failed", "killed"))
+    org = {"FetchOrgInfoFromEntity": 1, "FetchOrganization": 1, "TeamMembers": 1, "IntegrationsByEntity": 1,
+           "GetEntityAutomations": 1, "FetchRegistries": 1, "RegistryCollections": 1, "RegistryLinks": 1,
+           "RunConsoleLogCount": unfinished}
     assert ops2 == Counter({"Viewer": 1, "GetProjects": 1, "Runs": n_projects, "ProjectArtifactTypes": n_projects,
                             "ArtifactTypeArtifactCollections": n_types, "GetSweeps": n_projects,
-                            "ProjectViews": n_projects})
-    assert second.requests == 2 + 4 * n_projects + n_types
+                            "ProjectViews": n_projects, **org})
+    assert second.requests == 2 + 4 * n_projects + n_types + sum(org.values())

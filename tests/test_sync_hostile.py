@@ -11,6 +11,7 @@ import pytest
 
 from wandb_mirror import ids
 from wandb_mirror.config import minimal_config
+from wandb_mirror.digests import manifest_digest
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
 from wandb_mirror.sync import Engine, make_client
@@ -53,7 +54,7 @@ def hostile(tmp_path: Path, start_mirror_server) -> tuple[Path, Any]:
         manifest = json.loads(up.objects.read_bytes(art["manifest_md5"]))
         manifest["contents"]["../escape.txt"] = {"digest": ids.md5_hex_to_b64(up.objects.put_bytes(b"E").md5), "size": 1}
         minfo = up.objects.put_bytes(json.dumps(manifest).encode())
-        digest = ids.artifact_manifest_digest({k: v["digest"] for k, v in manifest["contents"].items()})
+        digest = manifest_digest({k: v["digest"] for k, v in manifest["contents"].items()})
         with cat.transaction() as conn:
             conn.execute("UPDATE artifacts SET manifest_md5 = ?, digest = ? WHERE pk = ?", [minfo.md5, digest, art["pk"]])
     finally:

@@ -42,7 +42,7 @@ import dataclasses
 import fnmatch
 import re
 import sys
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -153,6 +153,8 @@ class SyncConfig:
     events_samples: int = setting("int+", 100000, "system-metrics rows per run")
     max_response_mb: int = setting("int+", 512, "a GraphQL answer larger than this (MB) fails the call")
     progress: str = setting("progress", "auto", "auto | always | never (a status line on a terminal)")
+    organization: bool = setting("bool", True, "registries and their links, console output, team members, "
+                                 "automations and integrations (never secrets)")
 
 
 @dataclass
@@ -203,25 +205,35 @@ class Config:
 
     def selects(self, entity: str, project: str) -> bool:
         """Whether entity/project is to be mirrored (projects globs, minus exclude_projects)."""
-        full = f"{entity}/{project}"
-
-        def hit(globs: list[str]) -> bool:
-            return any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs)
-
-        if self.source.projects and not hit(self.source.projects):
+        if self.source.projects and not any(_glob_hits(g, entity, project) for g in self.source.projects):
             return False
-        return not hit(self.source.exclude_projects)
+        return not any(_glob_hits(g, entity, project) for g in self.source.exclude_projects)
+
+    def unmatched(self, listed: Iterable[tuple[str, str]], entities: Iterable[str]) -> list[str]:
+        """What the configuration names that no listed (entity, project) matches: a typo, most likely."""
+        listed = list(listed)
+        have = {e for e, _ in listed}
+        out = [f"entity {e!r} has no project the API key can see" for e in entities if e not in have]
+        for key in ("projects", "exclude_projects"):
+            for g in getattr(self.source, key):
+                if not any(_glob_hits(g, e, p) for e, p in listed):
+                    out.append(f"[source] {key} glob {g!r} matches no project")
+        return out
 
     def project_options(self, entity: str, project: str) -> ProjectOptions:
-        full = f"{entity}/{project}"
         opts = dataclasses.replace(self.source.defaults, files_include=list(self.source.defaults.files_include),
                                    files_exclude=list(self.source.defaults.files_exclude),
                                    artifact_types=list(self.source.defaults.artifact_types))
         for globs, values in self.source.overrides:
-            if any(fnmatch.fnmatchcase(full if "/" in g else project, g) for g in globs):
+            if any(_glob_hits(g, entity, project) for g in globs):
                 for k, v in values.items():
                     setattr(opts, k, list(v) if isinstance(v, list) else v)
         return opts
+
+
+def _glob_hits(glob: str, entity: str, project: str) -> bool:
+    """A project glob matches "entity/project" when it has a "/", else the project name alone."""
+    return fnmatch.fnmatchcase(f"{entity}/{project}" if "/" in glob else project, glob)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,8 +59,9 @@ class Event:
     kind: ClassVar[str]
     subject_field: ClassVar[str | None] = None  # the payload field that is also the `subject` column
 
-    entity: str
-    project: str
+    # where it happened: filled in from the scope that emits it (sync) or the row it is read from
+    entity: str = ""
+    project: str = ""
     run: str | None = None  # the `run` column (the run name), None for events about no run
 
     @property

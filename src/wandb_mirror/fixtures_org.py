@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import fixtures as FX
-from . import ids
+from . import ids, times
 from .models import ArtifactCollection, Project
 from .org_models import (
     Automation,
@@ -75,7 +75,7 @@ def parse_console(path: str, spec: Any, start: datetime) -> list[ConsoleLine]:
         n = FX._int(f"{path}.lines", spec["lines"])
         rng = random.Random(FX._int(f"{path}.seed", spec.get("seed", 0)))
         return [ConsoleLine(number=i, line=f"step {i}: loss={rng.random():.4f}",
-                            timestamp=(start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+                            timestamp=times.console_time(start + timedelta(seconds=i)),
                             level="error" if rng.random() < 0.05 else "") for i in range(n)]
     out = []
     for i, item in enumerate(FX._list(path, spec)):
@@ -87,7 +87,7 @@ def parse_console(path: str, spec: Any, start: datetime) -> list[ConsoleLine]:
         if level not in ("", "error"):
             raise FX.FixtureError(f"{p}.level", f'expected "" or "error", got {FX._show(level)}')
         ts = (FX._time(f"{p}.timestamp", item["timestamp"]) if "timestamp" in item
-              else (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f"))
+              else times.console_time(start + timedelta(seconds=i)))
         out.append(ConsoleLine(number=i, line=FX._str(f"{p}.line", item["line"]), timestamp=ts, level=level,
                                label=FX._str(f"{p}.label", item.get("label", ""))))
     return out

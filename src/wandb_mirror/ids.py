@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 
-from .digests import manifest_digest
-
 
 def b64id(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
@@ -38,6 +36,3 @@ def content_md5_hex(b64: str) -> str:
 def md5_hex_to_b64(hexdigest: str) -> str:
     return base64.b64encode(bytes.fromhex(hexdigest)).decode()
 
-
-# sync/ still calls it by this name; it moves to digests.manifest_digest with the sync rebuild
-artifact_manifest_digest = manifest_digest

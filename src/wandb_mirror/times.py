@@ -21,6 +21,7 @@ from typing import Any
 WANDB_FORMAT = "%Y-%m-%dT%H:%M:%S"
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 FILENAME_FORMAT = "%Y%m%dT%H%M%SZ"
+CONSOLE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 def now() -> datetime:
@@ -41,6 +42,11 @@ def wandb_time(dt: datetime | None = None) -> str:
 def stamp(dt: datetime | None = None) -> str:
     """`dt` (default: now; without a zone: UTC) as the mirror stamps its own records."""
     return _utc(dt).strftime(STAMP_FORMAT)
+
+
+def console_time(dt: datetime | None = None) -> str:
+    """`dt` (default: now) as W&B stamps console lines: microseconds, no zone."""
+    return _utc(dt).strftime(CONSOLE_FORMAT)
 
 
 def filename_stamp(dt: datetime | None = None) -> str:

@@ -7,6 +7,7 @@ import argparse
 
 from ..config import load_config
 from ..errors import UsageError
+from ..paths import creatable_problem
 from ..times import format_duration
 from .options import add_config
 
@@ -29,8 +30,15 @@ def run(args: argparse.Namespace) -> int:
     # [plugins.NAME] tables belong to each plugin: the plugin system validates them (as the daemon
     # does at start), and each problem is placed on its line like the config's own errors.
     problems = check_plugin_config(cfg)
+    store_problem = creatable_problem(cfg.store_path) if cfg.store_path else None
+    if store_problem:
+        line = cfg.line_of("store", "path")
+        problems.append(f"store.path: {cfg.store_path} cannot be used as the store: {store_problem}")
+        if line:
+            problems[-1] = f"{args.file}:{line}: {problems[-1]}"
     if problems:
-        raise UsageError("\n".join(_placed(args.file, cfg, p) for p in problems))
+        raise UsageError("\n".join(p if p.startswith(f"{args.file}:") else _placed(args.file, cfg, p)
+                                    for p in problems))
     if not args.quiet:
         src = cfg.source
         what = ", ".join(src.projects) if src.projects else "every project"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, WorkFailed
+from ..paths import writable_dir
 
 MARKER = ".wandb-mirror-demo"
 PROJECT = "image-classification"
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if not (work / MARKER).exists():
             raise UsageError(f"{work} exists and is not a demo directory; choose another --dir")
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    writable_dir(work, "--dir")
     (work / MARKER).write_text("created by `wandb-mirror demo`; safe to delete\n")
     if not args.verbose:
         logging.getLogger("wandb_mirror").setLevel(logging.ERROR)

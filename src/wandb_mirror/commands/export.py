@@ -21,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from ..errors import UsageError
     from ..hooks.manager import _import_builtin
     from ..hooks.store_view import StoreView
     from ..hooks.tables import have_parquet
+    from ..paths import writable_dir
     from ..store import Store
 
     formats = list(dict.fromkeys(args.format))
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--project: expected ENTITY/PROJECT, got {args.project!r}")
         entity, project = args.project.split("/")
     exporter = _import_builtin("export")
-    out = Path(args.out)
     with Store(args.store, create=False, readonly=True) as store:
+        out = writable_dir(args.out, "--out")
         view = StoreView(store, "export")
         runs = view.runs(entity, project, include_tombstoned=True)
         if args.project and not runs:

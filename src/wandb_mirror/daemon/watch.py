@@ -3,6 +3,11 @@
 Editors save in many ways (write in place, write-then-rename, delete-then-create), so any event
 that touches the config file's name or a `*.py` in the plugins directory counts. Bursts are
 debounced into one reload.
+
+Only those files matter: inotify reports on whole directories, so every other name (the daemon's
+own log file next to the config, say) is dropped by name before any work, and watchdog's own
+per-event debug lines are silenced: at -vv they would describe writes to a log file they are
+written to, a loop that wrote megabytes a second.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ class _Handler(FileSystemEventHandler):
         self.w = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in ("opened", "closed_no_write") or event.is_directory:
             return
         paths = [event.src_path, getattr(event, "dest_path", "") or ""]
         for p in paths:
-            if p and self.w.relevant(Path(str(p))):
-                self.w.poke(str(p))
+            text = p.decode() if isinstance(p, bytes) else str(p)
+            if text and self.w.named(text) and self.w.relevant(Path(text)):
+                self.w.poke(text)
                 return
 
 
@@ -42,11 +48,21 @@ class ConfigWatcher:
         self.observer = Observer()
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        # watchdog logs every inotify event at DEBUG: never let it describe our own log file's writes
+        wd_log = logging.getLogger("watchdog")
+        if wd_log.getEffectiveLevel() < logging.INFO:
+            wd_log.setLevel(logging.INFO)
         handler = _Handler(self)
         self.observer.schedule(handler, str(self.config_path.parent), recursive=False)
         if self.plugins_dir is not None and self.plugins_dir.is_dir() and self.plugins_dir != self.config_path.parent:
             self.observer.schedule(handler, str(self.plugins_dir), recursive=False)
         self.observer.daemon = True
+
+    def named(self, path: str) -> bool:
+        """A cheap first filter by file name alone: the config's name or a plugin module's."""
+        name = path.rsplit("/", 1)[-1]
+        return name == self.config_path.name or (
+            self.plugins_dir is not None and name.endswith(".py") and not name.startswith((".", "_")))
 
     def relevant(self, path: Path) -> bool:
         try:

@@ -20,7 +20,7 @@ from .manager import parse_duration
 from .specs import PROJECT, hookimpl, hookspec
 from .store_view import PluginState, StoreView
 from .tables import atomic_write, write_table
-from .types import FINISHED_STATES, Artifact, CycleStats, FieldChange, File, Run, Sweep
+from .types import FINISHED_STATES, Artifact, Automation, CycleStats, FieldChange, File, Run, Sweep
 from .upstream import Upstream, UpstreamWriteError, WriteResult
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "File",
     "Artifact",
     "Sweep",
+    "Automation",
     "FieldChange",
     "CycleStats",
     "FINISHED_STATES",

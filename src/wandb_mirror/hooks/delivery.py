@@ -13,7 +13,9 @@ Contract:
   wait, so order holds. After `max_failures` consecutive failures the plugin is disabled
   (`plugin_cursors.disabled_at`, with the last error) until reset. A hook that runs past its
   timeout is abandoned: its writer is revoked, its thread is left to finish on its own, and it
-  counts as a failure. Nothing a plugin does stops the mirror.
+  counts as a failure. A hook that fails because its disk is full, read-only or failing (ENOSPC,
+  EROFS, EIO, SQLite's "disk is full") is retried with the same backoff but never counts toward
+  disabling: only plugin bugs do. Nothing a plugin does stops the mirror.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..client.transport import Transport
 from ..config import DaemonConfig
 from ..events import event_from_row
 from ..store import Store
+from ..store.failures import disk_failure
 from ..times import stamp_in, utcnow
 from .journal import settle_pending
 from .manager import PluginInfo, PluginSet, parse_duration
@@ -39,6 +42,19 @@ from .types import CycleStats
 from .upstream import Upstream
 
 log = logging.getLogger("wandb_mirror.delivery")
+
+
+def _environmental(e: BaseException) -> str | None:
+    """Why `e` (or what caused it) is a full, read-only or failing disk rather than a plugin bug."""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 5:
+        why = disk_failure(cur)
+        if why:
+            return why
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
 
 
 # The [daemon] keys delivery reads; their defaults, types and meaning are declared in config.py.
@@ -121,6 +137,7 @@ class _PluginRuntime:
     worker: _Worker | None = None
     hung: list[_Worker] = field(default_factory=list)
     retry_at: float = 0.0  # monotonic time before which the plugin is not called again
+    env_failures: int = 0  # consecutive failures of its disk (full, read-only, I/O): never disable it
     failures: int = 0
     disabled: bool = False
 
@@ -345,8 +362,13 @@ class Dispatcher:
                 self._failed(rt, hook, event, f"timed out after {timeout:g}s (abandoned)", "")
                 return "failed"
         if job.error is not None:
-            self._failed(rt, hook, event, f"{type(job.error).__name__}: {job.error}", job.tb)
+            env = _environmental(job.error)
+            if env:
+                self._env_failed(rt, hook, event, env)
+            else:
+                self._failed(rt, hook, event, f"{type(job.error).__name__}: {job.error}", job.tb)
             return "failed"
+        rt.env_failures = 0
         return "ok"
 
     def _timeout(self, info: PluginInfo) -> float:
@@ -364,6 +386,19 @@ class Dispatcher:
             rt.worker.close()
             rt.hung.append(rt.worker)
             rt.worker = None
+
+    def _env_failed(self, rt: _PluginRuntime, hook: str, event: str, reason: str) -> None:
+        """The disk (or filesystem) the plugin writes to is full, read-only or failing: not the
+        plugin's fault. Retried with the same capped backoff, for as long as it takes, without
+        counting toward disabling it."""
+        rt.env_failures += 1
+        delay = min(self.settings.retry_backoff * (2 ** (rt.env_failures - 1)), self.settings.retry_backoff_max)
+        rt.retry_at = self.clock() + delay
+        err = f"{hook} on {event}: {reason} (the environment, not the plugin: retried in {delay:g}s)"
+        log.warning("plugin %s could not finish: %s", rt.info.name, err)
+        with self.store.catalog.transaction() as conn:
+            conn.execute("UPDATE plugin_cursors SET last_error = ?, retry_at = ?, updated_at = ? WHERE plugin = ?",
+                         [err[:4000], stamp_in(delay), utcnow(), rt.info.name])
 
     def _failed(self, rt: _PluginRuntime, hook: str, event: str, message: str, tb: str) -> None:
         name = rt.info.name

@@ -35,6 +35,29 @@ from . import faults, migrations
 from .sync_records import SyncRecords
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. On a read-only filesystem SQLite cannot open a WAL database's
+    shared-memory file; there nothing can change the catalog under us, so it is opened immutable."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        if not _read_only_fs(path):
+            return conn  # the caller sees the real error
+        conn.close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    except sqlite3.DatabaseError:
+        pass  # not a database: reported by the store's catalog check
+    return conn
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class Catalog(SyncRecords):
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
@@ -73,7 +96,7 @@ class Catalog(SyncRecords):
         db = getattr(self._local, "db", None)
         if db is None:
             if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                conn = _connect_read_only(self.path)
             else:
                 conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -292,4 +315,4 @@ class Catalog(SyncRecords):
         )
 
 
-__all__ = ["Catalog", "utcnow", "dumps_compact"]
+__all__ = ["Catalog", "dumps_compact"]

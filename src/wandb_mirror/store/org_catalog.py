@@ -3,12 +3,12 @@ lines, integrations, automations). Each takes the connection of an open `Catalog
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from ..org_models import Automation, ConsoleLine, Integration, Link, Organization, Registry, TeamMember
+from .changelog import Change, Scope, insert_change
 
 
 def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -122,10 +122,8 @@ def tombstone_rows(conn: sqlite3.Connection, table: str, key: str, keys: list[An
 
 def record_event(conn: sqlite3.Connection, pass_id: int | None, event: Any, at: str) -> None:
     """One change row for `event` (an `events.Event`), in the transaction of the data it describes."""
-    conn.execute("INSERT INTO changes (pass_id, at, kind, entity, project, run, subject, payload) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 [pass_id, at, event.kind, event.entity, event.project, event.run, event.subject,
-                  json.dumps(event.payload(), separators=(",", ":"), default=str)])
+    insert_change(conn, Change(Scope(pass_id, event.entity, event.project), event.kind, event.payload(),
+                               run=event.run, subject=event.subject), at)
 
 
 def runs_for_console(conn: sqlite3.Connection, pass_id: int | None, entities: list[str]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import Artifact, ArtifactEntry, Run, RunFile, Sweep, User
+from ..times import utcnow
 from .changelog import Change, insert_change, max_seq
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 TOMBSTONE_TABLES = frozenset({"projects", "runs", "files", "artifacts", "artifact_collections", "sweeps", "reports"})
 _KEYED = {"sweeps": "name", "reports": "id"}
 
-
-def _now() -> str:
-    from .catalog import utcnow
-
-    return utcnow()
 
 
 @dataclass
@@ -181,7 +177,7 @@ class SyncRecords:
     def quarantine(self: _Core, pass_id: int | None, kind: str, upstream_path: str, reason: str,
                    detail: str | None = None) -> None:
         """Record an item that failed verification or was unsafe (once per kind, path and reason)."""
-        now = _now()
+        now = utcnow()
         with self.transaction() as conn:
             row = conn.execute("SELECT pk FROM quarantine WHERE kind = ? AND upstream_path = ? AND reason = ?",
                                [kind, upstream_path, reason]).fetchone()
@@ -197,7 +193,7 @@ class SyncRecords:
         if not tombstones:
             return 0
         with self.transaction() as conn:
-            return _tombstone(conn, tombstones, _now())
+            return _tombstone(conn, tombstones, utcnow())
 
     def live_keys(self: _Core, table: str, project_pk: int) -> dict[str, int]:
         """key -> pk of a project's sweeps (by name) or reports (by id) that are not tombstoned."""
@@ -242,7 +238,7 @@ class SyncRecords:
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
                 _set_state(conn, rec.project_pk, {_staging_key(rec.run.name): None})
             _set_state(conn, rec.project_pk, rec.state)
-            now = _now()
+            now = utcnow()
             for c in rec.changes:
                 insert_change(conn, c, now)
             return RunRecorded(run_pk, written, _tombstone(conn, rec.tombstones, now))
@@ -293,7 +289,7 @@ class SyncRecords:
         with self.transaction() as conn:
             _link(conn, artifact_pk, producer_run_pk, consumer_run_pk)
             for c in changes or ():
-                insert_change(conn, c, _now())
+                insert_change(conn, c, utcnow())
 
     def refresh_artifact(self: _Core, artifact_pk: int, a: Artifact, *, producer_run_pk: int | None = None,
                          consumer_run_pk: int | None = None, changes: list[Change] | None = None) -> None:
@@ -304,7 +300,7 @@ class SyncRecords:
                          "tombstoned_at = NULL WHERE pk = ?",
                          [a.aliases, a.tags, a.description, a.metadata, a.updated_at, artifact_pk])
             for c in changes or ():
-                insert_change(conn, c, _now())
+                insert_change(conn, c, utcnow())
 
     def record_artifact_version(self: _Core, rec: ArtifactVersionRecord) -> int:
         """Collection, type, version, entries, link and change in one transaction; returns the version's pk."""
@@ -322,11 +318,11 @@ class SyncRecords:
                 # the upstream re-created this version number (deleted and re-logged): keep the old row,
                 # tombstoned, under a negative index so both stay addressable.
                 conn.execute("UPDATE artifacts SET version_index = -pk, tombstoned_at = COALESCE(tombstoned_at, ?) "
-                             "WHERE pk = ?", [_now(), clash[0]])
+                             "WHERE pk = ?", [utcnow(), clash[0]])
             apk = self.upsert_artifact(cpk, a, rec.entries, producer_run_pk=rec.producer_run_pk)
             _link(conn, apk, None, rec.consumer_run_pk)
             for c in rec.changes:
-                insert_change(conn, c, _now())
+                insert_change(conn, c, utcnow())
             return apk
 
     # -- sweeps, reports -------------------------------------------------------------------
@@ -337,7 +333,7 @@ class SyncRecords:
         with self.transaction() as conn:
             self.upsert_sweep(project_pk, sweep)
             for c in changes:
-                insert_change(conn, c, _now())
+                insert_change(conn, c, utcnow())
 
     def report_row(self: _Core, project_pk: int, report_id: str) -> dict[str, Any] | None:
         return self.query_one("SELECT * FROM reports WHERE project_pk = ? AND id = ?", [project_pk, report_id])

@@ -14,6 +14,7 @@ import base64
 import json
 from typing import Any
 
+from .. import events as ev
 from ..client import RemoteArtifact, RemoteCollection
 from ..client.convert import md5_b64_to_hex, unsafe_id_reason, unsafe_path_reason
 from ..digests import ALGORITHMS, manifest_digest
@@ -116,8 +117,9 @@ def _refresh(cx: Context, scope: ch.Scope, ra: RemoteArtifact, row: dict[str, An
     if old_aliases != new_aliases:
         added = [x for x in new_aliases if x not in old_aliases]
         removed = [x for x in old_aliases if x not in new_aliases]
-        ch.artifact_aliases_changed(changes, scope, artifact_id=a.id, collection=a.collection_name,
-                                    version_index=a.version_index, added=added, removed=removed, aliases=new_aliases)
+        ch.emit(changes, scope, ev.ArtifactAliasesChanged(
+            artifact_id=a.id, collection=a.collection_name, version_index=a.version_index, added=added,
+            removed=removed, aliases=new_aliases))
     cx.catalog.refresh_artifact(pk, a, producer_run_pk=producer_pk, consumer_run_pk=consumer_pk, changes=changes)
     return pk
 
@@ -206,10 +208,10 @@ def _mirror_new(cx: Context, scope: ch.Scope, ra: RemoteArtifact, producer: tupl
     # 3. one transaction: collection, type, version, entries, link, change event
     ppk = cx.project_pk(ra.entity, ra.project, id=ra.project_id, internal_id=ra.project_internal_id)
     changes: list[ch.Change] = []
-    ch.artifact_version_mirrored(changes, scope, artifact_id=a.id, collection=a.collection_name,
-                                 type_name=a.type_name, version_index=a.version_index, digest=a.digest,
-                                 aliases=a.alias_list(), size=a.size, file_count=len(entries),
-                                 run=producer[0] if producer else None)
+    ch.emit(changes, scope, ev.ArtifactVersionMirrored(
+        artifact_id=a.id, collection=a.collection_name, type_name=a.type_name, version_index=a.version_index,
+        digest=a.digest, aliases=a.alias_list(), size=a.size, file_count=len(entries),
+        run=producer[0] if producer else None))
     apk = cx.catalog.record_artifact_version(ArtifactVersionRecord(
         project_pk=ppk, artifact=a, entries=entries, producer_run_pk=producer[1] if producer else None,
         consumer_run_pk=consumer_pk, changes=changes))

@@ -52,13 +52,15 @@ from ..client.convert import unsafe_id_reason
 from ..config import Config
 from ..errors import MirrorError, PassAborted, WorkFailed
 from ..models import Project
+from ..org_models import REGISTRY_PREFIX
 from ..store import Store
-from ..store.catalog import utcnow
 from ..store.sync_records import PassEnd
+from ..times import utcnow
 from . import changes as ch
 from .artifacts import manifest_digest, parse_manifest
 from .context import Context
 from .ledger import Ledger, StoreUnwritable, store_failure
+from .org_units import sync_org_pass
 from .progress import NullProgress, Progress
 from .project import sync_project
 from .reconcile import tombstone
@@ -253,13 +255,17 @@ class SyncEngine:
         cx.catalog.record_viewer(viewer.user, viewer.entity, [t for t in viewer.teams if not unsafe_id_reason(t)],
                                  self.config.source.base_url)
         projects: list[Project] = []
-        for entity in self._entities(viewer):
+        entities = self._entities(viewer)
+        for entity in entities:
             projects += self._projects_of(cx, entity)
         cx.ledger.stats.add("projects", len(projects))
         for p in projects:
             with cx.ledger.unit(f"{p.entity}/{p.name}"):
                 sync_project(cx, p, self.config.project_options(p.entity, p.name),
                              force_reconcile=self.force_reconcile)
+        if self.config.sync.organization:
+            with cx.ledger.unit("organization"):
+                sync_org_pass(cx, entities)
 
     def _entities(self, viewer: Viewer) -> list[str]:
         entities = list(self.config.source.entities)
@@ -275,7 +281,7 @@ class SyncEngine:
             entities = [viewer.entity]
         return entities
 
-    def _projects_of(self, cx: Context, entity: str) -> list[Project]:
+    def _projects_of(self, cx: Context, entity: str, listed_all: list[tuple[str, str]]) -> list[Project]:
         """The selected projects of `entity`; tombstone candidates for mirrored ones it no longer has."""
         ledger = cx.ledger
         reason = unsafe_id_reason(entity)
@@ -293,13 +299,15 @@ class SyncEngine:
                 if p.entity != entity:
                     p.entity = entity
                 listed.add(p.name)
+                if p.name.startswith(REGISTRY_PREFIX):
+                    continue  # a registry: its links are mirrored by the organization unit
                 if self.config.selects(entity, p.name):
                     projects.append(p)
         if unit.failed:
             return []
         cx.catalog.add_entity(entity)
         for pk, name in cx.catalog.live_projects(entity):
-            if name not in listed and self.config.selects(entity, name):
+            if name not in listed and self.config.selects(entity, name) and not name.startswith(REGISTRY_PREFIX):
                 ledger.tombstone(tombstone("projects", pk, ch.Scope(ledger.pass_id, entity, name), "project",
                                            f"{entity}/{name}"))
         return projects

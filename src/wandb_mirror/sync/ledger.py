@@ -17,10 +17,7 @@ The ledger is created by the engine and handed down; units never reach back up.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -28,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import AuthError, Problem, RetryBudgetExhausted
 from ..errors import IntegrityError, MirrorError, PassAborted
+from ..store.failures import disk_failure
 from ..store.sync_records import Tombstone
 
 if TYPE_CHECKING:
@@ -44,22 +42,11 @@ class StoreUnwritable(PassAborted):
 
 
 # errno values that mean "the store's filesystem cannot take writes", not "this item is bad"
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
-_SQLITE_DISK = ("database or disk is full", "attempt to write a readonly database", "disk i/o error",
-                "unable to open database file")
-
-
 def store_failure(e: BaseException) -> str | None:
     """Why `e` means the store cannot be written (disk full, read-only, I/O error), else None."""
     if isinstance(e, StoreUnwritable):
         return str(e)
-    if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
-        return e.strerror or os.strerror(e.errno)
-    if isinstance(e, sqlite3.Error):
-        text = str(e)
-        if any(m in text.lower() for m in _SQLITE_DISK):
-            return f"catalog: {text}"
-    return None
+    return disk_failure(e)
 
 
 class Stats:

@@ -14,6 +14,7 @@ catalog transaction (an event exists if and only if its data does). All are incr
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,13 @@ from ..events import (
 )
 from ..org_models import REGISTRY_PREFIX, Organization
 from ..store import Catalog
-from ..store.catalog import utcnow
 from ..store.org_catalog import (
     append_console,
     artifact_pk_by_id,
     console_tail_number,
     links_of,
     record_event,
+    runs_for_console,
     stored_rows,
     tombstone_link,
     tombstone_rows,
@@ -45,6 +46,9 @@ from ..store.org_catalog import (
     upsert_organization,
     upsert_registry,
 )
+from ..times import utcnow
+
+log = logging.getLogger(__name__)
 
 TAIL_CAP = 10_000  # W&B caps a console tail; beyond it the log is paged from the start
 AUTOMATION_FIELDS = ("name", "description", "enabled", "scope", "event", "action")
@@ -143,19 +147,21 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
             before = stored.get(key)
             upsert_link(conn, cpk, apk, rl.link)
             stats.links += 1
-            base = {"entity": org.org_entity, "project": rl.registry, "artifact_id": rl.artifact_id,
-                    "registry": rl.registry[len(REGISTRY_PREFIX):], "collection": rl.collection,
-                    "version_index": rl.link.version_index}
+            registry = rl.registry[len(REGISTRY_PREFIX):]
             new_aliases = _aliases(rl.link.aliases)
             if before is None or before["tombstoned_at"] is not None or before["artifact_pk"] != apk:
-                record_event(conn, pass_id, ArtifactLinked(**base, aliases=new_aliases), now)
+                record_event(conn, pass_id, ArtifactLinked(
+                    entity=org.org_entity, project=rl.registry, artifact_id=rl.artifact_id, registry=registry,
+                    collection=rl.collection, version_index=rl.link.version_index, aliases=new_aliases), now)
                 stats.linked += 1
                 continue
             old_aliases = _aliases(before["aliases"])
             added = [a for a in new_aliases if a not in old_aliases]
             removed = [a for a in old_aliases if a not in new_aliases]
             if added or removed:
-                record_event(conn, pass_id, RegistryAliasesChanged(**base, added=added, removed=removed), now)
+                record_event(conn, pass_id, RegistryAliasesChanged(
+                    entity=org.org_entity, project=rl.registry, artifact_id=rl.artifact_id, registry=registry,
+                    collection=rl.collection, version_index=rl.link.version_index, added=added, removed=removed), now)
                 stats.aliases_changed += 1
         names = {pk: key for key, pk in coll_pks.items()}
         for key, row in stored.items():
@@ -244,3 +250,23 @@ _UNSUPPORTED = ("Cannot query field", "Unknown argument", "Unknown type")
 
 def _unsupported(e: Exception) -> bool:
     return any(m in str(e) for m in _UNSUPPORTED)
+
+
+def sync_org_pass(cx: Any, entities: list[str]) -> OrgStats:
+    """The organization side of a pass (`cx`: the pass's sync Context), after its projects: the
+    console output of the runs this pass changed and of unfinished ones, everything else of each
+    entity and of its organization. Errors go to the pass's ledger; counts to its stats."""
+    runs = [RunRef(**r) for r in runs_for_console(cx.catalog.conn, cx.ledger.pass_id, entities)]
+    stats, errors = sync_org_side(cx.catalog, cx.client, cx.ledger.pass_id, entities, runs)
+    for e in errors:
+        where, _, message = e.partition(": ")
+        cx.ledger.error(where, message)
+    for key, n in (("registries", stats.registries), ("registry_links", stats.links), ("links_new", stats.linked), ("links_removed", stats.unlinked),
+                   ("link_alias_moves", stats.aliases_changed), ("console_lines", stats.console_lines),
+                   ("automations_changed", stats.automations_changed)):
+        if n:
+            cx.ledger.stats.add(key, n)
+    if stats.links_skipped:
+        log.info("%d registry links point at versions this mirror does not hold (first: %s)",
+                 len(stats.links_skipped), stats.links_skipped[0])
+    return stats

@@ -24,9 +24,10 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import Any
 
+from .. import events as ev
+from .. import times
 from ..client import Problem, RunListing, RunsInfo
 from ..client.convert import unsafe_id_reason
 from ..config import ProjectOptions
@@ -43,22 +44,6 @@ UNFINISHED_STATES = ["running", "pending", "preempting", "preempted"]
 SWEEP_DONE_STATES = frozenset({"FINISHED", "CANCELED", "CRASHED", "FAILED"})
 SWEEP_FIELDS = ("display_name", "config", "method", "state", "description", "best_loss", "run_count",
                 "run_count_expected", "updated_at", "metric_name", "metric_goal")
-
-
-def _iso_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def parse_time(s: str | None) -> float | None:
-    if not s:
-        return None
-    try:
-        d = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return d.timestamp()
 
 
 def sync_project(cx: Context, project: Project, proj_opts: ProjectOptions, *, force_reconcile: bool) -> None:
@@ -90,7 +75,7 @@ class ProjectSync:
         cx.progress.set_project(proj.where)
 
         watermark = cx.catalog.sync_state(pk, "created_watermark")
-        last_reconcile = parse_time(cx.catalog.sync_state(pk, "last_reconcile"))
+        last_reconcile = times.epoch(cx.catalog.sync_state(pk, "last_reconcile"))
         if watermark is None:
             mode = "initial"
         elif (self.force_reconcile or last_reconcile is None
@@ -123,7 +108,7 @@ class ProjectSync:
         if new_wm is not None and new_wm != watermark:
             state["created_watermark"] = new_wm
         if proj.ok and mode in ("initial", "reconcile"):
-            state["last_reconcile"] = _iso_now()
+            state["last_reconcile"] = times.wandb_time()
         cx.catalog.set_sync_state(pk, state)
 
     # -- runs ------------------------------------------------------------------------------------
@@ -264,10 +249,10 @@ class ProjectSync:
             diff = {f: {"before": old[f] if old else None, "after": getattr(s, f)} for f in SWEEP_FIELDS
                     if old is None or old[f] != getattr(s, f)}
             changes: list[ch.Change] = []
-            ch.sweep_updated(changes, proj.scope, s.name, s.state, diff)
+            ch.emit(changes, proj.scope, ev.SweepUpdated(name=s.name, state=s.state, changes=diff))
             was_done = old is not None and old["state"] in SWEEP_DONE_STATES and old["tombstoned_at"] is None
             if s.state in SWEEP_DONE_STATES and not was_done:
-                ch.sweep_finished(changes, proj.scope, s.name, s.state, s.best_loss)
+                ch.emit(changes, proj.scope, ev.SweepFinished(name=s.name, state=s.state, best_loss=s.best_loss))
             cx.catalog.record_sweep(proj.pk, s, changes)
             cx.ledger.stats.add("sweeps")
         self.tombstone_unlisted("sweep", "sweeps", listing, problems)

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from ..client import Problem
+from ..events import Tombstoned
 from ..store.sync_records import Tombstone
 from . import changes as ch
 
@@ -70,6 +71,4 @@ class Listing(Generic[K]):
 
 def tombstone(table: str, pk: int, scope: ch.Scope, kind: str, key: str, run: str | None = None) -> Tombstone:
     """A tombstone candidate for the row `pk` of `table`, with its `tombstoned` change."""
-    changes: list[ch.Change] = []
-    ch.tombstoned(changes, scope, kind, key, run=run)
-    return Tombstone(table, pk, changes[0])
+    return Tombstone(table, pk, ch.change_of(scope, Tombstoned(what=kind, key=key, run=run)))

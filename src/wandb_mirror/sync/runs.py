@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import events as ev
 from ..client import Problem, RunListing
 from ..client.convert import parse_history_row
 from ..models import Run, RunFile, loads_lenient
-from ..store.catalog import utcnow
 from ..store.sync_records import RunRecord, Tombstone
+from ..times import utcnow
 from . import changes as ch
 from .artifacts import mirror_artifact
 from .context import Context, ProjectRef
@@ -126,20 +127,21 @@ class RunWork:
         # they are done makes the next pass redo this run.
         changes = rec.changes
         if old_run is None:
-            ch.run_created(changes, proj.scope, self.name, state=run.state, display_name=run.display_name,
-                           created_at=run.created_at)
+            ch.emit(changes, proj.scope, ev.RunCreated(run=self.name, state=run.state, display_name=run.display_name,
+                                                       created_at=run.created_at))
         else:
             if old_run.state != run.state:
-                ch.run_state_changed(changes, proj.scope, self.name, old_run.state, run.state)
+                ch.emit(changes, proj.scope, ev.RunStateChanged(run=self.name, old=old_run.state, new=run.state))
             diff = run_diff(old_run, run)
             if diff:
-                ch.run_updated(changes, proj.scope, self.name, diff)
+                ch.emit(changes, proj.scope, ev.RunUpdated(run=self.name, changes=diff))
         first, last, rows = appended
         if rows and first is not None and last is not None:
-            ch.history_appended(changes, proj.scope, self.name, first, last, rows)
+            ch.emit(changes, proj.scope, ev.HistoryAppended(run=self.name, first_step=first, last_step=last, rows=rows))
         for f, changed in files:
             rec.files.append(f)
-            ch.file_mirrored(rec.changes, proj.scope, self.name, f.name, f.md5, f.size, changed)
+            ch.emit(rec.changes, proj.scope, ev.FileMirrored(run=self.name, name=f.name, md5=f.md5, size=f.size,
+                                                             changed=changed))
         if files_listed:
             # deletions a complete file listing proves are recorded with the markers that say it was
             # read: a pass that later ends with errors cannot lose them
