@@ -98,6 +98,12 @@ def test_restore_gives_the_official_client_the_same_projects(demo: Any, target: 
     target.reset_log()
     assert main(restore_args(demo, target, tmp_path)) == 0
     assert [e for e in target.request_log() if e["method"] != "GET"] == []
+    # a sweep created by a restore killed before it journaled the create is found, not created twice
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(x for x in journal.read_text().splitlines(keepends=True) if "|sweep|" not in x))
+    assert main(restore_args(demo, target, tmp_path)) == 0
+    assert [e["operation"] for e in target.request_log() if e["operation"] == "UpsertSweep"] == []
+    assert len(make_wandb_api(target.url).project("image-classification", entity="acme-ml").sweeps()) == 1
 
 
 def test_restore_resumes_after_kill_9_without_duplicates(demo: Any, tmp_path: Path, start_mirror_server: Any,

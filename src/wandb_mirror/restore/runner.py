@@ -115,6 +115,12 @@ class ProjectRestore:
     # -- sweeps -----------------------------------------------------------------------------
     def restore_sweep(self, sweep: Any) -> None:
         def send() -> dict[str, Any]:
+            # The target names a sweep itself, so a create cannot be made idempotent by name: a sweep
+            # created by a restore stopped before journaling it is found by its config instead.
+            taken = set(self.sweep_names.values())
+            for existing in self.target.sweeps(self.entity, self.project):
+                if existing["config"] == sweep.config and existing["name"] not in taken:
+                    return {"name": existing["name"]}
             name = self.target.create_sweep(self.entity, self.project, sweep.config, sweep.display_name,
                                             sweep.description, sweep.state)
             self.counts.sweeps += 1

@@ -141,6 +141,12 @@ class Target:
         self.t.graphql("UseArtifact", USE_ARTIFACT, {"input": {"entityName": entity, "projectName": project,
                                                                "runName": run, "artifactID": artifact_id}})
 
+    def sweeps(self, entity: str, project: str) -> list[dict[str, Any]]:
+        """The project's sweeps ({name, displayName, config}); none when the project does not exist yet."""
+        data = self.t.graphql("GetSweeps", PROJECT_SWEEPS, {"entity": entity, "project": project})
+        project_node = data.get("project") or {}
+        return [e["node"] for e in (project_node.get("sweeps") or {}).get("edges", []) if e.get("node")]
+
     def create_sweep(self, entity: str, project: str, config_yaml: str, display_name: str | None,
                      description: str | None, state: str | None) -> str:
         data = self.t.graphql("UpsertSweep", UPSERT_SWEEP, {
