@@ -28,7 +28,6 @@ TOMBSTONE_TABLES = frozenset({"projects", "runs", "files", "artifacts", "artifac
 _KEYED = {"sweeps": "name", "reports": "id"}
 
 
-
 @dataclass
 class Tombstone:
     """A row upstream no longer lists; applied (tombstoned_at set, `tombstoned` change) when proven."""
