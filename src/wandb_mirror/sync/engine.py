@@ -255,9 +255,13 @@ class SyncEngine:
         cx.catalog.record_viewer(viewer.user, viewer.entity, [t for t in viewer.teams if not unsafe_id_reason(t)],
                                  self.config.source.base_url)
         projects: list[Project] = []
+        listed: list[tuple[str, str]] = []
         entities = self._entities(viewer)
         for entity in entities:
-            projects += self._projects_of(cx, entity)
+            projects += self._projects_of(cx, entity, listed)
+        if not cx.ledger.errors:  # a failed listing is reported as such, not as a typo
+            for what in self.config.unmatched(listed, entities):
+                log.warning("%s; check the configuration", what)
         cx.ledger.stats.add("projects", len(projects))
         for p in projects:
             with cx.ledger.unit(f"{p.entity}/{p.name}"):
@@ -299,6 +303,7 @@ class SyncEngine:
                 if p.entity != entity:
                     p.entity = entity
                 listed.add(p.name)
+                listed_all.append((entity, p.name))
                 if p.name.startswith(REGISTRY_PREFIX):
                     continue  # a registry: its links are mirrored by the organization unit
                 if self.config.selects(entity, p.name):
