@@ -424,9 +424,14 @@ def raw_get_loop(base: str, paths: list[tuple[str, int]], threads: int) -> tuple
 
 def sqlite_insert_rate(source: Path, dest: Path, rows: int = 200_000, chunk: int = 5000) -> tuple[float, float]:
     """History rows/s (and MB/s) into a fresh catalog-shaped table, the mirror's pragmas and chunking."""
-    src = sqlite3.connect(f"file:{source / 'catalog.db'}?mode=ro", uri=True)
-    data = src.execute("SELECT run_pk, step, row FROM history LIMIT ?", [rows]).fetchall()
-    src.close()
+    from wandb_mirror.store import Store
+
+    data: list[tuple[int, int, str]] = []
+    with Store(source, create=False, readonly=True) as st:  # finished runs' rows are in segments
+        for (pk,) in st.catalog.conn.execute("SELECT pk FROM runs ORDER BY pk").fetchall():
+            data += [(pk, step, text) for step, text in st.history.texts(pk)][:rows - len(data)]
+            if len(data) >= rows:
+                break
     dest.unlink(missing_ok=True)
     conn = sqlite3.connect(dest, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")

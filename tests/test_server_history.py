@@ -25,9 +25,10 @@ def stored_rows(seeded_store: Any) -> dict[str, list[dict[str, Any]]]:
     store = Store(seeded_store, create=False, readonly=True)
     try:
         out: dict[str, list[dict[str, Any]]] = {}
-        for r in store.catalog.query("SELECT r.name, h.row FROM history h JOIN runs r ON r.pk = h.run_pk "
-                                     "ORDER BY r.name, h.step"):
-            out.setdefault(r["name"], []).append(json.loads(r["row"]))
+        for r in store.catalog.query("SELECT pk, name FROM runs ORDER BY name"):
+            rows = [json.loads(t) for _, t in store.history.texts(r["pk"])]
+            if rows:
+                out[r["name"]] = rows
         return out
     finally:
         store.close()

@@ -311,7 +311,8 @@ class Catalog(SyncRecords):
         yield from self.conn.execute(
             "SELECT md5, 'file ' || run_pk || '/' || name FROM file_versions "
             "UNION ALL SELECT md5, 'artifact file ' || artifact_pk || '/' || path FROM artifact_files WHERE md5 IS NOT NULL "
-            "UNION ALL SELECT manifest_md5, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL"
+            "UNION ALL SELECT manifest_md5, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL "
+            "UNION ALL SELECT md5, 'history segment ' || run_pk || '@' || first_step FROM history_segments"
         )
 
 
