@@ -76,6 +76,7 @@ def test_compaction_keeps_every_value_and_readers_merge_tail(tmp_path: Path) -> 
 def test_long_running_tail_is_compacted_into_bounded_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(history, "SEGMENT_ROWS", 100)
     monkeypatch.setattr(history, "TAIL_ROWS", 40)
+    monkeypatch.setattr(history, "ALIGN", 50)
     store, pks = _store_with_tails(tmp_path / "s", {"live": ("running", 30)})
     pk = pks["live"]
     assert store.history.compact_due() == (0, 0)  # below TAIL_ROWS: stays in the tail
@@ -85,7 +86,14 @@ def test_long_running_tail_is_compacted_into_bounded_segments(tmp_path: Path, mo
     ranges = [(s.first_step, s.last_step) for s in store.history.segments(pk)]
     assert all(s.rows <= 100 for s in store.history.segments(pk))
     assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:])) and ranges[0][0] == 0  # contiguous
+    assert (ranges[-1][1] + 1) % 50 == 0  # a running run's segments end on ALIGN: the live part starts a page
+    tail = [r["step"] for r in store.catalog.query("SELECT step FROM history WHERE run_pk = ? ORDER BY step", [pk])]
+    assert tail[0] == ranges[-1][1] + 1 and len(tail) < 50 + 40
     assert [s for s, _ in store.history.rows(pk)] == list(range(250))
+    store.catalog.conn.execute("UPDATE runs SET state = 'finished'")
+    store.catalog.conn.commit()
+    store.history.compact_due()  # finished: the whole tail
+    assert store.history.segments(pk)[-1].last_step == 249 and store.history.count(pk) == 250
 
 
 def test_migration_of_an_old_store_resumes_after_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

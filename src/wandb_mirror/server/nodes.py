@@ -23,6 +23,7 @@ from .. import ids
 from ..models import loads_lenient
 from ..store.history import History
 from . import filters as F
+from . import parquet as PQ
 from .data import Data, parse_filters
 from .org import EntityOrgFields
 from .urls import Urls
@@ -41,6 +42,7 @@ class Ctx:
     read_only: bool
     features: list[str]
     memo: dict[Any, Any] = field(default_factory=dict)
+    export_delay: float = 0.0  # `serve --parquet-export-delay`
 
 
 def ctx_of(info: GraphQLResolveInfo) -> Ctx:
@@ -490,8 +492,10 @@ class RunNode:
         return out
 
     def parquetHistory(self, info: GraphQLResolveInfo, liveKeys: list[str]) -> dict[str, Any]:
-        # No parquet exports: an empty answer makes the client page everything through HistoryPage.
-        return {"parquetUrls": [], "liveData": []}
+        p = self._project
+        prefix = f"{p['entity']}_{p['name']}_{self.name}"
+        return PQ.parquet_history(self._ctx.conn, self._history(), self.pk, prefix, liveKeys,
+                                  self._ctx.export_delay, self._ctx.urls.signed)
 
     def logLineCount(self, info: GraphQLResolveInfo) -> int:
         from .console import line_count

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT_ROWS = 100_000   # rows per segment (a segment is decoded one 64k-row group at a time)
 TAIL_ROWS = 10_000       # a running run's tail is compacted once it holds this many rows
+ALIGN = 1000             # ... up to a step that is a multiple of this
 FINAL_STATES_SQL = "r.state IS NOT NULL AND r.state NOT IN ('running', 'pending', 'preempting')"
 
 Row = tuple[int, dict[str, Any]]
@@ -205,8 +206,9 @@ class History:
                 yield from segments.decode(f, min_step=min_step, max_step=max_step, columns=cols)
 
     # -- compaction -------------------------------------------------------------------------
-    def compact(self, run_pk: int) -> int:
-        """Move the run's whole tail into segments; returns the rows moved (0 without pyarrow).
+    def compact(self, run_pk: int, *, below: int | None = None) -> int:
+        """Move the run's tail (its steps < `below`, if given) into segments; returns the rows moved
+        (0 without pyarrow).
 
         Each batch of up to SEGMENT_ROWS tail rows is one transaction (objects first, then the
         index rows and the tail deletion), so an interrupted compaction resumes where it stopped.
@@ -214,14 +216,14 @@ class History:
         if not segments.available():
             return 0
         moved = 0
-        while (n := self._compact_batch(run_pk)) > 0:
+        while (n := self._compact_batch(run_pk, below)) > 0:
             moved += n
         return moved
 
-    def _compact_batch(self, run_pk: int) -> int:
+    def _compact_batch(self, run_pk: int, below: int | None) -> int:
         with self.cat.transaction() as conn:  # the write lock: no tail row changes under us
-            tail = conn.execute("SELECT step, row FROM history WHERE run_pk = ? ORDER BY step LIMIT ?",
-                                [run_pk, SEGMENT_ROWS]).fetchall()
+            tail = conn.execute("SELECT step, row FROM history WHERE run_pk = ? AND step < ? ORDER BY step LIMIT ?",
+                                [run_pk, 2 ** 63 - 1 if below is None else below, SEGMENT_ROWS]).fetchall()
             parsed = [(s, r) for s, t in tail if (r := _parse(t)) is not None]
             if not parsed:
                 if tail:
@@ -247,13 +249,17 @@ class History:
             conn.executemany("DELETE FROM history WHERE run_pk = ? AND step = ?", [(run_pk, s) for s, _ in parsed])
             return len(parsed)
 
-    def due(self, tail_rows: int | None = None) -> list[int]:
-        """Runs whose tail should become segments: finished (any state but running) or past `tail_rows`."""
+    def due(self, tail_rows: int | None = None) -> list[tuple[int, int | None]]:
+        """(run, compact below this step) for the runs whose tail should become segments: finished
+        ones whole, and running ones past `tail_rows` up to a multiple of ALIGN (see below)."""
         cur = self._connect().execute(
-            f"SELECT h.run_pk FROM history h JOIN runs r ON r.pk = h.run_pk GROUP BY h.run_pk "
+            f"SELECT h.run_pk, {FINAL_STATES_SQL.replace('r.state', 'MAX(r.state)')}, MAX(h.step) FROM history h "
+            f"JOIN runs r ON r.pk = h.run_pk GROUP BY h.run_pk "
             f"HAVING COUNT(*) >= ? OR ({FINAL_STATES_SQL.replace('r.state', 'MAX(r.state)')})",
             [TAIL_ROWS if tail_rows is None else tail_rows])
-        return [r[0] for r in cur.fetchall()]
+        # A running run's segments end on a multiple of ALIGN, so what stays live starts on a page
+        # of the official client's scan (server/parquet.py explains why that matters).
+        return [(pk, None if final else last // ALIGN * ALIGN) for pk, final, last in cur.fetchall()]
 
     def compact_due(self, tail_rows: int | None = None) -> tuple[int, int]:
         """Compact every run that is due: (runs, rows moved). Also the migration of a store made
@@ -261,8 +267,8 @@ class History:
         if not segments.available():
             return 0, 0
         runs = rows = 0
-        for run_pk in self.due(tail_rows):
-            n = self.compact(run_pk)
+        for run_pk, below in self.due(tail_rows):
+            n = self.compact(run_pk, below=below)
             runs += n > 0
             rows += n
         return runs, rows

@@ -76,6 +76,23 @@ def _kind(values: list[Any]) -> str:
     return kinds.pop() if kinds else "json"
 
 
+def _nested_array(pa: Any, col: list[Any]) -> Any:
+    """An Arrow struct or list array for objects/lists that decodes back to exactly `col`, else None
+    (keys that come and go inside the objects, mixed types, nulls: those stay JSON text)."""
+    present = [v for v in col if v is not None]
+    if not present or not (all(type(v) is dict for v in present) or all(type(v) is list for v in present)):
+        return None
+    try:
+        arr = pa.array(col)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    if not (pa.types.is_struct(arr.type) or pa.types.is_list(arr.type)) or pa.types.is_null(arr.type):
+        return None
+    back = arr.to_pylist()
+    same = all(a is None if b is None else _json_text(a) == _json_text(b) for a, b in zip(back, col))
+    return arr if same else None
+
+
 def _json_text(v: Any) -> str:
     return json.dumps(v, allow_nan=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -98,7 +115,9 @@ def encode(rows: list[tuple[int, dict[str, Any]]]) -> bytes:
     for k in keys:
         col = [(null if row[k] is None else row[k]) if k in row else None for _, row in rows]
         kind = "json" if any(v is null for v in col) else _kind(col)
-        if kind == "json":
+        if kind == "json" and (nested := _nested_array(pa, col)) is not None:
+            arrays.append(nested)  # objects and lists as Arrow structs/lists, as W&B's exports hold them
+        elif kind == "json":
             json_cols.append(k)
             arrays.append(pa.array([None if v is None else _json_text(None if v is null else v) for v in col],
                                    type=pa.string()))
