@@ -80,9 +80,13 @@ def parquet_history(conn: sqlite3.Connection, history: History, run_pk: int, fil
     return {"parquetUrls": urls, "liveData": live}
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
-    """(first, last) byte of a single `Range: bytes=...` header; None to send the whole file;
-    "unsatisfiable" for a range outside the file (416). Multi-ranges are answered whole (allowed)."""
+class Unsatisfiable(ValueError):
+    """A Range outside the file (answered 416)."""
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single `Range: bytes=...` header, or None to send the whole file;
+    raises Unsatisfiable for a range outside the file. Multi-ranges are answered whole (allowed)."""
     if not header:
         return None
     unit, _, spec = header.strip().partition("=")
@@ -95,14 +99,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
         if a == "":
             n = int(b)
             if n <= 0:
-                return "unsatisfiable"
+                raise Unsatisfiable(header)
             return max(0, size - n), size - 1
         first = int(a)
         last = int(b) if b else size - 1
-    except ValueError:
+    except ValueError as e:
+        if isinstance(e, Unsatisfiable):
+            raise
         return None
     if first >= size or last < first:
-        return "unsatisfiable"
+        raise Unsatisfiable(header)
     return first, min(last, size - 1)
 
 
@@ -123,15 +129,16 @@ def send_export(handler: Any, path: str, query: dict[str, list[str]], method: st
         return
     with f:
         size = objects.size(md5)
-        rng = parse_range(handler.headers.get("Range"), size)
-        if rng == "unsatisfiable":
+        try:
+            rng = parse_range(handler.headers.get("Range"), size)
+        except Unsatisfiable:
             handler._send(416, b"", "text/plain", head=True, headers={"Content-Range": f"bytes */{size}"})
             return
         if rng is None:
             handler._stream(iter(lambda: f.read(1 << 20), b""), size, "application/vnd.apache.parquet", method, fault,
                             headers={"Accept-Ranges": "bytes"})
             return
-        first, last = rng  # type: ignore[misc]
+        first, last = rng
         f.seek(first)
         left = last - first + 1
 

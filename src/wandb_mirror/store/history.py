@@ -23,7 +23,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import segments
 from .catalog import Catalog, utcnow
@@ -70,12 +70,16 @@ def _parse(text: str) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
-def _merge(base: Iterator[Row], over: Iterator[Row]) -> Iterator[Row]:
+T = TypeVar("T")
+
+
+def _merge(base: Iterator[tuple[int, T]], over: Iterator[tuple[int, T]]) -> Iterator[tuple[int, T]]:
     """Two step-ordered streams as one; on the same step, `over` wins."""
     x, y = next(base, None), next(over, None)
     while x is not None or y is not None:
         if y is None or (x is not None and x[0] < y[0]):
-            yield x  # type: ignore[misc]
+            assert x is not None
+            yield x
             x = next(base, None)
         else:
             if x is not None and x[0] == y[0]:
@@ -178,7 +182,7 @@ class History:
         """(step, row JSON text): tail rows exactly as mirrored, segment rows re-encoded."""
         segs, tail = self._snapshot(run_pk, min_step, max_step)
         seg_texts = ((s, row_text(r)) for s, r in self._segment_rows(segs, min_step, max_step, None))
-        yield from _merge(seg_texts, iter(tail))  # type: ignore[arg-type]
+        yield from _merge(seg_texts, ((s, t) for s, t in tail))
 
     def _snapshot(self, run_pk: int, min_step: int | None, max_step: int | None) -> tuple[list[Segment], list[tuple[int, str]]]:
         """The segments and tail rows in range, read consistently: a compaction that moves rows from

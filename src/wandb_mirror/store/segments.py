@@ -113,7 +113,7 @@ def encode(rows: list[tuple[int, dict[str, Any]]]) -> bytes:
     # An explicit JSON null is a value, unlike a missing key: mark it so _kind sees it.
     null = object()
     for k in keys:
-        col = [(null if row[k] is None else row[k]) if k in row else None for _, row in rows]
+        col: list[Any] = [(null if row[k] is None else row[k]) if k in row else None for _, row in rows]
         kind = "json" if any(v is null for v in col) else _kind(col)
         if kind == "json" and (nested := _nested_array(pa, col)) is not None:
             arrays.append(nested)  # objects and lists as Arrow structs/lists, as W&B's exports hold them
