@@ -73,9 +73,8 @@ def parquet_history(conn: sqlite3.Connection, history: History, run_pk: int, fil
     urls = [sign(export_path(s.md5, f"{file_prefix}_{i}.runhistory.parquet")) for i, s in enumerate(segs)]
     keys = [k for k in live_keys if isinstance(k, str)] or ["_step"]
     live: list[dict[str, Any]] = []
-    for step, row in history.rows(run_pk, keys=keys):
-        if any(s.first_step <= step <= s.last_step for s in segs):
-            continue
+    # the exports are a prefix of the run's steps: what follows them is live
+    for step, row in history.rows(run_pk, min_step=segs[-1].last_step + 1 if segs else None, keys=keys):
         live.append({k: row[k] for k in keys if k in row} | {"_step": step})
     return {"parquetUrls": urls, "liveData": live}
 

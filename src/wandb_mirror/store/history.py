@@ -233,25 +233,48 @@ class History:
                 if tail:
                     log.warning("run %s: %d history rows in the tail are not JSON objects; left there", run_pk, len(tail))
                 return 0
-            lo, hi = parsed[0][0], parsed[-1][0]
-            segs = self.segments(run_pk)
-            redo = [s for s in segs if s.last_step >= lo and s.first_step <= hi]
-            if not redo and segs and segs[-1].last_step < lo and segs[-1].rows + len(parsed) <= SEGMENT_ROWS:
-                redo = [segs[-1]]  # extend a small last segment instead of adding another small one
-            merged = list(_merge(self._segment_rows(redo, None, None, None), iter(parsed)))
-            new = []
-            for i in range(0, len(merged), SEGMENT_ROWS):
-                part = merged[i:i + SEGMENT_ROWS]
-                data = segments.encode(part)
-                info = self.objects.put_bytes(data)
-                keys = sorted({k for _, r in part for k in r} | {"_step"})
-                new.append((run_pk, part[0][0], part[-1][0], len(part), json.dumps(keys), info.md5, info.size))
-            conn.executemany("DELETE FROM history_segments WHERE run_pk = ? AND first_step = ?",
-                             [(run_pk, s.first_step) for s in redo])
-            conn.executemany(f"INSERT INTO history_segments ({_SEG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             [(*n, utcnow()) for n in new])
+            self._write(conn, run_pk, parsed)
             conn.executemany("DELETE FROM history WHERE run_pk = ? AND step = ?", [(run_pk, s) for s, _ in parsed])
             return len(parsed)
+
+    def put_rows(self, run_pk: int, rows: Iterable[Row]) -> int:
+        """Write step-ordered rows straight into segments (rows that arrive as a whole, such as W&B's
+        parquet exports, need not pass through the tail). A step already stored is replaced."""
+        if not segments.available():
+            return self.append(run_pk, ((s, row_text(r)) for s, r in rows))
+        n = 0
+        batch: list[Row] = []
+        for item in rows:
+            batch.append(item)
+            if len(batch) >= SEGMENT_ROWS:
+                n += self._put_batch(run_pk, batch)
+                batch = []
+        return n + (self._put_batch(run_pk, batch) if batch else 0)
+
+    def _put_batch(self, run_pk: int, batch: list[Row]) -> int:
+        with self.cat.transaction() as conn:
+            self._write(conn, run_pk, batch)
+        return len(batch)
+
+    def _write(self, conn: sqlite3.Connection, run_pk: int, rows: list[Row]) -> None:
+        """Inside a transaction: `rows` (step-ordered) merged with the segments they overlap, as new
+        segments; the old index rows go. Objects are published before the rows that name them."""
+        lo, hi = rows[0][0], rows[-1][0]
+        segs = self.segments(run_pk)
+        redo = [s for s in segs if s.last_step >= lo and s.first_step <= hi]
+        if not redo and segs and segs[-1].last_step < lo and segs[-1].rows + len(rows) <= SEGMENT_ROWS:
+            redo = [segs[-1]]  # extend a small last segment instead of adding another small one
+        merged = list(_merge(self._segment_rows(redo, None, None, None), iter(rows)))
+        new = []
+        for i in range(0, len(merged), SEGMENT_ROWS):
+            part = merged[i:i + SEGMENT_ROWS]
+            info = self.objects.put_bytes(segments.encode(part))
+            keys = sorted({k for _, r in part for k in r} | {"_step"})
+            new.append((run_pk, part[0][0], part[-1][0], len(part), json.dumps(keys), info.md5, info.size))
+        conn.executemany("DELETE FROM history_segments WHERE run_pk = ? AND first_step = ?",
+                         [(run_pk, s.first_step) for s in redo])
+        conn.executemany(f"INSERT INTO history_segments ({_SEG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(*n, utcnow()) for n in new])
 
     def due(self, tail_rows: int | None = None) -> list[tuple[int, int | None]]:
         """(run, compact below this step) for the runs whose tail should become segments: finished
