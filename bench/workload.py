@@ -94,14 +94,14 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
     import json
     import sqlite3
     from datetime import datetime, timezone
-
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     from pathlib import Path
 
     from wandb_mirror.store import Store
 
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     # the last row of a finished run lives in a Parquet segment: read it through the store's history
-    history = Store(Path(catalog_path).parent, create=False, readonly=True).history
+    up = Store(Path(catalog_path).parent, create=False, readonly=True)
+    history = up.history
     conn = sqlite3.connect(catalog_path, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
     try:
@@ -146,4 +146,5 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
             conn.execute("UPDATE runs SET summary = ?, updated_at = ? WHERE pk = ?", [json.dumps(s), now, edited[0]])
     finally:
         conn.close()
+        up.close()
     return {"changed_runs": [r[1] for r in changed], "edited_run": edited[1], "rows": total}

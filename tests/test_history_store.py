@@ -118,6 +118,7 @@ def test_migration_of_an_old_store_resumes_after_interruption(tmp_path: Path, mo
     monkeypatch.setattr(segments, "encode", real_encode)
     assert store.history.compact_due() == (4, sum(50 + i for i, n in enumerate(runs) if n not in done))
     assert store.catalog.scalar("SELECT COUNT(*) FROM history") == 0
+    assert store.catalog.scalar("PRAGMA freelist_count") == 0  # the tail's pages went back to the filesystem
     for name, pk in pks.items():
         got = [r for _, r in store.history.rows(pk)]
         assert len(got) == len(want[name]) and all(_same(json.loads(t), r) for (_, t), r in zip(want[name], got))

@@ -79,6 +79,11 @@ class Catalog(SyncRecords):
                     os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
                 except FileExistsError:
                     pass
+                if self.db.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                    # a new catalog: pages the history tail frees when it is compacted into segments
+                    # go back to the filesystem (History.compact_due), not into a growing free list
+                    self.db.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    self.db.conn.execute("VACUUM")  # takes effect on a database already in WAL mode
                 migrations.apply(self.db)
                 for side in (self.path, self.path.with_name(self.path.name + "-wal"),
                              self.path.with_name(self.path.name + "-shm")):

