@@ -3,6 +3,7 @@ tail from the first live step, and bad exports rejected so that HistoryPage is u
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,32 @@ def test_an_oversized_export_is_refused_while_streaming(store_with_live_tail: Pa
     with pytest.raises(X.ExportRejected, match="larger than 100 bytes"):
         X.download(client, listing, 249, store.objects.tmp, max_bytes=100)
     assert list(store.objects.tmp.iterdir()) == []
+
+
+def test_a_first_mirror_reads_exported_runs_without_history_page(store_with_live_tail: Path,  # noqa: F811
+                                                                 start_mirror_server: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb_mirror.sync import Engine
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    server = start_mirror_server(store_with_live_tail)
+    cfg = minimal_config(server.url, tmp_path / "mirror", retry_wait_min=0.01, retry_wait_max=0.05)
+    store = Store(tmp_path / "mirror")
+    try:
+        with store.lock("test"):
+            r = Engine(cfg, store, make_client(cfg)).run_pass()
+        assert r.status == "ok", r.errors
+        pages = [e for e in server.request_log() if e["operation"] == "HistoryPage"]
+        exports = [e for e in server.request_log() if e["path"].startswith("/_mirror/history/")]
+        assert len(exports) == 4  # r01, r02, r06 whole; r04 up to its live tail
+        assert len(pages) == 1  # only r04's live steps, from the first live step (one 350-step window)
+        with Store(store_with_live_tail, create=False, readonly=True) as up:
+            ppk_up = up.catalog.project_pk(ENTITY, PROJECT)
+            ppk = store.catalog.project_pk(ENTITY, PROJECT)
+            for name in ("r01", "r02", "r04", "r06"):
+                want = list(up.history.rows(up.catalog.run_pk(ppk_up, name)))
+                got = list(store.history.rows(store.catalog.run_pk(ppk, name)))
+                assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), name
+        assert r.stats["history_export_files"] == 4
+    finally:
+        store.close()

@@ -464,5 +464,7 @@ def test_first_pass_cost_is_per_changed_run(world: World) -> None:
     ops = world.first_ops
     assert ops["Runs"] == 2 and ops["RunFiles"] == 8 and ops["RunFullHistory"] == 8
     assert ops["RunOutputArtifacts"] == 8 and ops["RunInputArtifacts"] == 8
-    assert ops["HistoryPage"] == 3  # the three runs with history, each under one 1000-step window
+    # the three runs with history are finished and exported: one RunParquetHistory and one file
+    # each, no HistoryPage window (tests/test_history_exports.py checks the files and the live tail)
+    assert ops["RunParquetHistory"] == 3 and ops["HistoryPage"] == 0
     assert ops["Run"] == 0  # the initial listing carries config, summary and history keys

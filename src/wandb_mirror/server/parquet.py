@@ -17,12 +17,14 @@ single columns of a remote file that way.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from ..store.history import History, Segment
+from .integrity import verified_chunks
 
 ROUTE = "/_mirror/history/"
 CLIENT_PAGE = 1000  # scan_history's default page_size
@@ -111,6 +113,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
+_checked: dict[str, tuple[int, float]] = {}  # md5 -> (size, mtime) of objects that hashed to their key
+_checked_lock = threading.Lock()
+
+
+def _intact(objects: Any, md5: str) -> bool:
+    """The object hashes to its key (re-checked only when its size or mtime change)."""
+    st = objects.path(md5).stat()
+    with _checked_lock:
+        if _checked.get(md5) == (st.st_size, st.st_mtime):
+            return True
+    ok = objects.hash_object(md5).md5 == md5
+    if ok:
+        with _checked_lock:
+            _checked[md5] = (st.st_size, st.st_mtime)
+    return ok
+
+
 def send_export(handler: Any, path: str, query: dict[str, list[str]], method: str, fault: str | None) -> None:
     """GET/HEAD of an export file: the whole file, or the byte range asked for."""
     parts = path[len(ROUTE):].split("/")
@@ -133,9 +152,13 @@ def send_export(handler: Any, path: str, query: dict[str, list[str]], method: st
         except Unsatisfiable:
             handler._send(416, b"", "text/plain", head=True, headers={"Content-Range": f"bytes */{size}"})
             return
-        if rng is None:
-            handler._stream(iter(lambda: f.read(1 << 20), b""), size, "application/vnd.apache.parquet", method, fault,
-                            headers={"Accept-Ranges": "bytes"})
+        if rng is None:  # never complete a body that differs from its md5 (server/integrity.py)
+            handler._stream(verified_chunks(iter(lambda: f.read(1 << 20), b""), md5, size), size,
+                            "application/vnd.apache.parquet", method, fault, headers={"Accept-Ranges": "bytes"})
+            return
+        if not _intact(objects, md5):  # a range cannot be checked alone: the object is, once
+            handler._send_json(500, {"errors": [{"message": f"history export {md5} is damaged on disk; "
+                                                            "run `wandb-mirror repair`"}]})
             return
         first, last = rng
         f.seek(first)
