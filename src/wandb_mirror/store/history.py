@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..times import utcnow
 from . import segments
-from .catalog import Catalog, utcnow
+from .catalog import Catalog
 from .objects import ObjectStore
 
 log = logging.getLogger(__name__)
