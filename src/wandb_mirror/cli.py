@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("wandb_mirror.commands.gc", "remove unreferenced objects older than a grace period"),
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
+    "dataset": ("wandb_mirror.commands.dataset", "link all history into one hive-partitioned Parquet dataset (no copy)"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),
     "check-config": ("wandb_mirror.commands.check_config", "validate a configuration file"),
 }
