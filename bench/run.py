@@ -13,10 +13,12 @@ What one run does (docs/benchmarks.md explains the method and the numbers):
    A1 first mirror into an empty store, A2 a pass with no change, A3 a pass after 10% of the runs
    got more history and one summary was edited; B1 the official client's export loop, single
    threaded as documented; B2 the same loop on a thread pool as wide as wandb-mirror's
-   concurrency; A4/A5 files-only and history-only mirrors (to set against the machine limits);
+   concurrency, both reading history through serve's parquet exports (as against W&B);
+   B1h/B2h the same against a serve that exports nothing (the HistoryPage-only baseline); A4/A5 files-only and history-only mirrors (to set against the machine limits);
    C1/C2 a 2,000-run project: first pass and a no-change pass.
-4. The limits of this machine: md5 per core, raw file serving with a plain GET loop, SQLite
-   history inserts.
+4. The limits of this machine: md5 per core, raw file serving with a plain GET loop (loopback),
+   SQLite history inserts, Parquet decoding; and history's own figures (rows/s, CPU and catalog
+   plus segment bytes per million rows, against the old all-in-SQLite layout).
 5. Prints a table and one PASS/FAIL line per target, and writes bench/out/results.{json,md}.
    It never fails: exit 0 unless the harness itself breaks.
 
@@ -50,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import history_figures as H  # noqa: E402
 import workload as W  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -71,7 +74,8 @@ def log(msg: str) -> None:
 def cache_key(doc: dict[str, Any]) -> str:
     h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
     # the bytes a fixture seeds come from this code: a change there must not reuse a stale cache
-    h.update((ROOT / "src" / "wandb_mirror" / "fixtures.py").read_bytes())
+    for code in ("fixtures.py", "store/segments.py", "store/history.py"):  # seeding compacts into segments
+        h.update((ROOT / "src" / "wandb_mirror" / code).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -110,10 +114,10 @@ def working_copy(src: Path, dst: Path) -> Path:
 class Server:
     """`wandb-mirror serve` in its own process."""
 
-    def __init__(self, store: Path, latency_ms: float, logfile: Path):
+    def __init__(self, store: Path, latency_ms: float, logfile: Path, *extra: str):
         self.logf = open(logfile, "wb")
         self.proc = subprocess.Popen([MIRROR, "serve", "--store", str(store), "--port", "0", "--writable",
-                                      "--latency-ms", str(latency_ms)],
+                                      "--latency-ms", str(latency_ms), *extra],
                                      stdout=subprocess.PIPE, stderr=self.logf)
         line = self.proc.stdout.readline().decode().strip()
         m = re.match(r"listening on (http://\S+)", line)
@@ -422,11 +426,17 @@ def raw_get_loop(base: str, paths: list[tuple[str, int]], threads: int) -> tuple
     return total / 1e6 / secs, total, secs
 
 
-def sqlite_insert_rate(source: Path, dest: Path, rows: int = 200_000, chunk: int = 5000) -> tuple[float, float]:
-    """History rows/s (and MB/s) into a fresh catalog-shaped table, the mirror's pragmas and chunking."""
-    src = sqlite3.connect(f"file:{source / 'catalog.db'}?mode=ro", uri=True)
-    data = src.execute("SELECT run_pk, step, row FROM history LIMIT ?", [rows]).fetchall()
-    src.close()
+def sqlite_insert_rate(source: Path, dest: Path, rows: int = 200_000, chunk: int = 5000) -> tuple[float, float, float | None]:
+    """History rows/s (and MB/s) into a fresh catalog-shaped table, the mirror's pragmas and chunking,
+    and the bytes per million rows of that table: the layout before history segments."""
+    from wandb_mirror.store import Store
+
+    data: list[tuple[int, int, str]] = []
+    with Store(source, create=False, readonly=True) as st:  # finished runs' rows are in segments
+        for (pk,) in st.catalog.conn.execute("SELECT pk FROM runs ORDER BY pk").fetchall():
+            data += [(pk, step, text) for step, text in st.history.texts(pk)][:rows - len(data)]
+            if len(data) >= rows:
+                break
     dest.unlink(missing_ok=True)
     conn = sqlite3.connect(dest, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -440,10 +450,12 @@ def sqlite_insert_rate(source: Path, dest: Path, rows: int = 200_000, chunk: int
         conn.executemany("INSERT OR REPLACE INTO history (run_pk, step, row) VALUES (?, ?, ?)", data[i:i + chunk])
         conn.execute("COMMIT")
     secs = time.perf_counter() - t0
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    per_million = H.tail_only_bytes_per_million_rows(dest, len(data))
     for suffix in ("", "-wal", "-shm"):
         Path(str(dest) + suffix).unlink(missing_ok=True)
-    return len(data) / secs, nbytes / 1e6 / secs
+    return len(data) / secs, nbytes / 1e6 / secs, per_million
 
 
 # =============================================================================================
@@ -494,18 +506,26 @@ def main(argv: list[str] | None = None) -> int:
 
         # --- B: the official client --------------------------------------------------------------
         if not args.skip_official:
-            for key, threads in (("B1", 1), ("B2", C)):
-                cmd = [sys.executable, str(HERE / "official_export.py"), server.url, "bench/bench",
-                       str(work / f"official-{threads}"), "--threads", str(threads)]
-                label = ("official client: documented loop, 1 thread" if threads == 1
-                         else f"official client: same loop, {threads} threads")
-                ph = phases[key] = phase(key, label, cmd, server, work, env)
-                last = ph.output.strip().splitlines()[-1] if ph.output.strip() else "{}"
-                try:
-                    ph.extra["export"] = json.loads(last)
-                except ValueError:
-                    ph.extra["export"] = {"error": last[-300:]}
-                shutil.rmtree(work / f"official-{threads}", ignore_errors=True)
+            # B1/B2 against parquet exports (what W&B serves); B1h/B2h the HistoryPage-only baseline
+            paged = Server(upstream, args.latency_ms, work / "serve-paged.log", "--parquet-export-delay", "1e12")
+            try:
+                runs_b = [(k, t, srv, how) for (k, t) in (("B1", 1), ("B2", C))
+                          for srv, how in ((server, "parquet exports"), (paged, "HistoryPage only"))]
+                for key, threads, srv, how in runs_b:
+                    key = key if srv is server else key + "h"
+                    cmd = [sys.executable, str(HERE / "official_export.py"), srv.url, "bench/bench",
+                           str(work / f"official-{key}"), "--threads", str(threads)]
+                    label = (f"official client: documented loop, 1 thread, {how}" if threads == 1
+                             else f"official client: same loop, {threads} threads, {how}")
+                    ph = phases[key] = phase(key, label, cmd, srv, work, env)
+                    last = ph.output.strip().splitlines()[-1] if ph.output.strip() else "{}"
+                    try:
+                        ph.extra["export"] = json.loads(last)
+                    except ValueError:
+                        ph.extra["export"] = {"error": last[-300:]}
+                    shutil.rmtree(work / f"official-{key}", ignore_errors=True)
+            finally:
+                paged.stop()
 
         # --- A3: after 10% of the runs changed ---------------------------------------------------
         change = W.change_upstream(str(upstream / "catalog.db"))
@@ -525,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                                  events=False, artifacts=False, sweeps=False, reports=False)
         phases["A5"] = phase("A5", "wandb-mirror: history only (empty store)", mirror_cmd(cfg_hist), server, work, env)
         phases["A5"].extra["pass"] = pass_stats(work / "mirror-history")
+        phases["A5"].extra["footprint"] = H.history_footprint(work / "mirror-history")
         shutil.rmtree(work / "mirror-history", ignore_errors=True)
 
         # --- limits ----------------------------------------------------------------------------------
@@ -537,8 +558,11 @@ def main(argv: list[str] | None = None) -> int:
         rawc = raw_get_loop(server.url, paths, C)
         raw_cpu = server.cpu() - cpu0
         server.take()
-        rows_s, rows_mb = sqlite_insert_rate(upstream, work / "insert-test.db")
-        res["limits"] = {"md5_mb_s_per_core": md5_per_core(), "raw_get_1_mb_s": raw1[0], "raw_get_c_mb_s": rawc[0],
+        rows_s, rows_mb, tail_bpm = sqlite_insert_rate(upstream, work / "insert-test.db")
+        log("limits: Parquet decode")
+        decode_s, decode_rows = H.parquet_decode_rate(upstream)
+        res["limits"] = {"parquet_decode_rows_s": decode_s, "parquet_decode_rows": decode_rows,
+                         "tail_only_bytes_per_million_rows": tail_bpm,"md5_mb_s_per_core": md5_per_core(), "raw_get_1_mb_s": raw1[0], "raw_get_c_mb_s": rawc[0],
                          "raw_get_bytes": rawc[1], "raw_get_1_s": raw1[2], "raw_get_c_s": rawc[2],
                          "raw_get_server_cpu_s": raw_cpu, "raw_get_requests": 2 * len(paths),
                          "sqlite_rows_s": rows_s, "sqlite_mb_s": rows_mb}
@@ -614,7 +638,7 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
     for k, p in ph.items():
         lines.append(f"| {k} | {p.label} | {p.wall:.1f} | {p.requests:,} | {p.mb:,.1f} | {_mb(p.peak_rss)} | "
                      f"{p.cpu:.1f} | {p.server_cpu:.1f} | {1000 * p.server_cpu / max(1, p.requests):.2f} |")
-    for k in ("B1", "B2"):
+    for k in ("B1", "B2", "B1h", "B2h"):
         if k in ph:
             by = ph[k].peak_by_comm
             core = max((v for c, v in by.items() if "wandb-core" in c), default=0)
@@ -631,7 +655,9 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
             if ak not in ph:
                 continue
             a = ph[ak]
-            for k in ("B1", "B2"):
+            for k in ("B1", "B2", "B1h", "B2h"):
+                if k not in ph:
+                    continue
                 b = ph[k]
                 lines.append(f"| {ak} / {k} | {_ratio(a.wall, b.wall)} | {_ratio(a.requests, b.requests)} | "
                              f"{_ratio(a.bytes, b.bytes)} | {_ratio(a.peak_rss, b.peak_rss)} |")
@@ -651,7 +677,26 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
               f"{a5_rows_s:,.0f} rows/s (A5, over the wire) | {100 * a5_rows_s / L['sqlite_rows_s']:.0f}% |",
               f"\nserver: raw GET loop cost {1000 * L['raw_get_server_cpu_s'] / max(1, L['raw_get_requests']):.2f} ms CPU "
               f"per file request; GraphQL phases above: see server ms/req."]
-    res["derived"] = {"a4_mb_s": a4_mb_s, "a5_rows_s": a5_rows_s}
+    fp = a5.extra.get("footprint") or {}
+    decode = L.get("parquet_decode_rows_s") or 0
+    a1_rows = a1.extra.get("pass", {}).get("stats", {}).get("history_rows", 0)
+    cpu_per_m = a5.cpu / a5_rows * 1e6 if a5_rows else 0
+    loop_mb_s = L["raw_get_c_mb_s"]
+    a5_mb_s = a5.bytes / 1e6 / a5.wall if a5.wall else 0
+    new_bpm, old_bpm = fp.get("bytes_per_million_rows"), L.get("tail_only_bytes_per_million_rows")
+    lines += ["", "| history | measured | limit of this machine | share |", "|---|---:|---:|---:|",
+              f"| first mirror (A1), history rows/s | {a1_rows / a1.wall if a1.wall else 0:,.0f} | | |",
+              f"| history-only mirror (A5), rows/s | {a5_rows_s:,.0f} | Parquet decode {decode:,.0f} rows/s | "
+              f"{100 * a5_rows_s / decode if decode else 0:.0f}% |",
+              f"| history-only mirror (A5), MB/s over loopback | {a5_mb_s:,.1f} | raw GET loop {loop_mb_s:,.0f} MB/s | "
+              f"{100 * a5_mb_s / loop_mb_s if loop_mb_s else 0:.0f}% |",
+              f"| CPU s per million history rows (A5) | {cpu_per_m:,.1f} | | |",
+              f"| catalog + history bytes per million rows (A5 store) | {_mb(new_bpm or 0)} MB | "
+              f"old layout (JSON rows in SQLite) {_mb(old_bpm or 0)} MB | "
+              f"{100 * (new_bpm or 0) / old_bpm if old_bpm else 0:.0f}% |",
+              f"| peak RSS, first mirror (A1) | {_mb(a1.peak_rss)} MB | | |"]
+    res["derived"] = {"a4_mb_s": a4_mb_s, "a5_rows_s": a5_rows_s, "history_bytes_per_million_rows": new_bpm,
+                      "old_bytes_per_million_rows": old_bpm, "cpu_s_per_million_rows": cpu_per_m}
 
     # --- targets -----------------------------------------------------------------------------------
     v: list[str] = []
@@ -661,11 +706,11 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
 
     if "B1" in ph:
         r1 = ph["B1"].wall / a1.wall
-        verdict(r1 >= 5, f"first mirror >= 5x faster than the documented single-threaded loop: {r1:.1f}x "
+        verdict(r1 >= 5, f"first mirror >= 5x faster than the documented single-threaded loop (parquet exports on): {r1:.1f}x "
                          f"({a1.wall:.0f}s vs {ph['B1'].wall:.0f}s)")
     if "B2" in ph:
         r2 = ph["B2"].wall / a1.wall
-        verdict(r2 >= 2, f"first mirror >= 2x faster than the official client on {C} threads: {r2:.1f}x "
+        verdict(r2 >= 2, f"first mirror >= 2x faster than the official client on {C} threads (parquet exports on): {r2:.1f}x "
                          f"({a1.wall:.0f}s vs {ph['B2'].wall:.0f}s)")
     c2 = ph["C2"]
     per_pass = sum(n for op, n in c2.operations.items() if op in PER_PASS_OPERATIONS)
@@ -697,10 +742,13 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
     where = (f"measured at scale {scale} (A1 {_mb(a1.peak_rss)} MB) and on the {res['cheap_runs']:,}-run project "
              f"(C1 {_mb(ph['C1'].peak_rss)} MB)")
     if scale >= 10:
-        verdict(rss <= 300e6, f"peak RSS <= 300 MB at scale 10: {_mb(rss)} MB")
+        verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB")
     else:
-        verdict(rss <= 300e6, f"peak RSS <= 300 MB at scale 10: {_mb(rss)} MB {where}; "
+        verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB {where}; "
                               f"scale 10 itself: `python bench/run.py --scale 10 --skip-official`")
+    if new_bpm and old_bpm:
+        verdict(new_bpm <= old_bpm / 3, f"catalog + history bytes per million rows <= a third of the old layout: "
+                                        f"{_mb(new_bpm)} MB vs {_mb(old_bpm)} MB ({new_bpm / old_bpm:.2f})")
     return "\n".join(lines), v
 
 

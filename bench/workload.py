@@ -94,8 +94,14 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
     import json
     import sqlite3
     from datetime import datetime, timezone
+    from pathlib import Path
+
+    from wandb_mirror.store import Store
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    # the last row of a finished run lives in a Parquet segment: read it through the store's history
+    up = Store(Path(catalog_path).parent, create=False, readonly=True)
+    history = up.history
     conn = sqlite3.connect(catalog_path, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
     try:
@@ -110,8 +116,7 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
             for pk, _name, summary, hkeys, last_step, lines in changed:
                 rng = random.Random(pk)
                 start = (last_step if last_step is not None else -1) + 1
-                last = json.loads(conn.execute("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1",
-                                               [pk]).fetchone()[0])
+                last = [r for _, r in history.rows(pk, min_step=last_step)][-1]
                 rows = []
                 for step in range(start, start + new_steps):
                     row = {k: (round(v + rng.gauss(0.0, 0.01), 6) if isinstance(v, float) and k[0] != "_" else v)
@@ -141,4 +146,5 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
             conn.execute("UPDATE runs SET summary = ?, updated_at = ? WHERE pk = ?", [json.dumps(s), now, edited[0]])
     finally:
         conn.close()
+        up.close()
     return {"changed_runs": [r[1] for r in changed], "edited_run": edited[1], "rows": total}

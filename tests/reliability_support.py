@@ -257,8 +257,7 @@ def mirror_state(path: Path, entity: str = ENTITY) -> dict[str, Any]:
         for p in q("SELECT pk, name FROM projects WHERE entity = ? ORDER BY name", [entity]):
             runs = {}
             for r in q("SELECT * FROM runs WHERE project_pk = ? ORDER BY name", [p["pk"]]):
-                hist = [(x["step"], _norm_json(x["row"])) for x in q(
-                    "SELECT step, row FROM history WHERE run_pk = ? ORDER BY step", [r["pk"]])]
+                hist = [(step, _norm_json(text)) for step, text in store.history.texts(r["pk"])]
                 runs[r["name"]] = {
                     **{k: r[k] for k in ("state", "display_name", "tags", "notes", "group_name", "job_type", "sweep_name",
                                          "created_at", "heartbeat_at", "last_step", "tombstoned_at")},
@@ -493,9 +492,9 @@ def grow_upstream(up: Path, i: int) -> None:
         cat = s.catalog
         ppk = cat.project_pk(ENTITY, "alpha")
         run = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = 'a3'", [ppk])
-        last = json.loads(cat.scalar("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1", [run["pk"]]))
+        last = [r for _, r in s.history.rows(run["pk"], min_step=s.history.last_step(run["pk"]))][-1]
         rows = [dict(last, _step=last["_step"] + k, loss=round(1 / (k + i + 1), 6)) for k in range(1, 16)]
-        cat.append_history(run["pk"], ((r["_step"], json.dumps(r)) for r in rows))
+        s.history.append(run["pk"], ((r["_step"], json.dumps(r)) for r in rows))
         keys = json.loads(run["history_keys"])
         keys["lastStep"] = rows[-1]["_step"]
         now = (datetime(2024, 6, 1) + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S")

@@ -40,6 +40,7 @@ def test_change_upstream_appends_history_and_edits_a_summary(tmp_path: Path) -> 
                                             "WHERE name = ?", [name]).fetchone()
         assert (last_step, lines, json.loads(hk)["lastStep"]) == (34, 35, 34)
         pk = conn.execute("SELECT pk FROM runs WHERE name = ?", [name]).fetchone()[0]
-        assert conn.execute("SELECT COUNT(*), MAX(step) FROM history WHERE run_pk = ?", [pk]).fetchone() == (35, 34)
+        with Store(tmp_path / "up", create=False, readonly=True) as s:
+            assert (s.history.count(pk), s.history.last_step(pk)) == (35, 34)
     summary = json.loads(conn.execute("SELECT summary FROM runs WHERE name = ?", [change["edited_run"]]).fetchone()[0])
     assert summary["best_val_loss"] == 0.01234

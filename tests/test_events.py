@@ -63,8 +63,7 @@ def as_row(e: events.Event) -> dict:
 
 def test_one_class_per_kind_each_with_its_hookspec(store: Store) -> None:
     built = one_of_each(store)
-    assert len({e.kind for e in built}) == 10 and {e.kind for e in built} <= set(events.KINDS)
-    assert all(hasattr(specs, kind) for kind in events.KINDS)  # every kind is delivered to its hook
+    assert sorted(e.kind for e in built) == sorted(events.KINDS)
     view = StoreView(store)
     for e in built:
         spec = getattr(specs, e.hook)

@@ -130,13 +130,13 @@ class World:
 def moments(counts: dict[str, int], rng: random.Random) -> tuple[str, int]:
     """A uniformly drawn hit among all the fault-point hits of a calibrated cycle (not the last 10%,
     so run-to-run variation in thread interleaving cannot make the moment fall after the end)."""
-    points = sorted(p for p in counts if counts[p])
-    total = sum(counts[p] for p in points)
-    k = rng.randrange(max(1, int(total * 0.9)))
-    for p in points:
-        if k < counts[p]:
+    # the 10% kept back is per point: the last commit of a pass is not a moment every command reaches
+    usable = {p: max(1, int(counts[p] * 0.9)) for p in sorted(counts) if counts[p]}
+    k = rng.randrange(sum(usable.values()))
+    for p, n in usable.items():
+        if k < n:
             return p, k + 1
-        k -= counts[p]
+        k -= n
     raise AssertionError("unreachable")
 
 

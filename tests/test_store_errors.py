@@ -46,6 +46,28 @@ def immutable(path: Path) -> Iterator[Path]:
         subprocess.run(["chattr", "-i", str(path)], capture_output=True)
 
 
+@pytest.fixture
+def fixture_file(tmp_path: Path) -> str:
+    """A small fixture document on disk (seeding --demo would spend seconds generating data first)."""
+    import json
+
+    from reliability_support import small_doc
+
+    p = tmp_path / "fixture.json"
+    p.write_text(json.dumps(small_doc()))
+    return str(p)
+
+
+def each_one_line(cases: list[tuple[tuple[str, ...], int, tuple[str, ...]]]) -> None:
+    """Run independent CLI cases side by side (each is a process start), then check each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda c: cli(*c[0]), cases))
+    for (_, code, words), p in zip(cases, done):
+        one_line(p, code, *words)
+
+
 def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> None:
     lines = p.stderr.strip().splitlines()
     assert p.returncode == code and len(lines) == 1 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
@@ -53,12 +75,12 @@ def one_line(p: subprocess.CompletedProcess, code: int, *words: str) -> None:
         assert w in lines[0], (w, lines[0])
 
 
-def test_full_or_read_only_disk_when_a_store_is_created(tmp_path: Path) -> None:
+def test_full_or_read_only_disk_when_a_store_is_created(tmp_path: Path, fixture_file: str) -> None:
     with tmpfs(tmp_path / "full", "size=12k") as full:
-        one_line(cli("seed", "--store", str(full / "store"), "--demo"), 1, "cannot be created", "half-made")
+        one_line(cli("seed", "--store", str(full / "store"), fixture_file), 1, "cannot be created", "half-made")
         assert list(full.iterdir()) == []  # nothing half-made
     with tmpfs(tmp_path / "ro", "size=1m,ro") as ro:
-        one_line(cli("seed", "--store", str(ro / "store"), "--demo"), 1, "Read-only file system")
+        one_line(cli("seed", "--store", str(ro / "store"), fixture_file), 1, "Read-only file system")
         assert list(ro.iterdir()) == []
 
 
@@ -89,41 +111,42 @@ def test_half_made_or_foreign_catalogs_are_refused(tmp_path: Path) -> None:
 
     sqlite3.connect(foreign / "catalog.db").execute("CREATE TABLE x (a)").connection.commit()
     export = ("export", "--format", "csv", "--out", str(tmp_path / "o"))
-    for store, commands in ((empty, [("status",), ("gc",)]), (garbage, [("verify", "--deep"), export]),
-                            (foreign, [("serve", "--port", "0"), ("gc",)])):
-        for args in commands:
-            one_line(cli(args[0], "--store", str(store), *args[1:]), 2, "not a wandb-mirror catalog")
+    not_ours = ("not a wandb-mirror catalog",)
+    each_one_line([((args[0], "--store", str(store), *args[1:]), 2, not_ours) for store, commands in (
+        (empty, [("status",), ("gc",)]), (garbage, [("verify", "--deep"), export]),
+        (foreign, [("serve", "--port", "0"), ("gc",)])) for args in commands]
+        + [(("status", "--store", str(garbage / "catalog.db")), 2, ("not a directory",))])
     assert (empty / "catalog.db").read_bytes() == b""  # gc (a writer) did not turn it into a store
-    one_line(cli("status", "--store", str(garbage / "catalog.db")), 2, "not a directory")
 
 
-def test_paths_that_cannot_be_created(tmp_path: Path, start_mirror_server: Any) -> None:
+def test_paths_that_cannot_be_created(tmp_path: Path, start_mirror_server: Any, fixture_file: str) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for bad in ("/proc/wandb-mirror-test", "/sys/wandb-mirror-test", str(afile / "store")):
-        one_line(cli("seed", "--store", bad, "--demo"), 2, "cannot be")
     store = seed_store(tmp_path / "store")
-    for out in (str(afile), "/proc/wandb-mirror-out"):
-        one_line(cli("export", "--store", str(store), "--format", "csv", "--out", out), 2, "--out")
-    one_line(cli("demo", "--dir", "/proc/wandb-mirror-demo"), 2, "--dir")
+    up = seed_store(tmp_path / "up")
+    server = start_mirror_server(up)
     # a directory this user may not write to (the README's /var/lib/wandb-mirror for a non-root user)
     with immutable(tmp_path / "locked") as locked:
-        one_line(cli("seed", "--store", str(locked / "store"), "--demo"), 2, "cannot be created")
-        one_line(cli("export", "--store", str(store), "--format", "csv", "--out", str(locked)), 2, "not writable")
-        one_line(cli("demo", "--dir", str(locked / "demo")), 2, "--dir")
-        up = seed_store(tmp_path / "up")
-        server = start_mirror_server(up)
         cfg = write_config(tmp_path, server.url, store=str(locked / "mirror"))
-        one_line(cli("check-config", str(cfg)), 2, "store.path", "not writable")
-        one_line(cli("sync", "--config", str(cfg), "--once"), 2, "cannot be created")
+        each_one_line(
+            [(("seed", "--store", bad, fixture_file), 2, ("cannot be",))
+             for bad in ("/proc/wandb-mirror-test", "/sys/wandb-mirror-test", str(afile / "store"))]
+            + [(("export", "--store", str(store), "--format", "csv", "--out", out), 2, ("--out",))
+               for out in (str(afile), "/proc/wandb-mirror-out")]
+            + [(("demo", "--dir", "/proc/wandb-mirror-demo"), 2, ("--dir",)),
+               (("seed", "--store", str(locked / "store"), fixture_file), 2, ("cannot be created",)),
+               (("export", "--store", str(store), "--format", "csv", "--out", str(locked)), 2, ("not writable",)),
+               (("demo", "--dir", str(locked / "demo")), 2, ("--dir",)),
+               (("check-config", str(cfg)), 2, ("store.path", "not writable")),
+               (("sync", "--config", str(cfg), "--once"), 2, ("cannot be created",))])
         assert list(locked.iterdir()) == []
 
 
-def test_seed_into_an_existing_store_refuses_cleanly(tmp_path: Path) -> None:
+def test_seed_into_an_existing_store_refuses_cleanly(tmp_path: Path, fixture_file: str) -> None:
     store = tmp_path / "store"
-    assert cli("seed", "--store", str(store), "--demo").returncode == 0
+    assert cli("seed", "--store", str(store), fixture_file).returncode == 0
     before = sorted(p.name for p in (store / "objects").rglob("*"))
-    one_line(cli("seed", "--store", str(store), "--demo"), 2, "already holds project")
+    one_line(cli("seed", "--store", str(store), fixture_file), 2, "already holds project")
     assert sorted(p.name for p in (store / "objects").rglob("*")) == before  # no orphan objects
     assert cli("verify", "--store", str(store), "--deep").returncode == 0
 

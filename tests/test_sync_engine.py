@@ -261,7 +261,7 @@ def _append_upstream_history(world: World, run: str, steps: range, heartbeat: st
         rpk = up.catalog.run_pk(ppk, run)
         rows = [(s, json.dumps({"_step": s, "_runtime": s * 0.5, "loss": 1.0 / (s + 1)})) for s in steps]
         up.catalog.append_history(rpk, rows)
-        n = up.catalog.scalar("SELECT COUNT(*) FROM history WHERE run_pk = ?", [rpk])
+        n = up.history.count(rpk)
         keys = {"lastStep": steps[-1], "keys": {"loss": {"typeCounts": [{"type": "number", "count": n}]}}}
         with up.catalog.transaction() as conn:
             conn.execute("UPDATE runs SET last_step = ?, history_keys = ?, history_line_count = ?, heartbeat_at = ?, "
@@ -286,7 +286,7 @@ def test_history_appended_upstream_is_fetched_from_the_last_step(world: World) -
     try:
         ppk = mi.catalog.project_pk(ENTITY, PROJECT)
         rpk = mi.catalog.run_pk(ppk, "r04")
-        assert mi.catalog.scalar("SELECT COUNT(*) FROM history WHERE run_pk = ?", [rpk]) == 150
+        assert mi.history.count(rpk) == 150
         assert mi.catalog.get_run(ppk, "r04").last_step == 149
         ev = changes_feed(mi.catalog.conn, r.first_change_seq - 1, kinds=("history_appended",))
         assert [c["payload"] for c in ev] == [{"first_step": 100, "last_step": 149, "rows": 50}]
@@ -341,7 +341,7 @@ def test_deleted_run_becomes_a_tombstone_with_its_data(world: World, make_wandb_
         ppk = mi.catalog.project_pk(ENTITY, PROJECT)
         row = q(mi, "SELECT pk, tombstoned_at FROM runs WHERE project_pk = ? AND name = 'r01'", [ppk])[0]
         assert row["tombstoned_at"]
-        assert mi.catalog.scalar("SELECT COUNT(*) FROM history WHERE run_pk = ?", [row["pk"]]) == 250
+        assert mi.history.count(row["pk"]) == 250
         assert mi.catalog.scalar("SELECT COUNT(*) FROM files WHERE run_pk = ?", [row["pk"]]) == 5
         t = changes_feed(mi.catalog.conn, r.first_change_seq - 1, kinds=("tombstoned",))
         assert [(c["run"], c["payload"]) for c in t] == [("r01", {"kind": "run", "key": f"{ENTITY}/{PROJECT}/r01"})]
@@ -464,5 +464,7 @@ def test_first_pass_cost_is_per_changed_run(world: World) -> None:
     ops = world.first_ops
     assert ops["Runs"] == 2 and ops["RunFiles"] == 8 and ops["RunFullHistory"] == 8
     assert ops["RunOutputArtifacts"] == 8 and ops["RunInputArtifacts"] == 8
-    assert ops["HistoryPage"] == 3  # the three runs with history, each under one 1000-step window
+    # the three runs with history are finished and exported: one RunParquetHistory and one file
+    # each, no HistoryPage window (tests/test_history_exports.py checks the files and the live tail)
+    assert ops["RunParquetHistory"] == 3 and ops["HistoryPage"] == 0
     assert ops["Run"] == 0  # the initial listing carries config, summary and history keys

@@ -47,8 +47,8 @@ def hostile(tmp_path: Path, start_mirror_server) -> tuple[Path, Any]:
                          [ppk])
             # a history row that is not JSON, and one whose _step lies about where it is
             h3 = cat.run_pk(ppk, "h3")
-            conn.execute("UPDATE history SET row = 'not json at all' WHERE run_pk = ? AND step = 4", [h3])
-            conn.execute("UPDATE history SET row = '{\"_step\": 999, \"loss\": 1}' WHERE run_pk = ? AND step = 6", [h3])
+            # (the run is finished, so its rows sit in a segment: these tail rows replace two of them)
+            up.history.append(h3, [(4, "not json at all"), (6, '{"_step": 999, "loss": 1}')])
         # a manifest with an entry that climbs out of the artifact, its digest made consistent
         art = cat.query_one("SELECT pk, manifest_md5 FROM artifacts")
         manifest = json.loads(up.objects.read_bytes(art["manifest_md5"]))
@@ -91,7 +91,7 @@ def test_hostile_upstream_is_quarantined_not_stored(hostile, monkeypatch: pytest
             h2 = store.catalog.get_run(ppk, "h2")
             assert h2.summary == "{}" and h2.config == "{}"  # nothing malformed stored
             h3 = store.catalog.run_pk(ppk, "h3")
-            steps = [x["step"] for x in store.catalog.query("SELECT step FROM history WHERE run_pk = ? ORDER BY step", [h3])]
+            steps = [step for step, _ in store.history.texts(h3)]
             assert steps == [0, 1, 2, 3, 5, 7, 8, 9]
             assert store.catalog.scalar("SELECT COUNT(*) FROM artifacts") == 0
             # every stored object is one a catalog row references or a run file: nothing unsafe slipped in

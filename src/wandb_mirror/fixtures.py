@@ -803,8 +803,8 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
             for pr in pp.runs:
                 rpk = cat.upsert_run(ppk, pr.run)
                 run_pks[pr.run.name] = rpk
-                conn.execute("DELETE FROM history WHERE run_pk = ?", [rpk])
-                rep.history_rows += cat.append_history(rpk, ((int(r["_step"]), _rowtext(r)) for r in pr.history.iter_rows()))
+                store.history.delete(rpk)
+                rep.history_rows += store.history.append(rpk, ((int(r["_step"]), _rowtext(r)) for r in pr.history.iter_rows()))
                 rep.event_rows += cat.replace_events(rpk, pr.events)
                 for pf in pr.files:
                     cat.upsert_file(rpk, pf.record, mirrored_at=pf.record.updated_at)
@@ -832,4 +832,6 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
                 cat.upsert_report(ppk, rp)
         if plan.org is not None:
             write_org(cat, conn, plan.org)
+    # 3. finished runs' history into Parquet segments, as a sync pass leaves it
+    store.history.compact_due()
     return rep

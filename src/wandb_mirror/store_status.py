@@ -20,7 +20,8 @@ def store_status(store: Store) -> dict[str, Any]:
         n_objects += 1
         physical += path.stat().st_size
     logical = (cat.scalar("SELECT COALESCE(SUM(size), 0) FROM file_versions") or 0) + (
-        cat.scalar("SELECT COALESCE(SUM(size), 0) FROM artifact_files WHERE md5 IS NOT NULL") or 0)
+        cat.scalar("SELECT COALESCE(SUM(size), 0) FROM artifact_files WHERE md5 IS NOT NULL") or 0) + (
+        cat.scalar("SELECT COALESCE(SUM(size), 0) FROM history_segments") or 0)
     last = cat.query_one("SELECT * FROM passes ORDER BY id DESC LIMIT 1")
     last_ok = cat.query_one("SELECT * FROM passes WHERE status IN ('ok', 'errors') ORDER BY id DESC LIMIT 1")
     now = times.now().timestamp()
@@ -47,7 +48,8 @@ def store_status(store: Store) -> dict[str, Any]:
         "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
         "runs": {"total": sum(by_state.values()), "by_state": by_state,
                  "tombstoned": cat.scalar("SELECT COUNT(*) FROM runs WHERE tombstoned_at IS NOT NULL")},
-        "history_rows": cat.scalar("SELECT COUNT(*) FROM history"),
+        "history_rows": store.history.count(),
+        "history_segments": cat.scalar("SELECT COUNT(*) FROM history_segments"),
         "event_rows": cat.scalar("SELECT COUNT(*) FROM events"),
         "files": cat.scalar("SELECT COUNT(*) FROM files"),
         "artifacts": cat.scalar("SELECT COUNT(*) FROM artifacts"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import ids
 from .digests import manifest_digest
-from .store import Store
+from .store import Store, segments
 
 
 @dataclass
@@ -43,7 +43,9 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
         "FROM file_versions v JOIN runs r ON r.pk = v.run_pk JOIN projects p ON p.pk = r.project_pk "
         "UNION ALL SELECT f.md5, f.size, 'artifact file ' || a.id || ' ' || f.path "
         "FROM artifact_files f JOIN artifacts a ON a.pk = f.artifact_pk WHERE f.md5 IS NOT NULL "
-        "UNION ALL SELECT manifest_md5, NULL, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL"
+        "UNION ALL SELECT manifest_md5, NULL, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL "
+        "UNION ALL SELECT s.md5, s.size, 'history segment ' || p.entity || '/' || p.name || '/' || r.name || '@' || "
+        "s.first_step FROM history_segments s JOIN runs r ON r.pk = s.run_pk JOIN projects p ON p.pk = r.project_pk"
     ):
         rep.references += 1
         try:
@@ -103,6 +105,8 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
         if progress:
             progress(n, len(all_objects))
 
+    rep.problems += check_segments(store)
+
     for art in cat.query("SELECT pk, id, digest, digest_algorithm, manifest_md5 FROM artifacts WHERE manifest_md5 IS NOT NULL"):
         rep.artifacts_checked += 1
         label = f"artifact {art['id']}"
@@ -137,3 +141,22 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
             if recomputed != art["digest"]:
                 rep.problems.append(f"{label}: manifest digest {recomputed} does not match {art['digest']}")
     return rep
+
+
+def check_segments(store: Store) -> list[str]:
+    """Each history segment parses, and its rows and step range are what the catalog indexed."""
+    problems: list[str] = []
+    segs = list(store.history.all_segments())
+    if segs and not segments.available():
+        return [f"{len(segs)} history segments cannot be checked: pyarrow is not installed (the `parquet` extra)"]
+    for s in segs:
+        label = f"history segment of run {s.run_pk} @{s.first_step}"
+        if not store.objects.has(s.md5):
+            continue  # reported above as a missing object
+        got = segments.check(store.objects.path(s.md5))
+        if isinstance(got, str):
+            problems.append(f"{label}: {got}")
+        elif got != (s.rows, s.first_step, s.last_step):
+            problems.append(f"{label}: holds {got[0]} rows, steps {got[1]}..{got[2]}; catalog says "
+                            f"{s.rows} rows, steps {s.first_step}..{s.last_step}")
+    return problems

@@ -320,6 +320,21 @@ query HistoryPage($entity: String!, $project: String!, $run: String!, $minStep: 
 }
 """)
 
+# scan_history's first question (wandb-core query_parquethistory.graphql): the run's exported
+# Parquet files (presigned URLs) and the steps not exported yet.
+RUN_PARQUET_HISTORY = Document("RunParquetHistory", """
+query RunParquetHistory($entity: String!, $project: String!, $runName: String!, $liveKeys: [String!]!) {
+  project(name: $project, entityName: $entity) {
+    run(name: $runName) {
+      parquetHistory(liveKeys: $liveKeys) {
+        parquetUrls
+        liveData
+      }
+    }
+  }
+}
+""")
+
 # Run.history(stream="system"): the only way the public API exposes system-metric rows.
 RUN_EVENTS = Document("RunFullHistory", """
 query RunFullHistory($project: String!, $entity: String!, $name: String!, $samples: Int) {
@@ -621,7 +636,7 @@ query ProjectViews($project: String!, $entity: String!, $reportCursor: String, $
 def all_documents(features: frozenset[str] = frozenset()) -> list[Document]:
     """Every document in every feature-dependent shape (for the validation test)."""
     out = [VIEWER, SERVER_FEATURES, GET_PROJECTS, GET_PROJECT, RUNS_FULL, RUNS_LIGHT, RUN, HISTORY_PAGE,
-           RUN_EVENTS, RUN_FILES, PROJECT_ARTIFACT_TYPES, FETCH_ARTIFACT_MANIFEST, ARTIFACT_FILE_URLS, PROJECT_VIEWS]
+           RUN_PARQUET_HISTORY, RUN_EVENTS, RUN_FILES, PROJECT_ARTIFACT_TYPES, FETCH_ARTIFACT_MANIFEST, ARTIFACT_FILE_URLS, PROJECT_VIEWS]
     for feats in (frozenset(), frozenset({"ARTIFACT_DIGEST_ALGORITHM", "ARTIFACT_COLLECTIONS_FILTERING_SORTING",
                                           "SWEEPS_QUERY_FILTERING"})):
         out += [run_artifacts("output", feats), run_artifacts("input", feats), project_artifacts(feats),

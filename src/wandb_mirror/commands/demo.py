@@ -220,13 +220,13 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
     now = wandb_time()
     out = []
     running = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND state = 'running' ORDER BY pk LIMIT 1", [ppk])
-    last = json.loads(cat.scalar("SELECT row FROM history WHERE run_pk = ? ORDER BY step DESC LIMIT 1", [running["pk"]]))
+    last = [r for _, r in up.history.rows(running["pk"], min_step=up.history.last_step(running["pk"]))][-1]
     rows = []
     for k in range(1, 61):
         row = dict(last, _step=last["_step"] + k, _runtime=last["_runtime"] + 1.5 * k)
         row["loss"] = round(last["loss"] * (1 - k / 200), 6)
         rows.append(row)
-    cat.append_history(running["pk"], ((r["_step"], json.dumps(r)) for r in rows))
+    up.history.append(running["pk"], ((r["_step"], json.dumps(r)) for r in rows))
     summary = dict(json.loads(running["summary"]), **{k: v for k, v in rows[-1].items()})
     keys = json.loads(running["history_keys"])
     keys["lastStep"] = rows[-1]["_step"]
@@ -252,10 +252,10 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
     new.tags = "[]"
     npk = cat.upsert_run(ppk, new)
     with cat.transaction() as conn:
-        conn.execute("INSERT INTO history (run_pk, step, row) SELECT ?, step, row FROM history WHERE run_pk = ?",
-                     [npk, best["pk"]])
+        up.history.append(npk, up.history.texts(best["pk"]))
         conn.execute("UPDATE sweeps SET run_count = run_count + 1, best_loss = ?, updated_at = ? WHERE pk = ?",
                      [s[metric], utcnow(), sweep["pk"]])
+    up.history.compact_due()  # both runs are finished: their history into segments, as a sync pass leaves it
     out.append(f"new sweep run {new.name} reached {metric}={s[metric]}, better than {best['name']}")
     return out
 

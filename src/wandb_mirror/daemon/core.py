@@ -345,7 +345,7 @@ class Daemon:
             if self._sizes_at is None or seq != self._sizes_seq or now - self._sizes_at >= self.size_gauges_every:
                 self._sizes_at, self._sizes_seq = now, seq
                 m.set("runs", cat.scalar("SELECT COUNT(*) FROM runs") or 0)
-                m.set("history_rows", cat.scalar("SELECT COUNT(*) FROM history") or 0)
+                m.set("history_rows", self.store.history.count())
                 row = cat.query_one(
                     "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM ("
                     "SELECT md5, MAX(size) AS size FROM file_versions GROUP BY md5 "

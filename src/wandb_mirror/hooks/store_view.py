@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..models import ArtifactEntry, loads_lenient
+from ..models import ArtifactEntry
 from ..store import Store
 from ..times import utcnow
 from .types import Artifact, File, Run, Sweep
@@ -137,11 +137,14 @@ class StoreView:
     ) -> Iterator[dict[str, Any]]:
         """The run's full mirrored history as dicts, by step; `max_step` is exclusive like W&B's.
 
-        With `keys`, each row holds only those keys (and `_step`); rows without any are skipped.
+        With `keys`, each row holds only those keys (and `_step`); rows without any are skipped,
+        and only those keys' columns are read from the history segments.
         NaN/Infinity come back as Python floats.
         """
-        for step, text in self.history_rows(run, min_step=min_step, max_step=max_step):
-            row = loads_lenient(text, {}) or {}
+        pk = self._run_pk(run)
+        if pk is None:
+            return
+        for step, row in self._store.history.rows(pk, min_step=min_step, max_step=max_step, keys=keys):
             if keys is not None:
                 sub = {k: row[k] for k in keys if k in row}
                 if not sub:
@@ -151,21 +154,11 @@ class StoreView:
             yield row
 
     def history_rows(self, run: Run, *, min_step: int | None = None, max_step: int | None = None) -> Iterator[tuple[int, str]]:
-        """(step, row JSON text) pairs exactly as mirrored."""
+        """(step, row JSON text) pairs (the tail exactly as mirrored, segment rows re-encoded)."""
         pk = self._run_pk(run)
         if pk is None:
             return
-        sql = "SELECT step, row FROM history WHERE run_pk = ?"
-        params: list[Any] = [pk]
-        if min_step is not None:
-            sql += " AND step >= ?"
-            params.append(min_step)
-        if max_step is not None:
-            sql += " AND step < ?"
-            params.append(max_step)
-        cur = self._store.catalog.conn.execute(sql + " ORDER BY step", params)
-        while batch := cur.fetchmany(1000):
-            yield from batch
+        yield from self._store.history.texts(pk, min_step=min_step, max_step=max_step)
 
     def history_keys(self, run: Run) -> list[str]:
         """Every key that occurs in the run's mirrored history, sorted."""

@@ -6,6 +6,7 @@ Stdlib only (`ThreadingHTTPServer`, HTTP/1.1 keep-alive). Routes:
     GET  /files/{entity}/{project}/{run}/{name}     a run file's bytes (Basic auth), like W&B's `url`
     GET  /_mirror/objects/{md5}/{basename}?sig=     presigned-style `directUrl` (no auth, signed)
     GET  /_mirror/manifest/{artifact id}?sig=       a manifest rendered from the catalog (no auth, signed)
+    GET  /_mirror/history/{md5}/{name}?sig=         a parquet history export, whole or a Range (server/parquet.py)
     PUT  /_mirror/upload/{e}/{p}/{run}/{name}?sig=  upload target handed out by createRunFiles
     POST /files/{entity}/{project}/{run}/file_stream  history, events, summary, console (server/uploads.py)
     PUT  /_mirror/upload-object/{md5}?sig=          artifact file uploads (server/uploads.py)
@@ -37,6 +38,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from .. import ids, times
 from ..store import Store
 from . import nodes as N
+from . import parquet as PQ
 from . import uploads
 from .data import Data
 from .executor import GraphQLExecutor
@@ -48,7 +50,7 @@ from .urls import Signer, Urls, quote_path
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-FILE_ROUTES = ("/files/", "/_mirror/objects/", "/_mirror/manifest/", "/artifactsV2/", "/artifacts/")
+FILE_ROUTES = ("/files/", "/_mirror/objects/", "/_mirror/manifest/", "/artifactsV2/", "/artifacts/", PQ.ROUTE)
 
 
 class RequestLog:
@@ -126,6 +128,7 @@ class Faults:
 
 
 class MirrorHTTPServer(ThreadingHTTPServer):
+    parquet_export_delay = 0.0  # seconds before a history segment is offered as a parquet export
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # the stdlib default (5) drops bursts of parallel clients into SYN retries
@@ -308,6 +311,8 @@ class Handler(BaseHTTPRequestHandler):
             self._run_file(path, method, fault)
         elif path.startswith("/_mirror/objects/") and method in ("GET", "HEAD"):
             self._signed_object(path, query, method, fault)
+        elif path.startswith(PQ.ROUTE) and method in ("GET", "HEAD"):
+            PQ.send_export(self, path, query, method, fault)  # presigned-style: no key, as on W&B
         elif path.startswith("/_mirror/manifest/") and method in ("GET", "HEAD"):
             self._signed_manifest(path, query, method, fault)
         elif path.startswith("/_mirror/upload/") and method == "PUT":
@@ -405,7 +410,7 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         return N.Ctx(data=self.server.data, conn=conn, objects=self.server.objects,
                      urls=Urls(f"http://{host}", self.server.signer), read_only=self.server.read_only,
-                     features=self.server.features)
+                     features=self.server.features, export_delay=self.server.parquet_export_delay)
 
     # -- graphql --------------------------------------------------------------------------------
     def _graphql(self, body: bytes) -> None:
@@ -501,12 +506,15 @@ class Handler(BaseHTTPRequestHandler):
             ctype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
             self._stream(verified_chunks(iter(lambda: f.read(CHUNK), b""), md5, size), size, ctype, method, fault)
 
-    def _stream(self, chunks: Iterator[bytes], size: int, ctype: str, method: str, fault: str | None) -> None:
-        self.send_response(200)
+    def _stream(self, chunks: Iterator[bytes], size: int, ctype: str, method: str, fault: str | None,
+                status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(size))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
-        self._status = 200
+        self._status = status
         self._streaming = True
         if method == "HEAD":
             return
@@ -696,7 +704,8 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key
 def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  read_only: bool | None = None, latency_ms: float = 0, fault_rate: float = 0.0,
                  fault_seed: int = 0, *, writable: bool = False, allow_hosts: frozenset[str] = frozenset(),
-                 limits: Limits | None = None, include_deleted: bool = False) -> ServerHandle:
+                 limits: Limits | None = None, parquet_export_delay: float = 0.0,
+                 include_deleted: bool = False) -> ServerHandle:
     """Serve `store_path` from a background thread; returns once the socket is listening.
 
     Read-only unless `writable=True` (or the older spelling `read_only=False`); always read-only with
@@ -707,6 +716,7 @@ def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0,
     server = make_server(store, host, port, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
                          fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits,
                          include_deleted=include_deleted)
+    server.parquet_export_delay = parquet_export_delay
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name=f"wandb-mirror-serve:{server.server_address[1]}", daemon=True)
     thread.start()

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
                         help="share of responses (0..1) turned into 429/500/dropped/truncated/corrupted ones")
     parser.add_argument("--fault-seed", type=int, default=0, metavar="S", help="seed of the fault decisions")
+    parser.add_argument("--parquet-export-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="offer a run's history as parquet exports (parquetHistory) this long after it was "
+                             "written to a segment; younger history is live data, read through HistoryPage "
+                             "(default 0; W&B itself takes hours)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--fault-rate must be between 0 and 1, got {args.fault_rate}")
     if args.latency_ms < 0:
         raise UsageError(f"--latency-ms must not be negative, got {args.latency_ms}")
+    if args.parquet_export_delay < 0:
+        raise UsageError(f"--parquet-export-delay must not be negative, got {args.parquet_export_delay}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.include_deleted and args.writable:
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                              allow_hosts=frozenset(args.allow_host), include_deleted=args.include_deleted)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    server.parquet_export_delay = args.parquet_export_delay
     host, port = server.server_address[:2]
     host = str(host)
     shown = f"[{host}]" if ":" in host else host

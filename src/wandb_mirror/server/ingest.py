@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import ids, times
 from ..org_models import ConsoleLine
+from ..store.history import History
 from ..store.org_catalog import append_console
 from . import nodes as N
 from .roots import touch_run
@@ -143,8 +144,7 @@ def apply(conn: sqlite3.Connection, objects: Any, run_pk: int, payload: dict[str
         hk = _history_keys(N.loads_or(run["history_keys"], {}) or {}, [r for r, _ in rows])
         sets["history_keys"] = json.dumps(hk)
         sets["last_step"] = hk["lastStep"]
-        sets["history_line_count"] = conn.execute("SELECT count(*) FROM history WHERE run_pk = ?",
-                                                  [run_pk]).fetchone()[0]
+        sets["history_line_count"] = History(None, objects, connect=lambda: conn).count(run_pk)
 
     chunk = _chunk(files, EVENTS)
     if chunk and chunk[1]:

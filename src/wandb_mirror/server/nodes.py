@@ -21,7 +21,9 @@ from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids
 from ..models import loads_lenient
+from ..store.history import History
 from . import filters as F
+from . import parquet as PQ
 from .data import Data, parse_filters
 from .org import EntityOrgFields
 from .urls import Urls
@@ -40,6 +42,7 @@ class Ctx:
     read_only: bool
     features: list[str]
     memo: dict[Any, Any] = field(default_factory=dict)
+    export_delay: float = 0.0  # `serve --parquet-export-delay`
 
 
 def ctx_of(info: GraphQLResolveInfo) -> Ctx:
@@ -419,7 +422,7 @@ class RunNode:
         if not isinstance(hk, dict):
             hk = {}
         if "lastStep" not in hk:
-            last = self._ctx.conn.execute("SELECT MAX(step) FROM history WHERE run_pk = ?", [self.pk]).fetchone()[0]
+            last = self._history().last_step(self.pk)
             hk = {"lastStep": last if last is not None else self._row.get("last_step", -1), **hk}
         hk.setdefault("keys", {})
         return hk
@@ -445,16 +448,15 @@ class RunNode:
             "SELECT count(*) FROM files WHERE run_pk = ? AND tombstoned_at IS NULL", [self.pk]).fetchone()[0]
 
     # history -----------------------------------------------------------------------------------
+    def _history(self) -> History:
+        return History(None, self._ctx.objects, lambda: self._ctx.conn)
+
     def history(self, info: GraphQLResolveInfo, samples: int | None = None, minStep: int | None = None,
                 maxStep: int | None = None) -> list[str]:
-        sql, args = "SELECT row FROM history WHERE run_pk = ?", [self.pk]
-        if minStep is not None:
-            sql += " AND step >= ?"
-            args.append(int(minStep))
-        if maxStep is not None:  # exclusive, as W&B's HistoryPage
-            sql += " AND step < ?"
-            args.append(int(maxStep))
-        rows = [r[0] for r in self._ctx.conn.execute(sql + " ORDER BY step", args)]
+        # maxStep is exclusive, as W&B's HistoryPage
+        rows = [t for _, t in self._history().texts(
+            self.pk, min_step=None if minStep is None else int(minStep),
+            max_step=None if maxStep is None else int(maxStep))]
         return [rows[i] for i in sample_indices(len(rows), samples)]
 
     def events(self, info: GraphQLResolveInfo, samples: int | None = None) -> list[str]:
@@ -472,18 +474,11 @@ class RunNode:
             if not isinstance(spec, dict):
                 raise GraphQLError("sampledHistory spec must be a JSON object")
             keys = [k for k in spec.get("keys") or [] if isinstance(k, str)]
-            sql, args = "SELECT row FROM history WHERE run_pk = ?", [self.pk]
-            if spec.get("minStep") is not None:
-                sql += " AND step >= ?"
-                args.append(int(spec["minStep"]))
-            if spec.get("maxStep") is not None:  # inclusive for sampledHistory
-                sql += " AND step <= ?"
-                args.append(int(spec["maxStep"]))
+            lo, hi = spec.get("minStep"), spec.get("maxStep")  # maxStep is inclusive for sampledHistory
             rows = []
-            for (text,) in self._ctx.conn.execute(sql + " ORDER BY step", args):
-                row = loads_or(text, None)
-                if not isinstance(row, dict):
-                    continue
+            for _, row in self._history().rows(self.pk, min_step=None if lo is None else int(lo),
+                                                max_step=None if hi is None else int(hi) + 1,
+                                                keys=keys or None):
                 picked = {}
                 for k in keys:
                     v = row[k] if k in row else F._walk(row, k.split("."))
@@ -497,8 +492,10 @@ class RunNode:
         return out
 
     def parquetHistory(self, info: GraphQLResolveInfo, liveKeys: list[str]) -> dict[str, Any]:
-        # No parquet exports: an empty answer makes the client page everything through HistoryPage.
-        return {"parquetUrls": [], "liveData": []}
+        p = self._project
+        prefix = f"{p['entity']}_{p['name']}_{self.name}"
+        return PQ.parquet_history(self._ctx.conn, self._history(), self.pk, prefix, liveKeys,
+                                  self._ctx.export_delay, self._ctx.urls.signed)
 
     def logLineCount(self, info: GraphQLResolveInfo) -> int:
         from .console import line_count

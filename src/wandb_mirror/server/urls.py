@@ -46,7 +46,8 @@ class Urls:
         self.base = base.rstrip("/")
         self.signer = signer
 
-    def _signed(self, path: str) -> str:
+    def signed(self, path: str) -> str:
+        """A presigned-style URL of `path` (already quoted): no key needed, unforgeable."""
         return f"{self.base}{path}?sig={self.signer.sign(path)}"
 
     def run_file(self, entity: str, project: str, run: str, name: str) -> str:
@@ -54,22 +55,22 @@ class Urls:
 
     def object(self, md5: str, name: str) -> str:
         basename = name.rsplit("/", 1)[-1] or "object"
-        return self._signed(f"/_mirror/objects/{md5}/{quote(basename, safe='')}")
+        return self.signed(f"/_mirror/objects/{md5}/{quote(basename, safe='')}")
 
     def upload(self, entity: str, project: str, run: str, name: str) -> str:
-        return self._signed(
+        return self.signed(
             f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/{quote_path(name)}"
         )
 
     def upload_object(self, md5: str) -> str:
         """An artifact file's upload target: the bytes must hash to `md5` (server/uploads.py)."""
-        return self._signed(f"/_mirror/upload-object/{md5}")
+        return self.signed(f"/_mirror/upload-object/{md5}")
 
     def upload_manifest(self, artifact_id: str) -> str:
-        return self._signed(f"/_mirror/upload-manifest/{quote(artifact_id, safe='')}")
+        return self.signed(f"/_mirror/upload-manifest/{quote(artifact_id, safe='')}")
 
     def manifest(self, artifact_id: str) -> str:
-        return self._signed(f"/_mirror/manifest/{quote(artifact_id, safe='')}")
+        return self.signed(f"/_mirror/manifest/{quote(artifact_id, safe='')}")
 
     def artifact_fallback(self, entity: str, project: str, collection: str, artifact_id: str,
                           birth_id: str, md5: str, name: str) -> str:

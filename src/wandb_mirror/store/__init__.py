@@ -7,11 +7,12 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .catalog import Catalog
+from .history import History
 from .lock import StoreLock
 from .objects import ObjectInfo, ObjectStore
 from .opening import SIDE_FILES, check_catalog, open_error
 
-__all__ = ["Store", "Catalog", "ObjectStore", "ObjectInfo", "StoreLock"]
+__all__ = ["Store", "Catalog", "History", "ObjectStore", "ObjectInfo", "StoreLock"]
 
 CATALOG_NAME = "catalog.db"
 
@@ -65,6 +66,7 @@ class Store:
         self.objects = ObjectStore(self.path / "objects", create=not readonly)
         self.catalog = Catalog(catalog, readonly=readonly)
         check_catalog(self.catalog)
+        self.history = History(self.catalog, self.objects)
 
     def _undo(self, made: list[Path]) -> None:
         cat = getattr(self, "catalog", None)

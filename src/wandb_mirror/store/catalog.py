@@ -79,6 +79,11 @@ class Catalog(SyncRecords):
                     os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
                 except FileExistsError:
                     pass
+                if self.db.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                    # a new catalog: pages the history tail frees when it is compacted into segments
+                    # go back to the filesystem (History.compact_due), not into a growing free list
+                    self.db.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    self.db.conn.execute("VACUUM")  # takes effect on a database already in WAL mode
                 migrations.apply(self.db)
                 for side in (self.path, self.path.with_name(self.path.name + "-wal"),
                              self.path.with_name(self.path.name + "-shm")):
@@ -311,7 +316,8 @@ class Catalog(SyncRecords):
         yield from self.conn.execute(
             "SELECT md5, 'file ' || run_pk || '/' || name FROM file_versions "
             "UNION ALL SELECT md5, 'artifact file ' || artifact_pk || '/' || path FROM artifact_files WHERE md5 IS NOT NULL "
-            "UNION ALL SELECT manifest_md5, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL"
+            "UNION ALL SELECT manifest_md5, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL "
+            "UNION ALL SELECT md5, 'history segment ' || run_pk || '@' || first_step FROM history_segments"
         )
 
 

@@ -430,6 +430,27 @@ CREATE TABLE automations (
 """,
 )
 
+# history segments: a run's history as Parquet objects, indexed by step range (store/history.py);
+# the `history` table stays as the tail of rows not compacted yet.
+migration(
+    "m004_history_segments",
+    """
+CREATE TABLE history_segments (
+    run_pk INTEGER NOT NULL,
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    keys TEXT NOT NULL,           -- JSON list of the segment's columns
+    md5 TEXT NOT NULL,            -- the Parquet object
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_pk, first_step)
+) WITHOUT ROWID;
+CREATE INDEX history_segments_md5 ON history_segments (md5);
+""",
+)
+
+
 def apply(db: sqlite_utils.Database) -> int:
     """Bring the catalog to the newest schema; returns the resulting version."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")

@@ -74,13 +74,8 @@ class StoreReader:
         return next((r for r in self.runs(project_pk) if r.run.name == name), None)
 
     def history(self, run_pk: int, *, after_step: int | None = None) -> Iterator[tuple[int, str]]:
-        """(step, row JSON) in step order."""
-        sql, args = "SELECT step, row FROM history WHERE run_pk = ?", [run_pk]
-        if after_step is not None:
-            sql += " AND step > ?"
-            args.append(after_step)
-        for r in self.store.catalog.conn.execute(sql + " ORDER BY step", args):
-            yield int(r[0]), r[1]
+        """(step, row JSON) in step order, from the store's one history reader (segments and tail)."""
+        return self.store.history.texts(run_pk, min_step=None if after_step is None else after_step + 1)
 
     def events(self, run_pk: int) -> list[str]:
         return [r["row"] for r in self._q("SELECT row FROM events WHERE run_pk = ? ORDER BY seq", [run_pk])]

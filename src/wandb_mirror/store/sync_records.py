@@ -28,7 +28,6 @@ TOMBSTONE_TABLES = frozenset({"projects", "runs", "files", "artifacts", "artifac
 _KEYED = {"sweeps": "name", "reports": "id"}
 
 
-
 @dataclass
 class Tombstone:
     """A row upstream no longer lists; applied (tombstoned_at set, `tombstoned` change) when proven."""
@@ -236,6 +235,8 @@ class SyncRecords:
                 conn.execute("INSERT OR REPLACE INTO history (run_pk, step, row) SELECT ?, step, row FROM history "
                              "WHERE run_pk = ?", [run_pk, rec.staged_history])
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
+                # rows from parquet exports went straight into segments under the staging pk
+                conn.execute("UPDATE history_segments SET run_pk = ? WHERE run_pk = ?", [run_pk, rec.staged_history])
                 _set_state(conn, rec.project_pk, {_staging_key(rec.run.name): None})
             _set_state(conn, rec.project_pk, rec.state)
             now = utcnow()
@@ -254,7 +255,8 @@ class SyncRecords:
                 return int(row[0])
             low_state = conn.execute("SELECT MIN(CAST(value AS INTEGER)) FROM sync_state "
                                      "WHERE substr(key, 1, 8) = 'staging:'").fetchone()[0]
-            low_history = conn.execute("SELECT MIN(run_pk) FROM history").fetchone()[0]
+            low_history = conn.execute("SELECT MIN(pk) FROM (SELECT MIN(run_pk) AS pk FROM history "
+                                       "UNION ALL SELECT MIN(run_pk) FROM history_segments)").fetchone()[0]
             pk = min(-1, (low_state or 0) - 1, (low_history or 0) - 1)
             _set_state(conn, project_pk, {key: str(pk)})
             return pk

@@ -198,6 +198,7 @@ class SyncEngine:
         try:  # units record their own errors; what gets here ends the pass (and must not leave it 'running')
             try:
                 self._pass_body(cx)
+                self._compact_history(cx)
             except Exception as e:
                 if store_failure(e) and not isinstance(e, PassAborted):
                     raise ledger.unwritable(e) from None
@@ -316,6 +317,15 @@ class SyncEngine:
                 ledger.tombstone(tombstone("projects", pk, ch.Scope(ledger.pass_id, entity, name), "project",
                                            f"{entity}/{name}"))
         return projects
+
+    def _compact_history(self, cx: Context) -> None:
+        """Finished runs' history (and long tails) into Parquet segments. A store made before
+        segments existed is migrated here, run by run, by its first pass (each run is atomic, so an
+        interrupted migration resumes at the next pass)."""
+        runs, rows = self.store.history.compact_due()
+        if runs:
+            cx.ledger.stats.add("history_segments_written", runs)
+            cx.ledger.stats.add("history_rows_compacted", rows)
 
 
 Engine = SyncEngine  # the name this class had before server/ got an Engine of its own

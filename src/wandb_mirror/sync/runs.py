@@ -16,18 +16,24 @@ fills the RunRecord before it is recorded.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .. import events as ev
 from ..client import Problem, RunListing
 from ..client.convert import parse_history_row
+from ..client.transport import GraphQLError
 from ..models import Run, RunFile, loads_lenient
+from ..store.history import History
 from ..store.sync_records import RunRecord, Tombstone
 from ..times import utcnow
 from . import changes as ch
 from .artifacts import mirror_artifact
 from .context import Context, ProjectRef
+from .history_exports import mirror_history_exports
 from .reconcile import tombstone
+
+log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"finished", "crashed", "failed", "killed"})
 RUN_UPDATE_FIELDS = (  # catalog column -> name in run_updated payloads
@@ -178,9 +184,7 @@ class RunWork:
             # a new run: its rows wait under a staging key that no reader knows, and move to the run
             # when its row is recorded, whole (a crash leaves them staged; the next pass rewrites them)
             run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
-        first: int | None = None
-        last: int | None = None
-        total = 0
+        first, last, total, start = self._history_from_exports(run_pk, start, stop)
         buf: list[tuple[int, str]] = []
         bad = 0
         for lo in range(start, stop, page):
@@ -201,6 +205,26 @@ class RunWork:
                 total += self._flush_history(run_pk, buf)
         total += self._flush_history(run_pk, buf)
         return first, last, total
+
+    def _history_from_exports(self, run_pk: int, start: int, stop: int) -> tuple[int | None, int | None, int, int]:
+        """(first, last, rows) stored from the upstream's parquet exports, and the step HistoryPage
+        takes over at: `stop` for a fully exported run, `start` when there are no usable exports."""
+        cx, proj = self.cx, self.proj
+        try:
+            out = mirror_history_exports(cx.client, History(cx.catalog, cx.objects), cx.objects.tmp, proj.entity,
+                                         proj.name, self.name, run_pk, start, stop)
+        except GraphQLError as e:  # a server that predates parquetHistory: page everything, as before
+            log.info("%s: no parquet history (%s); reading HistoryPage", self.where, e)
+            return None, None, 0, start
+        if out.rejected is not None:
+            cx.ledger.quarantine("history_export", f"{self.where} parquet export", out.rejected.reason,
+                                 out.rejected.url[:4096])
+            return None, None, 0, start
+        if out.rows:
+            cx.ledger.stats.add("history_rows", out.rows)
+            cx.ledger.stats.add("history_export_files", out.files)
+            cx.progress.add(rows=out.rows)
+        return out.first, out.last, out.rows, out.next_step
 
     def _flush_history(self, run_pk: int, buf: list[tuple[int, str]]) -> int:
         if not buf:

@@ -1,0 +1,100 @@
+"""The history of every run as one hive-partitioned Parquet dataset, for DuckDB, pandas, Spark...
+
+    OUT/entity=E/project=P/run=R/part-00000.parquet    a history segment (a hard link: no copy)
+    OUT/entity=E/project=P/run=R/tail.parquet          rows not compacted yet (a running run)
+
+The parts are the store's own segment objects, hard-linked into place (a symbolic link where the
+output is on another filesystem), so the dataset costs no bytes and is as verified as the store.
+Partition values are percent-encoded (`segment_encoding="uri"`, pyarrow's default) when a name holds
+`/`, `=`, `%` or a space. Running it again brings the directory up to date: new parts are linked,
+parts a compaction replaced are removed, everything else is left alone; only directories this
+module made (marked by `_wandb_mirror_dataset`) are ever touched. Tombstoned runs are left out.
+docs/history.md has the SQL.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .errors import UsageError
+from .store import Store, segments
+
+MARKER = "_wandb_mirror_dataset"
+
+
+@dataclass
+class DatasetReport:
+    runs: int = 0
+    parts: int = 0
+    linked: int = 0
+    removed: int = 0
+    tails: int = 0
+
+
+def partition(key: str, value: str) -> str:
+    return f"{key}={quote(value, safe='-_.+@')}"
+
+
+def _link(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        os.symlink(src.resolve(), tmp)
+    os.replace(tmp, dst)
+
+
+def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) -> DatasetReport:
+    """Create or refresh the dataset under `out` (see the module docstring)."""
+    if not segments.available():
+        raise UsageError("the history dataset is Parquet: install the `parquet` extra (pip install 'wandb-mirror[parquet]')")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise UsageError(f"{out} is not empty and is not a history dataset: give a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by wandb-mirror dataset; parts are links into the store\n")
+    rep = DatasetReport()
+    sql = ("SELECT r.pk, p.entity, p.name AS project, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk "
+           "WHERE r.tombstoned_at IS NULL")
+    args: list[str] = []
+    if project:
+        sql += " AND p.entity = ? AND p.name = ?"
+        args = list(project)
+    for pk, entity, proj, name in store.catalog.conn.execute(sql, args).fetchall():
+        run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", name)
+        want: dict[str, Path] = {}
+        for i, seg in enumerate(store.history.segments(pk)):
+            want[f"part-{i:05d}-{seg.md5[:12]}.parquet"] = store.objects.path(seg.md5)
+        tail = [(s, r) for s, r in store.history.rows(pk, min_step=_after_segments(store, pk))]
+        if not want and not tail:
+            continue
+        rep.runs += 1
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for fname, src in want.items():
+            rep.parts += 1
+            if not (run_dir / fname).exists():
+                _link(src, run_dir / fname)
+                rep.linked += 1
+        if tail:
+            tmp = run_dir / ".tail.parquet.tmp"
+            tmp.write_bytes(segments.encode(tail))
+            os.replace(tmp, run_dir / "tail.parquet")
+            want["tail.parquet"] = tmp
+            rep.tails += 1
+        for old in run_dir.glob("*.parquet"):
+            if old.name not in want:
+                old.unlink()
+                rep.removed += 1
+    return rep
+
+
+def _after_segments(store: Store, run_pk: int) -> int | None:
+    segs = store.history.segments(run_pk)
+    return segs[-1].last_step + 1 if segs else None
