@@ -41,7 +41,8 @@ def project_view(api: Any, path: str, with_console: bool = True) -> dict[str, An
             "notes": run.notes,
             "group": run.group,
             "job_type": run.job_type,
-            "history": _clean(list(run.scan_history(page_size=1000))),
+            # a key a row lacks reads as None through parquet exports and is absent through HistoryPage
+            "history": _clean([{k: v for k, v in r.items() if v is not None} for r in run.scan_history(page_size=1000)]),
             "events": _clean(run.history(stream="system", pandas=False, samples=100_000)),
             "files": files,
             "logged": sorted(a.name for a in run.logged_artifacts()),
