@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repair": ("wandb_mirror.commands.repair", "re-fetch damaged or missing objects from upstream (damaged copies kept aside)"),
     "gc": ("wandb_mirror.commands.gc", "remove unreferenced objects older than a grace period"),
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
+    "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),
+    "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),
     "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
     "dataset": ("wandb_mirror.commands.dataset", "link all history into one hive-partitioned Parquet dataset (no copy)"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),

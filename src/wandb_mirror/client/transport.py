@@ -549,6 +549,32 @@ class Transport:
                                "([sync] max_response_mb)", operation=operation)
         return bytes(buf)
 
+    # -- writes that are not GraphQL (file_stream, uploads) -----------------------------------
+    def send(self, method: str, url: str, operation: str, *, data: bytes | Callable[[], Any],
+             headers: dict[str, str] | None = None) -> bytes:
+        """POST/PUT `data` (bytes, or a callable giving a fresh body per attempt, e.g. an open file)
+        with the same retries, limits and Retry-After handling as every other call; the answer's body."""
+        url = self.resolve(url)
+
+        def attempt() -> bytes:
+            with self._sem:
+                session = self._take_session()
+                try:
+                    body = data() if callable(data) else data
+                    resp = self._send(session, method, url, operation, data=body, headers=headers or {})
+                    try:
+                        return self._read_capped(resp, operation)
+                    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                        raise _Retryable(f"truncated response: {_short(e)}") from None
+                    finally:
+                        resp.close()
+                        if hasattr(body, "close"):
+                            body.close()
+                finally:
+                    self._give_session(session)
+
+        return self._with_retries(operation, attempt)
+
     # -- downloads ---------------------------------------------------------------------------
     def download(self, url: str, operation: str, consume: Callable[[Iterator[bytes]], Any]) -> Any:
         """GET `url` and feed its body, chunk by chunk, to `consume` (e.g. a verifying store write).

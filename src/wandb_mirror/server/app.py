@@ -8,6 +8,9 @@ Stdlib only (`ThreadingHTTPServer`, HTTP/1.1 keep-alive). Routes:
     GET  /_mirror/manifest/{artifact id}?sig=       a manifest rendered from the catalog (no auth, signed)
     GET  /_mirror/history/{md5}/{name}?sig=         a parquet history export, whole or a Range (server/parquet.py)
     PUT  /_mirror/upload/{e}/{p}/{run}/{name}?sig=  upload target handed out by createRunFiles
+    POST /files/{entity}/{project}/{run}/file_stream  history, events, summary, console (server/uploads.py)
+    PUT  /_mirror/upload-object/{md5}?sig=          artifact file uploads (server/uploads.py)
+    PUT  /_mirror/upload-manifest/{artifact id}?sig= artifact manifest uploads (server/uploads.py)
     GET  /artifactsV2/.../{md5}/{basename}          the official client's artifact download fallback
     GET  /artifacts/{entity}/{md5}                  (V1 layout fallback)
     GET  /_mirror/requests[?reset=1]                the request log as JSON (not itself logged)
@@ -33,10 +36,10 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .. import ids, times
-from ..errors import IntegrityError
 from ..store import Store
 from . import nodes as N
 from . import parquet as PQ
+from . import uploads
 from .data import Data
 from .executor import GraphQLExecutor
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
@@ -132,10 +135,11 @@ class MirrorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], store: Store, *, api_key: str | None, read_only: bool,
                  latency_ms: float, fault_rate: float, fault_seed: int, allow_hosts: frozenset[str] = frozenset(),
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, include_deleted: bool = False):
         self.store_path = store.path
         self.objects = store.objects
-        self.data = Data(store.path / "catalog.db", readonly=read_only)
+        read_only = read_only or include_deleted  # deleted data served as live is never written to
+        self.data = Data(store.path / "catalog.db", readonly=read_only, include_deleted=include_deleted)
         self.limits = limits or Limits()
         self.hosts = HostCheck(addr[0], frozenset(h.lower() for h in allow_hosts))
         self.executor = GraphQLExecutor(limits=self.limits)
@@ -301,6 +305,8 @@ class Handler(BaseHTTPRequestHandler):
         # the key (where a route needs one) was checked by _dispatch before the body was read
         if path in ("/graphql", "/api/graphql") and method == "POST":
             self._graphql(body)
+        elif path.startswith("/files/") and path.endswith("/file_stream") and method == "POST":
+            uploads.file_stream(self, path, body)
         elif path.startswith("/files/") and method in ("GET", "HEAD"):
             self._run_file(path, method, fault)
         elif path.startswith("/_mirror/objects/") and method in ("GET", "HEAD"):
@@ -311,6 +317,10 @@ class Handler(BaseHTTPRequestHandler):
             self._signed_manifest(path, query, method, fault)
         elif path.startswith("/_mirror/upload/") and method == "PUT":
             self._upload(path, query)
+        elif path.startswith("/_mirror/upload-object/") and method == "PUT":
+            uploads.artifact_object(self, path, query)
+        elif path.startswith("/_mirror/upload-manifest/") and method == "PUT":
+            uploads.artifact_manifest(self, path, query)
         elif path.startswith(("/artifactsV2/", "/artifacts/")) and method in ("GET", "HEAD"):
             parts = [unquote(p) for p in path.split("/") if p]
             if path.startswith("/artifactsV2/"):
@@ -562,12 +572,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 self._send_json(400, {"errors": [{"message": "Content-MD5 is not a base64 md5"}]})
                 return
-        size = self.headers.get("Content-Length")
-        try:
-            info = self.server.objects.put_stream(self._body_chunks(), expected_md5=expected_md5,
-                                                  expected_size=int(size) if size else None)
-        except IntegrityError as e:
-            self._send_json(400, {"errors": [{"message": f"upload rejected: {e}"}]})
+        info = uploads.store_body(self, expected_md5)
+        if info is None:
             return
         with self.server.data.connection() as conn:
             ctx = self._ctx(conn)
@@ -686,26 +692,30 @@ def open_store(store_path: str | Path, *, read_only: bool) -> Store:
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                 read_only: bool = True, latency_ms: float = 0, fault_rate: float = 0.0,
                 fault_seed: int = 0, allow_hosts: frozenset[str] = frozenset(),
-                limits: Limits | None = None) -> MirrorHTTPServer:
+                limits: Limits | None = None, include_deleted: bool = False) -> MirrorHTTPServer:
     cls: type[MirrorHTTPServer] = MirrorHTTPServer
     if ":" in host:  # an IPv6 literal such as ::1
         cls = type("MirrorHTTPServer6", (MirrorHTTPServer,), {"address_family": socket.AF_INET6})
     return cls((host, port), store, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-               fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits)
+               fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits,
+               include_deleted=include_deleted)
 
 
 def start_server(store_path: str | Path, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  read_only: bool | None = None, latency_ms: float = 0, fault_rate: float = 0.0,
                  fault_seed: int = 0, *, writable: bool = False, allow_hosts: frozenset[str] = frozenset(),
-                 limits: Limits | None = None, parquet_export_delay: float = 0.0) -> ServerHandle:
+                 limits: Limits | None = None, parquet_export_delay: float = 0.0,
+                 include_deleted: bool = False) -> ServerHandle:
     """Serve `store_path` from a background thread; returns once the socket is listening.
 
-    Read-only unless `writable=True` (or the older spelling `read_only=False`).
+    Read-only unless `writable=True` (or the older spelling `read_only=False`); always read-only with
+    `include_deleted` (what upstream deleted, served as live).
     """
-    read_only = not writable if read_only is None else read_only
+    read_only = (not writable if read_only is None else read_only) or include_deleted
     store = open_store(store_path, read_only=read_only)
     server = make_server(store, host, port, api_key=api_key, read_only=read_only, latency_ms=latency_ms,
-                         fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits)
+                         fault_rate=fault_rate, fault_seed=fault_seed, allow_hosts=allow_hosts, limits=limits,
+                         include_deleted=include_deleted)
     server.parquet_export_delay = parquet_export_delay
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               name=f"wandb-mirror-serve:{server.server_address[1]}", daemon=True)

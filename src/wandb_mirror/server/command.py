@@ -6,10 +6,11 @@ Without --api-key any key is accepted; with it, GraphQL and file downloads deman
 
 Read-only by default: the store is opened read-only (safe beside a daemon writing it) and every
 mutation and upload is refused; --writable accepts them (a test upstream, the demo, `restore`
-targets). Requests whose Host header is not the bound address, a localhost name or an IP literal
-are refused (DNS rebinding); --allow-host NAME adds a name. POST /graphql demands
-Content-Type: application/json, bodies are capped (413) and queries are limited in depth, aliases
-and cost.
+targets: what wandb.init / log / log_artifact / finish and `restore` send). Requests whose Host
+header is not the bound address, a localhost name or an IP literal are refused (DNS rebinding);
+--allow-host NAME adds a name. POST /graphql demands Content-Type: application/json, bodies are
+capped (413) and queries are limited in depth, aliases and cost. --include-deleted serves what
+upstream deleted (and the mirror kept) as if it were live; it is always read-only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Visible to `ps`: prefer --api-key-file or $WANDB_MIRROR_SERVE_API_KEY")
     parser.add_argument("--api-key-file", default=None, metavar="FILE",
                         help="read the key to demand from FILE (first line)")
+    parser.add_argument("--include-deleted", action="store_true",
+                        help="serve what upstream deleted (runs, files, artifact versions, sweeps) as if live; "
+                             "implies --read-only")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N", help="add N ms to every response")
     parser.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
                         help="share of responses (0..1) turned into 429/500/dropped/truncated/corrupted ones")
@@ -62,13 +66,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--parquet-export-delay must not be negative, got {args.parquet_export_delay}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.include_deleted and args.writable:
+        raise UsageError("--include-deleted serves a read-only view of the store; it cannot be combined with --writable")
     api_key = server_api_key(args)
-    read_only = not args.writable
+    read_only = not args.writable or args.include_deleted
     store = open_store(args.store, read_only=read_only)
     try:
         server = make_server(store, args.host, args.port, api_key=api_key, read_only=read_only,
                              latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed,
-                             allow_hosts=frozenset(args.allow_host))
+                             allow_hosts=frozenset(args.allow_host), include_deleted=args.include_deleted)
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     server.parquet_export_delay = args.parquet_export_delay

@@ -144,9 +144,10 @@ class ProjectRuns:
 class Data:
     """Connections and caches over one store's catalog."""
 
-    def __init__(self, catalog_path: Path, *, readonly: bool):
+    def __init__(self, catalog_path: Path, *, readonly: bool, include_deleted: bool = False):
         self.path = Path(catalog_path)
         self.readonly = readonly
+        self.include_deleted = include_deleted
         self._pool: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         self._seen: dict[int, int] = {}
@@ -169,6 +170,10 @@ class Data:
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.row_factory = sqlite3.Row
+        if self.include_deleted:
+            from .deleted import show_deleted
+
+            show_deleted(conn)
         with self._lock:
             self._all.append(conn)
         return conn

@@ -30,9 +30,11 @@ from graphql import (
     validate,
 )
 
+from .artifact_writes import ArtifactMutations
 from .guard import Limits, check_document, estimate_cost
 from .roots import Mutation, Query
 from .schema import build_schema
+from .sweep_writes import SweepMutations
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ def operation_name_from_text(query: str) -> str:
     """The first operation's name, as W&B's own test spy derives it (skips whitespace and # comments)."""
     m = _OP_NAME_RE.match(query or "")
     return m.group(2) if m else ""
+
+
+class MutationRoot(Mutation, ArtifactMutations, SweepMutations):
+    """Every mutation resolver: run and file mutations (roots.py), logging artifacts (artifact_writes.py),
+    sweeps (sweep_writes.py)."""
 
 
 @dataclass
@@ -65,7 +72,7 @@ class GraphQLExecutor:
         self.limits = limits or Limits()
         self._lock = threading.Lock()
         self.query_root = Query()
-        self.mutation_root = Mutation()
+        self.mutation_root = MutationRoot()
 
     def prepare(self, query: str) -> Prepared:
         with self._lock:

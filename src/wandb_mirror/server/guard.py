@@ -41,7 +41,8 @@ from graphql import (
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 GRAPHQL_PATHS = ("/graphql", "/api/graphql")
 # routes that authenticate with a URL signature instead of the key (presigned-style, fetched keyless)
-SIGNED_ROUTES = ("/_mirror/objects/", "/_mirror/manifest/", "/_mirror/upload/", "/_mirror/history/")
+SIGNED_ROUTES = ("/_mirror/objects/", "/_mirror/manifest/", "/_mirror/upload/", "/_mirror/history/",
+                 "/_mirror/upload-object/", "/_mirror/upload-manifest/")
 
 
 @dataclass(frozen=True)

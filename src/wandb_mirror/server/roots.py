@@ -211,10 +211,11 @@ class Mutation(CollectionMutations):
             else:
                 raise GraphQLError("upsertBucket needs an id or a name")
             sets: dict[str, Any] = {}
+            # wandb-core sends every variable, null for what it does not mean to change
             for field, col in UPSERT_COLUMNS.items():
-                if field in input:
+                if input.get(field) is not None:
                     sets[col] = input[field]
-            if "tags" in input:
+            if input.get("tags") is not None:
                 sets["tags"] = json.dumps(list(input["tags"] or []))
             if "config" in input and input["config"] is not None:
                 sets["config"] = _json_text(input["config"], "config")

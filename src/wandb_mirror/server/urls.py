@@ -5,6 +5,8 @@
   no auth; the signature is an HMAC of the path keyed by a secret derived from `--api-key`, so
   without the key nobody can mint a URL for another object.
 - upload URLs (`createRunFiles`): `{base}/_mirror/upload/{entity}/{project}/{run}/{name}?sig=...` (PUT).
+- artifact uploads (`createArtifactFiles`, `createArtifactManifest`): `{base}/_mirror/upload-object/{md5}`
+  and `{base}/_mirror/upload-manifest/{artifact id}` (PUT, signed).
 - artifact manifests that were never stored as an object are rendered at
   `{base}/_mirror/manifest/{artifact id}?sig=...`.
 """
@@ -59,6 +61,13 @@ class Urls:
         return self.signed(
             f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/{quote_path(name)}"
         )
+
+    def upload_object(self, md5: str) -> str:
+        """An artifact file's upload target: the bytes must hash to `md5` (server/uploads.py)."""
+        return self.signed(f"/_mirror/upload-object/{md5}")
+
+    def upload_manifest(self, artifact_id: str) -> str:
+        return self.signed(f"/_mirror/upload-manifest/{quote(artifact_id, safe='')}")
 
     def manifest(self, artifact_id: str) -> str:
         return self.signed(f"/_mirror/manifest/{quote(artifact_id, safe='')}")

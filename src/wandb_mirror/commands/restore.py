@@ -1,0 +1,90 @@
+"""Re-create the mirrored projects on a W&B server: runs with their ids, history, events and files,
+artifact versions with their aliases and digests, sweeps.
+
+Examples:
+  wandb-mirror restore --store /var/lib/wandb-mirror --to https://wandb.example.com --dry-run
+  wandb-mirror restore --store DIR --to https://api.wandb.ai --project vision=vision-restored
+  wandb-mirror restore --store DIR --to https://wandb.new.example.com --entity new-team
+
+The target's key comes from WANDB_API_KEY, else ~/.netrc for the target's host. A journal of what
+was sent (default: DIR/restore/<target host>.jsonl) makes a restore that was stopped at any moment
+finish without duplicates when it is started again. What W&B does not let a client set (creation
+times, the user who logged a run, sweep names, ...) is listed in docs/restore.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="DIR", help="the store to restore from")
+    p.add_argument("--to", required=True, metavar="BASE_URL", help="the target W&B server, e.g. https://api.wandb.ai")
+    p.add_argument("--project", action="append", default=[], metavar="SRC[=DST]",
+                   help="restore only this project, optionally under a new name; SRC and DST are PROJECT or "
+                        "ENTITY/PROJECT (repeatable; default: every project in the store)")
+    p.add_argument("--entity", metavar="ENTITY", help="put every restored project under this existing entity")
+    p.add_argument("--include-deleted", action="store_true",
+                   help="also restore what upstream deleted (runs, files, artifact versions, sweeps) as live")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (needs no key)")
+    p.add_argument("--journal", metavar="FILE", help="journal file (default: DIR/restore/<target host>.jsonl)")
+    p.add_argument("--rate-limit", type=float, default=0.0, metavar="N",
+                   help="at most N requests per second to the target (default: no limit; 429s are honoured)")
+
+
+def journal_path(store: Path, base_url: str) -> Path:
+    host = urlsplit(base_url).netloc or base_url
+    return store / "restore" / (re.sub(r"[^A-Za-z0-9._-]", "_", host) + ".jsonl")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..restore.plan import plan_project, resolve_moves
+    from ..store import Store
+    from ..store.reader import StoreReader
+
+    if not args.to.startswith(("http://", "https://")):
+        raise UsageError(f"--to must be a http:// or https:// URL, got {args.to!r}")
+    if args.entity is not None and not args.entity.strip():
+        raise UsageError("--entity must not be empty")
+    with Store(args.store, create=False, readonly=True) as store:
+        reader = StoreReader(store, include_deleted=args.include_deleted)
+        moves = resolve_moves(reader, args.project, args.entity)
+        if args.dry_run:
+            print(f"restore plan (dry run) for {args.to}:")
+            for m in moves:
+                print("  " + plan_project(reader, m).line())
+            return 0
+        return _restore(args, store, reader, moves)
+
+
+def _restore(args: argparse.Namespace, store: object, reader: object, moves: list) -> int:
+    from ..client.auth import resolve_api_key
+    from ..client.transport import Transport
+    from ..restore.journal import Journal
+    from ..restore.runner import ProjectRestore
+    from ..restore.target import Target
+
+    key = resolve_api_key(args.to)
+    base = args.to.rstrip("/")
+    journal = Journal(Path(args.journal) if args.journal else journal_path(Path(args.store), base))
+    transport = Transport(base, key, rate_limit=args.rate_limit)
+    target = Target(transport)
+    try:
+        for m in moves:
+            job = ProjectRestore(reader, target, journal, m, base,  # type: ignore[arg-type]
+                                 progress=lambda s: print(f"  {s}", file=sys.stderr) if args.verbose else None)
+            c = job.run()
+            print(f"{m.src} -> {m.dst}: {c.runs} runs, {c.history_rows} history rows, {c.events} event rows, "
+                  f"{c.files} files, {c.artifact_versions} artifact versions, {c.sweeps} sweeps written "
+                  f"({c.bytes / 1e6:.1f} MB); {c.skipped} steps already done")
+    finally:
+        transport.close()
+        journal.close()
+    print(f"restore finished; journal: {journal.path}")
+    return 0
