@@ -49,13 +49,18 @@ def test_demo_upstream_request_counts(tmp_path: Path, start_mirror_server, monke
     assert first.status == "ok" and second.status == "ok", first.errors + second.errors
     n_runs, n_projects = len(runs), len(projects)
     # first pass: per run one RunFiles, one RunFullHistory (events), the run's logged and used artifacts,
-    # and one HistoryPage per 1000 steps; no per-run Run query (the listing carries everything)
+    # and per run with history one RunParquetHistory: a finished run's history is one exported file,
+    # a running one's (not exported) one HistoryPage per 1000 steps; no per-run Run query
     for op in ("RunFiles", "RunFullHistory", "RunOutputArtifacts", "RunInputArtifacts"):
         assert ops1[op] == n_runs, op
-    assert ops1["HistoryPage"] == sum(math.ceil((r["last_step"] + 1) / 1000) for r in runs if r["last_step"] >= 0)
+    live = [r for r in runs if r["last_step"] >= 0 and r["state"] not in ("finished", "crashed", "failed", "killed")]
+    exported = sum(1 for r in runs if r["last_step"] >= 0) - len(live)
+    assert ops1["RunParquetHistory"] == exported + len(live)
+    assert ops1["HistoryPage"] == sum(math.ceil((r["last_step"] + 1) / 1000) for r in live)
     assert ops1["Run"] == 0 and ops1["Runs"] == n_projects
-    # GETs: run files (identical bytes fetched once), one manifest per version, each distinct artifact file once
-    assert gets1 <= n_files + n_versions + n_art_objects
+    # GETs: run files (identical bytes fetched once), one manifest per version, each distinct artifact
+    # file once, one history export per finished run
+    assert gets1 <= n_files + n_versions + n_art_objects + exported
     assert first.stats["artifacts"] == n_versions
     # an unchanged pass: a constant per project, and the client's features are asked once per client; the
     # organization side: a constant (the org, members, integrations, automations, registries, collections,

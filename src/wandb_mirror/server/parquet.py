@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from ..store.history import History, Segment
+from ..times import epoch
 from .integrity import verified_chunks
 
 ROUTE = "/_mirror/history/"
@@ -35,14 +36,9 @@ def export_path(md5: str, filename: str) -> str:
     return f"{ROUTE}{md5}/{quote(filename, safe='')}"
 
 
-def _age_seconds(created_at: str | None, now: datetime) -> float:
-    if not created_at:
-        return float("inf")
-    try:
-        t = datetime.strptime(created_at[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return float("inf")
-    return (now - t).total_seconds()
+def _age_seconds(created_at: str | None, now: float) -> float:
+    t = epoch(created_at)
+    return float("inf") if t is None else now - t
 
 
 def exported_segments(conn: sqlite3.Connection, history: History, run_pk: int, delay: float) -> list[Segment]:
@@ -51,7 +47,7 @@ def exported_segments(conn: sqlite3.Connection, history: History, run_pk: int, d
     CLIENT_PAGE. (The official client reads a page that holds the first live step entirely through
     HistoryPage, on top of the rows it already read from the files for that page: a live part that
     starts mid-page would give it those rows twice.)"""
-    now = datetime.now(timezone.utc)
+    now = time.time()
     created = dict(conn.execute("SELECT first_step, created_at FROM history_segments WHERE run_pk = ?", [run_pk]).fetchall())
     tail_steps = [r[0] for r in conn.execute("SELECT step FROM history WHERE run_pk = ?", [run_pk])]
     segs = history.segments(run_pk)
