@@ -94,6 +94,20 @@ class Catalog(SyncRecords):
                         pass
             finally:
                 os.close(fd)  # releases the flock
+        else:
+            self._await_schema_setup()
+
+    def _await_schema_setup(self) -> None:
+        """A reader that opens a catalog another process is creating waits for its schema (a shared
+        flock on the setup lock), instead of finding a database with no tables yet."""
+        try:
+            fd = os.open(self.path.with_name(self.path.name + ".migrate-lock"), os.O_RDONLY)
+        except OSError:
+            return  # a store made before the lock file existed, or one we may not read: nothing to wait for
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
 
     # -- connections -----------------------------------------------------------------------
     @property
