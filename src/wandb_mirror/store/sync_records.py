@@ -235,6 +235,7 @@ class SyncRecords:
             if rec.staged_history is not None:
                 if rec.replace_history:
                     conn.execute("DELETE FROM history WHERE run_pk = ?", [run_pk])
+                    conn.execute("DELETE FROM history_segments WHERE run_pk = ?", [run_pk])
                 conn.execute("INSERT OR REPLACE INTO history (run_pk, step, row) SELECT ?, step, row FROM history "
                              "WHERE run_pk = ?", [run_pk, rec.staged_history])
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
@@ -261,6 +262,7 @@ class SyncRecords:
             if row:
                 pk = int(row[0])
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [pk])  # each fetch starts afresh
+                conn.execute("DELETE FROM history_segments WHERE run_pk = ?", [pk])
                 return pk
             low_state = conn.execute("SELECT MIN(CAST(value AS INTEGER)) FROM sync_state "
                                      "WHERE substr(key, 1, 8) = 'staging:'").fetchone()[0]

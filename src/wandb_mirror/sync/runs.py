@@ -210,7 +210,10 @@ class RunWork:
             run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
             start = 0
         else:
-            row = cx.catalog.history_row(run_pk, stored_last) if old_run is not None and stored_last >= 0 else None
+            row = None
+            if old_run is not None and stored_last >= 0:  # the tail or a parquet segment
+                row = next((t for _, t in History(cx.catalog, cx.objects).texts(
+                    run_pk, min_step=stored_last, max_step=stored_last + 1)), None)
             expect = (stored_last, row) if row is not None else None
             start = stored_last if expect else stored_last + 1
         if expect is not None:  # an append checks its first row through HistoryPage
