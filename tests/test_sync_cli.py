@@ -16,6 +16,7 @@ import pytest
 from conftest import ENTITY, copy_store
 
 from wandb_mirror.cli import main
+from wandb_mirror.errors import UsageError
 from wandb_mirror.store import Store
 
 
@@ -91,7 +92,10 @@ def test_killed_pass_is_completed_by_the_next(seeded_store: Path, start_mirror_s
         time.sleep(0.1)
         if mirror.exists():
             # read-only: a writable open would race the child's own schema migration on a new store
-            s = Store(tmp_path / "mirror", create=False, readonly=True)
+            try:
+                s = Store(tmp_path / "mirror", create=False, readonly=True)
+            except UsageError:  # the child has created the file but not its tables yet
+                continue
             try:
                 if s.history.count() > 0:
                     break

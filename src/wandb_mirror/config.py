@@ -26,7 +26,7 @@
     poll_interval = "60s"
     concurrency = 4
     rate_limit = 0                   # requests per second, 0: unlimited
-    reconcile_interval = "24h"
+    reconcile_interval = "1h"
 
     [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port,
                                      # metrics_host, hook_timeout, max_failures, retry_backoff(_max), stop_grace
@@ -142,8 +142,10 @@ class SyncConfig:
     poll_interval: float = setting("duration+", 60.0, "how often a pass starts (the daemon's [daemon] value wins)")
     concurrency: int = setting("int+", 4, f"parallel requests (at most {MAX_CONCURRENCY})")
     rate_limit: float = setting("float0", 0.0, "requests per second, 0: unlimited")
-    reconcile_interval: float = setting("duration+", 86400.0,
+    reconcile_interval: float = setting("duration+", 3600.0,
                                         "full listing to find edits of finished runs and deletions")
+    marker_listing_max_runs: int = setting("int0", 10000, "projects with at most this many runs list every "
+                                           "run's change markers each pass (edits arrive at the next pass)")
     max_retries: int = setting("int+", 10, "per request (429, 5xx, connection errors; Retry-After honoured)")
     retry_wait_min: float = setting("duration", 1.0, "first wait before a retry")
     retry_wait_max: float = setting("duration", 60.0, "longest wait before a retry")

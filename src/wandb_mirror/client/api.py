@@ -218,11 +218,14 @@ class WandbClient:
         node = _dig(data, "project", "run")
         return run_from_node(node, full=True, where=f"{entity}/{project}") if isinstance(node, dict) else None
 
-    def history_page(self, entity: str, project: str, run: str, min_step: int, max_step: int) -> list[Any]:
-        """Rows with min_step <= _step < max_step, unsampled (samples = the window size)."""
+    def history_page(self, entity: str, project: str, run: str, min_step: int, max_step: int,
+                     samples: int | None = None) -> list[Any]:
+        """Rows with min_step <= _step < max_step, at most `samples` of them (default: the window
+        size, so nothing is sampled away). A window wider than `samples` that comes back full may
+        have been downsampled: the caller must narrow it."""
         data = self.t.graphql(D.HISTORY_PAGE.name, D.HISTORY_PAGE.text, {
             "entity": entity, "project": project, "run": run, "minStep": min_step, "maxStep": max_step,
-            "pageSize": max_step - min_step})
+            "pageSize": samples if samples is not None else max_step - min_step})
         rows = _dig(data, "project", "run", "history")
         if _dig(data, "project", "run") is None:
             raise NotFound(f"HistoryPage: run {entity}/{project}/{run} not found", operation="HistoryPage")

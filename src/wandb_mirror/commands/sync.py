@@ -33,11 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display, only the summary line")
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def run(args: argparse.Namespace) -> int:
     """SIGTERM and Ctrl-C set `stop`: requests, retry waits and downloads in progress end at once,
-    the pass is recorded as stopped, and the next pass resumes. A second signal interrupts outright."""
+    the pass is recorded as stopped, and the next pass resumes. A second signal interrupts outright.
+    The previous handlers are back when the command returns."""
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        return
+        return _run(args, stop)
 
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
@@ -45,16 +47,18 @@ def _stop_on_signals(stop: threading.Event) -> None:
         log.info("%s received: stopping the pass", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(args, stop)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     config = load_config(args.config)
     client = make_client(config)  # no key: one line, exit 2
-    stop = threading.Event()
     client.t.stop = stop
-    _stop_on_signals(stop)
     try:
         # the key and the host are checked before the store is created: a mistake writes nothing
         viewer = preflight(config, client)

@@ -60,6 +60,7 @@ class RunRecord:
     state: dict[str, str | None] = field(default_factory=dict)   # sync_state keys to set (None: delete)
     tombstones: list[Tombstone] = field(default_factory=list)    # of the run's files, proven by its listing
     staged_history: int | None = None  # staging_run_pk() the new run's history was written under
+    replace_history: bool = False      # the staged rows replace all the run had (upstream rewrote it)
 
 
 @dataclass
@@ -232,6 +233,9 @@ class SyncRecords:
             for f in rec.files:
                 self.upsert_file(run_pk, f)
             if rec.staged_history is not None:
+                if rec.replace_history:
+                    conn.execute("DELETE FROM history WHERE run_pk = ?", [run_pk])
+                    conn.execute("DELETE FROM history_segments WHERE run_pk = ?", [run_pk])
                 conn.execute("INSERT OR REPLACE INTO history (run_pk, step, row) SELECT ?, step, row FROM history "
                              "WHERE run_pk = ?", [run_pk, rec.staged_history])
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
@@ -244,6 +248,10 @@ class SyncRecords:
                 insert_change(conn, c, now)
             return RunRecorded(run_pk, written, _tombstone(conn, rec.tombstones, now))
 
+    def history_row(self: _Core, run_pk: int, step: int) -> str | None:
+        value = self.scalar("SELECT row FROM history WHERE run_pk = ? AND step = ?", [run_pk, step])
+        return None if value is None else str(value)
+
     def staging_run_pk(self: _Core, project_pk: int, name: str) -> int:
         """A negative stand-in pk under which a new run's history is written before its row exists
         (no run has it, so no reader sees those rows). The same run gets the same one until recorded."""
@@ -252,7 +260,10 @@ class SyncRecords:
             row = conn.execute("SELECT value FROM sync_state WHERE project_pk = ? AND key = ?",
                                [project_pk, key]).fetchone()
             if row:
-                return int(row[0])
+                pk = int(row[0])
+                conn.execute("DELETE FROM history WHERE run_pk = ?", [pk])  # each fetch starts afresh
+                conn.execute("DELETE FROM history_segments WHERE run_pk = ?", [pk])
+                return pk
             low_state = conn.execute("SELECT MIN(CAST(value AS INTEGER)) FROM sync_state "
                                      "WHERE substr(key, 1, 8) = 'staging:'").fetchone()[0]
             low_history = conn.execute("SELECT MIN(pk) FROM (SELECT MIN(run_pk) AS pk FROM history "

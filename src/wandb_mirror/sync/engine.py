@@ -8,6 +8,7 @@ artifacts, sweeps, reports), applies the tombstones it proved, and records itsel
     engine.py     the pass (this file): viewer, which projects, each project, tombstones, the pass row
     project.py    one project: listing mode and created-at watermark; runs, artifacts, sweeps, reports
     runs.py       one run -> one catalog transaction (history, events, files, then its artifacts)
+    history.py    a run's history in windows that follow its rows; rewrites upstream detected
     artifacts.py  types and collections, a collection's versions, one verified version
     reconcile.py  listed vs stored -> new / changed / gone, and when a listing proves a deletion
     ledger.py     what a pass learns (stats, errors, quarantine, tombstone candidates, abort) and

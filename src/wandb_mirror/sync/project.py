@@ -1,12 +1,17 @@
 """One project of a pass: its mode and watermark; then runs, artifacts, sweeps and reports.
 
-Three listing modes (sync_state keys per project):
+Four listing modes (sync_state keys per project):
 - initial (no `created_watermark` yet): every run with the full fragment;
 - incremental: one Runs query with the full fragment whose filter is
     {"$or": [{"createdAt": {"$gte": watermark}}, {"state": {"$in": UNFINISHED}}, {"name": {"$in": [...]}}]}
   i.e. runs created since the watermark ($gte, because runs can share a timestamp; the catalog
   comparison drops the ones already mirrored), runs upstream reports unfinished, and runs the
   catalog holds as unfinished or that need a retry (so a run that finished between passes is seen);
+- markers (every other pass of a project with at most `marker_listing_max_runs` runs): every run's
+  change markers with the light fragment, 1,000 runs a page, exactly as a reconcile lists them, so
+  an edit of a finished run, a file uploaded or deleted, or a deleted run arrives at the next pass
+  for ceil(runs / 1000) requests (docs/benchmarks.md); larger projects use `incremental` between
+  reconciles;
 - reconcile (every `reconcile_interval`, or forced): every run with the light fragment plus the
   change markers (updatedAt, fileCount, heartbeatAt, state, historyLineCount, tags, notes...);
   runs whose markers differ from the catalog are fetched in full (one Run query each); runs the
@@ -41,6 +46,7 @@ from .runs import TERMINAL_STATES, sync_run
 log = logging.getLogger("wandb_mirror.sync")
 
 UNFINISHED_STATES = ["running", "pending", "preempting", "preempted"]
+MARKER_PAGE = 1000  # runs per page of a change-marker listing (the light fragment)
 SWEEP_DONE_STATES = frozenset({"FINISHED", "CANCELED", "CRASHED", "FAILED"})
 SWEEP_FIELDS = ("display_name", "config", "method", "state", "description", "best_loss", "run_count",
                 "run_count_expected", "updated_at", "metric_name", "metric_goal")
@@ -76,19 +82,22 @@ class ProjectSync:
 
         watermark = cx.catalog.sync_state(pk, "created_watermark")
         last_reconcile = times.epoch(cx.catalog.sync_state(pk, "last_reconcile"))
+        stored = cx.catalog.stored_runs(pk)
         if watermark is None:
             mode = "initial"
         elif (self.force_reconcile or last_reconcile is None
               or time.time() - last_reconcile >= cx.settings.reconcile_interval):
             mode = "reconcile"
+        elif len(stored) <= cx.settings.marker_listing_max_runs:
+            mode = "markers"
         else:
             mode = "incremental"
         log.debug("%s: %s pass", proj.where, mode)
 
-        self.sync_runs(mode, watermark)
+        self.sync_runs(mode, watermark, stored)
         if self.opts.artifacts:
             with cx.ledger.unit(f"{proj.where} artifacts", on_fail=proj.failed):
-                sync_artifacts(cx, proj, mode != "incremental")
+                sync_artifacts(cx, proj, mode in ("initial", "reconcile"))
         if self.opts.sweeps:
             with cx.ledger.unit(f"{proj.where} sweeps", on_fail=proj.failed):
                 self.sync_sweeps()
@@ -112,10 +121,9 @@ class ProjectSync:
         cx.catalog.set_sync_state(pk, state)
 
     # -- runs ------------------------------------------------------------------------------------
-    def sync_runs(self, mode: str, watermark: str | None) -> None:
+    def sync_runs(self, mode: str, watermark: str | None, stored: dict[str, dict[str, Any]]) -> None:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
         client = cx.client
-        stored = cx.catalog.stored_runs(proj.pk)
         markers = cx.catalog.sync_states(proj.pk, "files:")
         retry = set(cx.catalog.sync_states(proj.pk, "retry:"))
         info = RunsInfo()
@@ -133,7 +141,7 @@ class ProjectSync:
                     runs = client.runs(proj.entity, proj.name, filters={"$or": clauses}, full=True, info=info)
                 else:
                     runs = client.runs(proj.entity, proj.name, full=(mode == "initial"), info=info,
-                                       per_page=None if mode == "initial" else max(100, client.page_size))
+                                       per_page=None if mode == "initial" else max(MARKER_PAGE, client.page_size))
                 for lr in runs:
                     name = lr.run.name
                     reason = unsafe_id_reason(name)
@@ -171,7 +179,7 @@ class ProjectSync:
         self.runs_complete = not unit.failed and info.complete()
         if not self.runs_complete:
             listing.refused()
-        if mode in ("initial", "reconcile"):
+        if mode != "incremental":
             for name, r in listing.gone(stored):
                 if r["tombstoned_at"] is None:
                     ledger.tombstone(tombstone("runs", r["pk"], proj.scope, "run", f"{proj.where}/{name}", run=name))

@@ -21,15 +21,16 @@ from typing import Any
 
 from .. import events as ev
 from ..client import Problem, RunListing
-from ..client.convert import parse_history_row
 from ..client.transport import GraphQLError
 from ..models import Run, RunFile, loads_lenient
 from ..store.history import History
 from ..store.sync_records import RunRecord, Tombstone
 from ..times import utcnow
 from . import changes as ch
+from . import history
 from .artifacts import mirror_artifact
 from .context import Context, ProjectRef
+from .history import Fetched, HistoryRewritten
 from .history_exports import mirror_history_exports
 from .reconcile import tombstone
 
@@ -41,7 +42,7 @@ RUN_UPDATE_FIELDS = (  # catalog column -> name in run_updated payloads
     ("group_name", "group"), ("job_type", "job_type"), ("sweep_name", "sweep"), ("commit_hash", "commit"),
     ("system_metrics", "system_metrics"),
 )
-HISTORY_CHUNK_ROWS = 5000
+EVENTS_MAX = 2_000_000  # system-metrics rows of one run (a row every 2 s for 46 days)
 # Upstream calls of one run that may fail for good (each after its own retries) before the run is
 # given up for this pass: a run whose files keep failing is reported and retried next pass instead
 # of spending the pass's shared retry budget (which would stop every run after it).
@@ -98,12 +99,26 @@ class RunWork:
 
         rec = RunRecord(project_pk=proj.pk, run=run, mirrored_at="")
 
-        # 1. history from the last mirrored step
+        # 1. history from the last mirrored step, or all of it again when upstream rewrote it
         last_step = old_run.last_step if old_run and old_run.last_step is not None else -1
-        appended: tuple[int | None, int | None, int] = (None, None, 0)
-        if proj.opts.history and self.lr.last_step > last_step:
-            appended = self.fetch_history(last_step + 1, self.lr.last_step + 1)
-            last_step = self.lr.last_step
+        appended = Fetched()
+        if proj.opts.history:
+            rewritten = self.rewritten(old_run, last_step)
+            # an edited run whose lastStep stayed may still have been resumed from an earlier step:
+            # its row at lastStep is asked again (one small request) and compared
+            recheck = (old_run is not None and last_step >= 0 and self.lr.last_step == last_step
+                       and old_run.updated_at != run.updated_at)
+            if not rewritten and (self.lr.last_step > last_step or recheck):
+                try:
+                    appended = self.fetch_history(old_run, last_step, self.lr.last_step + 1)
+                except HistoryRewritten as e:
+                    log.info("%s; fetching its whole history again", e)
+                    rewritten = True
+            if rewritten:
+                appended = self.fetch_history(None, -1, self.lr.last_step + 1, replace=True)
+                rec.replace_history = True
+            if rewritten or self.lr.last_step > last_step:
+                last_step = self.lr.last_step
         run.last_step = last_step if proj.opts.history else (old_run.last_step if old_run else -1)
 
         # 2. events (system metrics): only sampled access exists; refreshed when the run moved
@@ -141,7 +156,7 @@ class RunWork:
             diff = run_diff(old_run, run)
             if diff:
                 ch.emit(changes, proj.scope, ev.RunUpdated(run=self.name, changes=diff))
-        first, last, rows = appended
+        first, last, rows = appended.first, appended.last, appended.rows
         if rows and first is not None and last is not None:
             ch.emit(changes, proj.scope, ev.HistoryAppended(run=self.name, first_step=first, last_step=last, rows=rows))
         for f, changed in files:
@@ -174,37 +189,40 @@ class RunWork:
         ledger.stats.add("runs_new" if new else "runs_updated")
 
     # -- history -------------------------------------------------------------------------------
-    def fetch_history(self, start: int, stop: int) -> tuple[int | None, int | None, int]:
-        """Rows with start <= _step < stop, written in idempotent chunks (INSERT OR REPLACE).
-        Returns (first step, last step, rows) actually stored."""
+    def rewritten(self, old_run: Run | None, stored_last: int) -> bool:
+        """Whether the listing's markers alone show upstream rewrote history the mirror holds:
+        its lastStep went back, or its line count changed at the same lastStep."""
+        if old_run is None or stored_last < 0 or self.lr.last_step < 0:
+            return False
+        if any("historyKeys" in p.reason for p in self.lr.problems):
+            return False  # an unreadable lastStep is no evidence
+        return self.lr.last_step < stored_last or (
+            self.lr.last_step == stored_last and self.run.history_line_count != old_run.history_line_count)
+
+    def fetch_history(self, old_run: Run | None, stored_last: int, stop: int, *, replace: bool = False) -> Fetched:
+        """Rows after `stored_last` (checking the stored row at it), or, for a new run or a
+        replacement, every row under a staging pk that no reader knows: they move to the run when
+        its row is recorded, whole (a crash leaves them staged; the next pass fetches them again)."""
         cx, proj = self.cx, self.proj
-        page = cx.settings.history_page_size
-        run_pk = cx.catalog.run_pk(proj.pk, self.name)
+        run_pk = None if replace else cx.catalog.run_pk(proj.pk, self.name)
+        expect = None
         if run_pk is None:
-            # a new run: its rows wait under a staging key that no reader knows, and move to the run
-            # when its row is recorded, whole (a crash leaves them staged; the next pass rewrites them)
             run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
-        first, last, total, start = self._history_from_exports(run_pk, start, stop)
-        buf: list[tuple[int, str]] = []
-        bad = 0
-        for lo in range(start, stop, page):
-            hi = min(lo + page, stop)
-            for raw in cx.client.history_page(proj.entity, proj.name, self.name, lo, hi):
-                step, text, problem = parse_history_row(raw)
-                if problem or step is None or text is None or not (lo <= step < hi):
-                    bad += 1
-                    if bad <= 5:
-                        cx.ledger.quarantine("history_row", f"{self.where}@{lo}-{hi}",
-                                             problem or f"step {step} outside the requested window",
-                                             str(raw)[:4096])
-                    continue
-                buf.append((step, text))
-                first = step if first is None else min(first, step)
-                last = step if last is None else max(last, step)
-            if len(buf) >= HISTORY_CHUNK_ROWS:
-                total += self._flush_history(run_pk, buf)
-        total += self._flush_history(run_pk, buf)
-        return first, last, total
+            start = 0
+        else:
+            row = None
+            if old_run is not None and stored_last >= 0:  # the tail or a parquet segment
+                row = next((t for _, t in History(cx.catalog, cx.objects).texts(
+                    run_pk, min_step=stored_last, max_step=stored_last + 1)), None)
+            expect = (stored_last, row) if row is not None else None
+            start = stored_last if expect else stored_last + 1
+        if expect is not None:  # an append checks its first row through HistoryPage
+            return history.fetch(cx, proj, self.name, run_pk, start, stop, expect)
+        first, last, rows, start = self._history_from_exports(run_pk, start, stop)
+        paged = history.fetch(cx, proj, self.name, run_pk, start, stop)
+        firsts = [x for x in (first, paged.first) if x is not None]
+        lasts = [x for x in (last, paged.last) if x is not None]
+        return Fetched(min(firsts) if firsts else None, max(lasts) if lasts else None, rows + paged.rows)
 
     def _history_from_exports(self, run_pk: int, start: int, stop: int) -> tuple[int | None, int | None, int, int]:
         """(first, last, rows) stored from the upstream's parquet exports, and the step HistoryPage
@@ -226,20 +244,16 @@ class RunWork:
             cx.progress.add(rows=out.rows)
         return out.first, out.last, out.rows, out.next_step
 
-    def _flush_history(self, run_pk: int, buf: list[tuple[int, str]]) -> int:
-        if not buf:
-            return 0
-        n = len(buf)
-        self.cx.catalog.append_history(run_pk, buf)
-        self.cx.ledger.stats.add("history_rows", n)
-        self.cx.progress.add(rows=n)
-        buf.clear()
-        return n
-
     # -- events --------------------------------------------------------------------------------
     def fetch_events(self) -> list[str]:
         cx, proj = self.cx, self.proj
-        rows = cx.client.events(proj.entity, proj.name, self.name, cx.settings.events_samples)
+        # ask again for more while the answer is full (it may be downsampled): the run's system
+        # metrics come whole, whatever events_samples says, up to EVENTS_MAX rows
+        samples = cx.settings.events_samples
+        rows = cx.client.events(proj.entity, proj.name, self.name, samples)
+        while len(rows) >= samples and samples < EVENTS_MAX:
+            samples = min(EVENTS_MAX, samples * 4)
+            rows = cx.client.events(proj.entity, proj.name, self.name, samples)
         out: list[str] = []
         bad = 0
         for raw in rows:
