@@ -25,18 +25,18 @@ def collect(store: Store, *, grace_seconds: float = 24 * 3600, dry_run: bool = F
     marked = {md5 for md5, _ in store.catalog.referenced_objects()}
     rep.referenced = len(marked)
     now = time.time()
-    for key, path in store.objects.iter_objects():
+    for obj in store.objects.iter_objects():
+        key = obj.md5
         if key in marked:
             continue
         rep.unreferenced += 1
-        st = path.stat()
-        if now - st.st_mtime < grace_seconds:
+        if now - obj.mtime < grace_seconds:
             rep.kept_young += 1
             continue
         if max_delete is not None and rep.removed >= max_delete:
             continue
         rep.removed += 1
-        rep.removed_bytes += st.st_size
+        rep.removed_bytes += obj.size
         rep.removed_keys.append(key)
         if not dry_run:
             store.objects.remove(key)
