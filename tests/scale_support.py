@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,3 +178,36 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     finally:
         subprocess.run([str(pg_ctl), "-D", str(datadir), "-m", "fast", "-w", "-t", "30", "stop"],
                        capture_output=True, env=env, timeout=60, **opts)
+
+
+@pytest.fixture(scope="session")
+def s3_md5_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """nanio's S3 server, which checks Content-MD5 (BadDigest) but ignores If-None-Match.
+
+    Served by uvicorn in a thread from a socket we bind on 127.0.0.1 port 0 (its CLI wants a port).
+    """
+    pytest.importorskip("boto3")
+    uvicorn = pytest.importorskip("uvicorn")
+    app_mod = pytest.importorskip("nanio.app")
+    from nanio.auth.credentials import StaticCredentialResolver
+    from nanio.config import Settings
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("nanio"), host="127.0.0.1", port=port, access_log=False,
+                        credentials=StaticCredentialResolver({S3_ENV["AWS_ACCESS_KEY_ID"]: S3_ENV["AWS_SECRET_ACCESS_KEY"]}))
+    server = uvicorn.Server(uvicorn.Config(app_mod.build_app(settings), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="nanio", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("nanio did not start")
+        time.sleep(0.05)
+    try:
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

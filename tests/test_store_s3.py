@@ -150,3 +150,28 @@ def test_sync_into_sqlite_and_s3_verifies_collects_and_serves(seeded_server, s3_
     s3_env.client().put_object(Bucket=bucket, Key=victim, Body=b"bit rot")
     assert main(["verify", "--deep", "--config", str(cfg)]) == 1
     assert "corrupt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("server", ["s3_md5_server", "s3_server"])
+def test_bytes_changed_in_transit_are_never_stored(request, server: str) -> None:
+    """nanio refuses them by Content-MD5 (BadDigest); moto ignores Content-MD5, and the ETag it
+    returns (the md5 of what it received) is what gives them away."""
+    s3 = request.getfixturevalue(server)
+    bucket = s3.new_bucket()
+    client = s3.client()
+    objs = S3Objects(f"s3://{bucket}/p", client=client, multipart_threshold=6 << 20, part_size=5 << 20)
+    small, large = b"small object", os.urandom(11 << 20)
+    assert objs.put_bytes(small).md5 == md5(small) and objs.put_bytes(large).md5 == md5(large)
+    assert objs.hash_object(md5(large)).md5 == md5(large)
+
+    def flip_a_byte(request, **_):  # what a bad NIC, proxy or disk cache might do after we hashed
+        body = request.body if isinstance(request.body, bytes) else request.body.read()
+        request.body = bytes([body[0] ^ 0xFF]) + body[1:]
+
+    client.meta.events.register("before-send.s3.PutObject", flip_a_byte)
+    client.meta.events.register("before-send.s3.UploadPart", flip_a_byte)
+    for data in (b"another small one", os.urandom(7 << 20)):
+        with pytest.raises(IntegrityError, match="do not match their md5"):
+            objs.put_bytes(data)
+        assert not objs.has(md5(data))
+    assert sorted(o.md5 for o in objs.iter_objects()) == sorted([md5(small), md5(large)])

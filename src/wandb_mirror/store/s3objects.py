@@ -166,10 +166,15 @@ class S3Objects:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key(info.md5), Body=spool,
-                                   ContentMD5=_b64(info.md5), IfNoneMatch="*", Metadata={"md5": info.md5})
+            resp = self.client.put_object(Bucket=self.bucket, Key=self.key(info.md5), Body=spool,
+                                          ContentMD5=_b64(info.md5), IfNoneMatch="*", Metadata={"md5": info.md5})
         except ClientError as e:
             self._already_there_or_raise(e, info)
+            return
+        if not _etag_matches(resp, info.md5):
+            # a server that does not check Content-MD5 stored what it received: take it back
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(info.md5))
+            raise IntegrityError(f"object {info.md5}: the server received bytes that do not match their md5")
 
     def _put_multipart(self, spool: IO[bytes], info: ObjectInfo) -> None:
         from botocore.exceptions import ClientError
@@ -183,9 +188,19 @@ class S3Objects:
                 data = spool.read(self.part_size)
                 if not data and number > 1:
                     break
-                etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                               Body=data, ContentMD5=base64.b64encode(_md5(data)).decode())["ETag"]
-                parts.append({"PartNumber": number, "ETag": etag})
+                digest = _md5(data)
+                try:
+                    resp = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                                   Body=data, ContentMD5=base64.b64encode(digest).decode())
+                except ClientError as e:
+                    if _code(e) == "BadDigest":
+                        raise IntegrityError(f"object {info.md5}: the server received bytes that do not match "
+                                             f"their md5 (part {number})") from e
+                    raise
+                if not _etag_matches(resp, digest.hex()):
+                    raise IntegrityError(f"object {info.md5}: the server received bytes that do not match their md5 "
+                                         f"(part {number})")
+                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
             try:
                 self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                       MultipartUpload={"Parts": parts}, IfNoneMatch="*")
@@ -227,6 +242,15 @@ class S3Objects:
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
                     n += 1
         return n
+
+
+def _etag_matches(resp: dict[str, Any], hex_md5: str) -> bool:
+    """Whether the server's ETag for what it received is `hex_md5` (a second check beside Content-MD5,
+    for servers that ignore that header). Encrypted with KMS or a customer key, an ETag is not an md5:
+    then only Content-MD5 protects the upload."""
+    if resp.get("SSECustomerAlgorithm") or str(resp.get("ServerSideEncryption", "")).startswith("aws:kms"):
+        return True
+    return str(resp.get("ETag", "")).strip('"').lower() == hex_md5
 
 
 def _md5(data: bytes) -> bytes:
