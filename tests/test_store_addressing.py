@@ -150,3 +150,36 @@ def test_store_and_config_together_is_a_usage_error(seeded_store: Path, tmp_path
     with pytest.raises(SystemExit) as e:
         main(["status", "--store", str(seeded_store), "--config", str(cfg)])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_gc_never_removes_an_object_a_row_came_to_reference_while_it_listed(seeded_store: Path, tmp_path: Path) -> None:
+    """Another writer on a shared catalog and bucket may reuse an old unreferenced object and commit
+    the row that references it while gc lists the objects: gc marks again before it removes."""
+    import sqlite3
+
+    from wandb_mirror.gc import collect
+
+    store_dir = copy_store(seeded_store, tmp_path / "store")
+    with Store(store_dir) as store:
+        cur = store.catalog.conn.execute("SELECT * FROM file_versions ORDER BY size DESC LIMIT 1")
+        cols = [d[0] for d in cur.description]
+        row = dict(zip(cols, cur.fetchone()))
+        store.catalog.conn.execute("DELETE FROM file_versions WHERE rowid = (SELECT rowid FROM file_versions "
+                                   "ORDER BY size DESC LIMIT 1)")
+        store.catalog.conn.commit()
+        listing = store.objects.iter_objects
+
+        def listing_while_a_writer_commits():
+            for n, obj in enumerate(listing()):
+                if n == 1:
+                    other = sqlite3.connect(store_dir / "catalog.db")
+                    other.execute(f"INSERT INTO file_versions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                  tuple(row.values()))
+                    other.commit()
+                    other.close()
+                yield obj
+
+        store.objects.iter_objects = listing_while_a_writer_commits  # type: ignore[method-assign]
+        rep = collect(store, grace_seconds=0)
+        assert row["md5"] not in rep.removed_keys and store.objects.has(row["md5"])
+        assert rep.unreferenced == 1 and rep.removed == 0
