@@ -183,3 +183,43 @@ def test_gc_never_removes_an_object_a_row_came_to_reference_while_it_listed(seed
         rep = collect(store, grace_seconds=0)
         assert row["md5"] not in rep.removed_keys and store.objects.has(row["md5"])
         assert rep.unreferenced == 1 and rep.removed == 0
+
+
+def test_the_daemon_and_sync_run_on_a_catalog_and_objects_apart(seeded_server, tmp_path: Path, capsys,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text(f'[source]\nbase_url = "{seeded_server.url}"\n\n[store]\ncatalog = "db/catalog.db"\n'
+                   'objects = "bytes"\n\n[sync]\nprogress = "never"\n')
+    assert main(["run", "--config", str(cfg), "--once", "--no-watch"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert (tmp_path / "db" / "catalog.db").exists() and not (tmp_path / "db" / "objects").exists()
+    n_objects = len(list((tmp_path / "bytes" / "md5").rglob("*")))
+    assert n_objects > 0
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0  # a second writer, the same lock file
+    assert main(["verify", "--deep", "-c", str(cfg)]) == 0
+    assert "verify --deep: ok" in capsys.readouterr().out
+
+
+def test_a_plugin_backend_is_what_config_commands_open(seeded_store: Path, tmp_path: Path, capsys,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enabled plugin's storage_backend wins over [store] objects, for every --config command."""
+    store = copy_store(seeded_store, tmp_path / "store")
+    moved = tmp_path / "elsewhere"
+    shutil.move(store / "objects", moved)
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "elsewhere.py").write_text(
+        "from wandb_mirror.hooks import hookimpl\n"
+        "from wandb_mirror.store import LocalObjects\n"
+        f"@hookimpl\ndef storage_backend(config):\n    return LocalObjects({str(moved)!r}, create=False)\n")
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text(f'[source]\nbase_url = "http://127.0.0.1:9"\n\n[store]\npath = "{store}"\n\n'
+                   f'[daemon]\nplugins_dir = "{plugins_dir}"\n\n[plugins.elsewhere]\nenabled = true\n')
+    rc, out, err = run_cli(capsys, "verify", "--deep", "--config", str(cfg))
+    assert rc == 0 and "verify --deep: ok" in out, err
+    rc, out, err = run_cli(capsys, "verify", "--store", str(store))  # without the plugin: objects missing
+    assert rc == 1 and "is missing" in err
