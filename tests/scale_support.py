@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -120,7 +121,7 @@ def _as_user() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster: initdb in a temporary directory, listening on 127.0.0.1 only
     (no Unix socket in a shared place), trust auth for its superuser, stopped and removed at the end."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
@@ -133,9 +134,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
             pwd.getpwnam(PG_USER)
         except KeyError:
             pytest.skip(f"running as root and there is no {PG_USER!r} user to run PostgreSQL as")
-    base = tmp_path_factory.mktemp("pg")
-    base.chmod(0o755)
-    run = tmp_path_factory.mktemp("pgrun")  # the socket directory; the server must be able to write it
+    # not under pytest's basetemp: pytest resets its root to 0700 at each start, and the server's
+    # user must reach its directories while other pytest sessions start
+    base = Path(tempfile.mkdtemp(prefix="wandb-mirror-pg-"))
+    run = base / "run"  # the socket directory
+    run.mkdir()
     datadir = base / "data"
     opts = _as_user()
     if opts:
@@ -144,17 +147,12 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
         pw = pwd.getpwnam(PG_USER)
         for d in (base, run):
             os.chown(d, pw.pw_uid, pw.pw_gid)
-        for parent in base.parents:  # the user must reach its directory (pytest makes them 0700)
-            if str(parent) in ("/", "/tmp"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o011)
-        for parent in run.parents:
-            if str(parent) in ("/", "/tmp"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o011)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    subprocess.run([str(initdb), "-D", str(datadir), "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-instructions"],
-                   check=True, capture_output=True, env=env, timeout=120, **opts)
+    made = subprocess.run([str(initdb), "-D", str(datadir), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
+                           "--no-instructions"], capture_output=True, text=True, env=env, timeout=120, **opts)
+    if made.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"initdb failed: {made.stderr.strip()[-2000:]}")
     port = _free_port()
     log = base / "server.log"
     options = f"-h 127.0.0.1 -p {port} -k {run} -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
@@ -162,6 +160,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
                              capture_output=True, text=True, env=env, timeout=90, **opts)
     if started.returncode != 0:
         text = log.read_text() if log.exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
         pytest.fail(f"PostgreSQL did not start: {started.stderr.strip()} {text[-2000:]}")
     server = PostgresServer("127.0.0.1", port, PG_USER, "postgres", datadir)
     try:
@@ -178,6 +177,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     finally:
         subprocess.run([str(pg_ctl), "-D", str(datadir), "-m", "fast", "-w", "-t", "30", "stop"],
                        capture_output=True, env=env, timeout=60, **opts)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
