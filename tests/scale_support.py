@@ -10,16 +10,48 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+@contextmanager
+def served(config: Path) -> Iterator[str]:
+    """`wandb-mirror serve --config CONFIG --read-only` on a free port; yields its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "wandb_mirror.cli", "serve", "--config", str(config), "--port", "0",
+                             "--read-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert line.startswith("listening on http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def served_run_files(url: str, entity: str, project: str, run: str) -> list[dict[str, Any]]:
+    """A run's files as `serve` lists them, each with the bytes its directUrl returns (`body`)."""
+    import requests
+
+    q = (f'{{ project(name: "{project}", entityName: "{entity}") {{ run(name: "{run}") '
+         '{ files { edges { node { name md5 directUrl } } } } } }')
+    r = requests.post(f"{url}/graphql", json={"query": q}, auth=("api", "x" * 40), timeout=30)
+    assert "data" in r.json(), r.text
+    files = [e["node"] for e in r.json()["data"]["project"]["run"]["files"]["edges"]]
+    for f in files:
+        f["body"] = requests.get(f["directUrl"], timeout=30).content
+    return files
+
 
 # ---------------------------------------------------------------------------------------------
 # S3

@@ -4,15 +4,15 @@ including a catalog and objects kept apart with no `path`)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import ENTITY, copy_store
+from scale_support import served, served_run_files
 
 from wandb_mirror.cli import main
 from wandb_mirror.store import LocalObjects, Objects, Store
@@ -103,30 +103,11 @@ def test_export_takes_config(seeded_store: Path, tmp_path: Path, capsys) -> None
 
 
 def test_serve_takes_config_and_serves_objects_from_the_named_folder(seeded_store: Path, tmp_path: Path) -> None:
-    import hashlib
-
-    import requests
-
-    cfg = split_store(seeded_store, tmp_path / "split")
-    proc = subprocess.Popen([sys.executable, "-m", "wandb_mirror.cli", "serve", "--config", str(cfg), "--port", "0",
-                             "--read-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        assert line.startswith("listening on http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
-        url = line.split()[-1]
-        q = ('{ project(name: "vision", entityName: "' + ENTITY + '") { run(name: "r01") '
-             '{ files { edges { node { name md5 directUrl } } } } } }')
-        r = requests.post(f"{url}/graphql", json={"query": q}, auth=("api", "x" * 40), timeout=30)
-        assert "data" in r.json(), r.text
-        files = [e["node"] for e in r.json()["data"]["project"]["run"]["files"]["edges"]]
-        assert files
-        for f in files:
-            body = requests.get(f["directUrl"], timeout=30).content
-            assert hashlib.md5(body).digest() == __import__("base64").b64decode(f["md5"])
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with served(split_store(seeded_store, tmp_path / "split")) as url:
+        files = served_run_files(url, ENTITY, "vision", "r01")
+    assert len(files) >= 5
+    for f in files:
+        assert base64.b64encode(hashlib.md5(f["body"]).digest()).decode() == f["md5"], f["name"]
 
 
 @pytest.mark.parametrize(("store_toml", "message"), [

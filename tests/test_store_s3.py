@@ -9,13 +9,11 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import ENTITY
+from scale_support import served, served_run_files
 
 from wandb_mirror.cli import main
 from wandb_mirror.errors import IntegrityError
@@ -127,23 +125,11 @@ def test_sync_into_sqlite_and_s3_verifies_collects_and_serves(seeded_server, s3_
     assert sorted(keys(s3_env, bucket)) == sorted(stored)
 
     # serve streams the bytes from the bucket
-    proc = subprocess.Popen([sys.executable, "-m", "wandb_mirror.cli", "serve", "--config", str(cfg), "--port", "0",
-                             "--read-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        assert line.startswith("listening on http://127.0.0.1:"), proc.stderr.read()  # type: ignore[union-attr]
-        q = ('{ project(name: "vision", entityName: "' + ENTITY + '") { run(name: "r01") '
-             '{ files { edges { node { name md5 directUrl } } } } } }')
-        r = requests.post(f"{line.split()[-1]}/graphql", json={"query": q}, auth=("api", "x" * 40), timeout=30)
-        files = [e["node"] for e in r.json()["data"]["project"]["run"]["files"]["edges"]]
-        assert len(files) >= 5
-        for f in files:
-            body = requests.get(f["directUrl"], timeout=30).content
-            assert base64.b64encode(hashlib.md5(body).digest()).decode() == f["md5"], f["name"]
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with served(cfg) as url:
+        files = served_run_files(url, ENTITY, "vision", "r01")
+    assert len(files) >= 5
+    for f in files:
+        assert base64.b64encode(hashlib.md5(f["body"]).digest()).decode() == f["md5"], f["name"]
 
     # a corrupted object in the bucket is what verify --deep reports (exit 1)
     victim = stored[0]

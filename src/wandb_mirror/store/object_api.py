@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 import xxhash
 
 HEX = frozenset("0123456789abcdef")
+HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,28 @@ class Objects(Protocol):
     def clean_tmp(self) -> int:
         """Remove what killed writers left behind (temp files, unfinished uploads); returns how many."""
         ...
+
+
+class ObjectsBase:
+    """What every backend derives from its own `open` and `put_stream`."""
+
+    def open(self, md5: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def put_stream(self, chunks: Iterable[bytes], *, expected_md5: str | None = None,
+                   expected_size: int | None = None, extra: tuple[str, ...] = ()) -> ObjectInfo:
+        raise NotImplementedError
+
+    def put_bytes(self, data: bytes, expected_md5: str | None = None, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
+        return self.put_stream([data], expected_md5=expected_md5, expected_size=len(data), extra=extra)
+
+    def read_bytes(self, md5: str) -> bytes:
+        with self.open(md5) as f:
+            return f.read()
+
+    def hash_object(self, md5: str, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
+        digests = Digests(extra)
+        with self.open(md5) as f:
+            for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
+                digests.update(chunk)
+        return digests.info()

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ..errors import IntegrityError
 from . import faults
-from .object_api import Digests, ObjectInfo, StoredObject, check_md5
+from .object_api import Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5
 
 __all__ = ["LocalObjects", "ObjectStore", "ObjectInfo", "fsync_dir"]
 
@@ -37,7 +37,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalObjects:
+class LocalObjects(ObjectsBase):
     """Objects in a directory (see the module docstring); implements object_api.Objects."""
 
     def __init__(self, root: Path, *, create: bool = True):
@@ -66,13 +66,7 @@ class LocalObjects:
     def open(self, md5: str) -> BinaryIO:
         return open(self.path(md5), "rb")
 
-    def read_bytes(self, md5: str) -> bytes:
-        return self.path(md5).read_bytes()
-
     # -- writing ---------------------------------------------------------------------------
-    def put_bytes(self, data: bytes, expected_md5: str | None = None, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        return self.put_stream([data], expected_md5=expected_md5, expected_size=len(data), extra=extra)
-
     def put_stream(
         self,
         chunks: Iterable[bytes],
@@ -129,13 +123,6 @@ class LocalObjects:
                 pass
 
     # -- reading / checking ----------------------------------------------------------------
-    def hash_object(self, md5: str, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        digests = Digests(extra)
-        with self.open(md5) as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                digests.update(chunk)
-        return digests.info()
-
     def iter_objects(self) -> Iterator[StoredObject]:
         if not self.md5_root.exists():
             return

@@ -15,6 +15,7 @@ a multipart ETag is not an md5. Nothing is visible under the key until the uploa
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import tempfile
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, BinaryIO
 
 from ..errors import IntegrityError, UsageError
-from .object_api import HEX, Digests, ObjectInfo, StoredObject, check_md5, object_key
+from .object_api import HEX, Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5, object_key
 from .objects import CHUNK, check_announced
 
 MULTIPART_THRESHOLD = 64 << 20
@@ -65,7 +66,7 @@ def _b64(hex_md5: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_md5)).decode()
 
 
-class S3Objects:
+class S3Objects(ObjectsBase):
     """Objects under s3://BUCKET/PREFIX; implements object_api.Objects."""
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, client: Any = None,
@@ -115,17 +116,6 @@ class S3Objects:
             raise
         return io.BufferedReader(_Body(body), CHUNK)  # type: ignore[return-value]
 
-    def read_bytes(self, md5: str) -> bytes:
-        with self.open(md5) as f:
-            return f.read()
-
-    def hash_object(self, md5: str, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        digests = Digests(extra)
-        with self.open(md5) as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                digests.update(chunk)
-        return digests.info()
-
     def iter_objects(self) -> Iterator[StoredObject]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "md5/")
         for page in pages:
@@ -137,9 +127,6 @@ class S3Objects:
                 yield StoredObject(parts[1] + parts[2], int(item["Size"]), item["LastModified"].timestamp())
 
     # -- writing ---------------------------------------------------------------------------
-    def put_bytes(self, data: bytes, expected_md5: str | None = None, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        return self.put_stream([data], expected_md5=expected_md5, expected_size=len(data), extra=extra)
-
     def put_stream(self, chunks: Iterable[bytes], *, expected_md5: str | None = None,
                    expected_size: int | None = None, extra: tuple[str, ...] = ()) -> ObjectInfo:
         if expected_md5 is not None and not extra:
@@ -254,8 +241,6 @@ def _etag_matches(resp: dict[str, Any], hex_md5: str) -> bool:
 
 
 def _md5(data: bytes) -> bytes:
-    import hashlib
-
     return hashlib.md5(data).digest()
 
 
