@@ -131,11 +131,17 @@ def test_sync_into_sqlite_and_s3_verifies_collects_and_serves(seeded_server, s3_
     for f in files:
         assert base64.b64encode(hashlib.md5(f["body"]).digest()).decode() == f["md5"], f["name"]
 
-    # a corrupted object in the bucket is what verify --deep reports (exit 1)
+    # a corrupted object in the bucket is what verify --deep reports (exit 1), and what repair heals:
+    # the bad copy set aside in the bucket (never deleted), the object fetched again, verified
     victim = stored[0]
     s3_env.client().put_object(Bucket=bucket, Key=victim, Body=b"bit rot")
     assert main(["verify", "--deep", "--config", str(cfg)]) == 1
     assert "corrupt" in capsys.readouterr().err
+    assert main(["repair", "--config", str(cfg)]) == 0, capsys.readouterr().err
+    assert "1 damaged objects quarantined, 1 fetched again" in capsys.readouterr().out
+    aside = [k for k in keys(s3_env, bucket) if k.startswith("mirror/quarantine/objects/")]
+    assert len(aside) == 1 and s3_env.client().get_object(Bucket=bucket, Key=aside[0])["Body"].read() == b"bit rot"
+    assert main(["verify", "--deep", "--config", str(cfg)]) == 0
 
 
 @pytest.mark.parametrize("server", ["s3_md5_server", "s3_server"])

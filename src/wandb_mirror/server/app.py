@@ -24,7 +24,6 @@ import hmac
 import json
 import logging
 import mimetypes
-import os
 import socket
 import sys
 import threading

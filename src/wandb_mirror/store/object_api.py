@@ -8,7 +8,8 @@ prefix (`S3Objects`, s3objects.py). Every backend keeps the same promises:
   on a mismatch or a failure; publishing an object that is already there is a success.
 - Only after `put_stream` returns may a catalog row reference the object.
 - `iter_objects` lists what is stored with each object's size and age, for gc's grace period;
-  `remove` is only ever called by gc, for an object no catalog row references.
+  `remove` is only ever called by gc, for an object no catalog row references; `quarantine`
+  (repair) moves a damaged object aside and never deletes it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class Objects(Protocol):
 
     def remove(self, md5: str) -> None:
         """Delete one object (gc only; absent is fine)."""
+        ...
+
+    def quarantine(self, md5: str, why: str) -> str | None:
+        """Move a damaged object aside, never deleting it (repair); where it went, or None if absent."""
         ...
 
     def clean_tmp(self) -> int:

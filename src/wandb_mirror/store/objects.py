@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import times
 from ..errors import IntegrityError
 from . import faults
 from .object_api import Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5
@@ -139,6 +140,18 @@ class LocalObjects(ObjectsBase):
     def remove(self, md5: str) -> None:
         p = self.path(md5)
         p.unlink(missing_ok=True)
+
+    def quarantine(self, md5: str, why: str) -> str | None:
+        """Into `quarantine/objects/` beside the objects folder (under the store by default)."""
+        src = self.path(md5)
+        if not os.path.lexists(src):
+            return None
+        folder = self.root.parent / "quarantine" / "objects"
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        dst = folder / f"{md5}.{times.filename_stamp()}.{os.getpid()}"
+        os.replace(src, dst)
+        (folder / (dst.name + ".why")).write_text(why + "\n")
+        return str(dst)
 
     def clean_tmp(self) -> int:
         """Remove temp files left by a killed writer; returns how many."""

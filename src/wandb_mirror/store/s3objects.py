@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, BinaryIO
 
+from .. import times
 from ..errors import IntegrityError, UsageError
 from .object_api import HEX, Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5, object_key
 from .objects import CHUNK, check_announced
@@ -216,6 +217,16 @@ class S3Objects(ObjectsBase):
     # -- gc --------------------------------------------------------------------------------
     def remove(self, md5: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(md5))
+
+    def quarantine(self, md5: str, why: str) -> str | None:
+        """Copied to PREFIX/quarantine/objects/MD5.TIME (with `why` in its metadata), then removed."""
+        if not self.has(md5):
+            return None
+        dst = f"{self.prefix}quarantine/objects/{md5}.{times.filename_stamp()}"
+        self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": self.key(md5)},
+                                MetadataDirective="REPLACE", Metadata={"md5": md5, "why": why[:1000]})
+        self.remove(md5)
+        return f"s3://{self.bucket}/{dst}"
 
     def clean_tmp(self) -> int:
         """Abort multipart uploads under the prefix that were started over a day ago (a killed
