@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..repair import repair_store
-    from ..store.opening import open_store
+    from ..store.location import open_store
     from ..sync.engine import make_client, preflight
     from .store_args import enabled_plugins
 
