@@ -163,6 +163,16 @@ class LocalObjects(ObjectsBase):
         return n
 
 
+def require_local(objects: object, what: str) -> LocalObjects:
+    """`objects` when it is a local directory, else one clear line: `what` needs files on disk."""
+    if not isinstance(objects, LocalObjects):
+        from ..errors import UsageError
+
+        raise UsageError(f"{what} needs the objects in a local directory, not {objects.describe()}"  # type: ignore[attr-defined]
+                         " (not supported yet)")
+    return objects
+
+
 def check_announced(info: ObjectInfo, expected_md5: str | None, expected_size: int | None) -> None:
     """IntegrityError unless the bytes are what they were announced as (checked before publishing)."""
     if expected_size is not None and info.size != expected_size:
