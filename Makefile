@@ -9,9 +9,17 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | $(PYTHON) -c "import ha
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# PostgreSQL server binaries for the scale-out tests (they start a throwaway cluster); only
+	@# where missing, only with apt-get, only as root (as in CI) or through passwordless sudo
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "postgresql missing: the PostgreSQL tests will be skipped (apt-get install postgresql)"; exit 0; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
+		|| echo "could not install postgresql: the PostgreSQL tests will be skipped"; \
+	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,parquet]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,parquet,s3,postgres]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

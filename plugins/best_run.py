@@ -157,10 +157,13 @@ def materialize(store, run, dest: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         src = store.object_path(f.md5)
         try:
+            if src is None:  # objects in a bucket: nothing to link to
+                raise OSError
             os.link(src, target)
             linked += 1
         except OSError:
-            shutil.copyfile(src, target)
+            with store.open_object(f.md5) as fin, open(target, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
             copied += 1
     (tmp / ".wandb-run").write_text(f"{run.path}\n")
     if dest.exists():

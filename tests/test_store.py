@@ -41,7 +41,7 @@ def test_object_put_verifies_and_is_atomic(tmp_path):
     with pytest.raises(IntegrityError, match="size mismatch"):
         store.objects.put_stream([b"hell"], expected_size=5)
     assert list(store.objects.tmp.iterdir()) == []  # nothing half-written is left
-    assert [k for k, _ in store.objects.iter_objects()] == [info.md5]
+    assert [o.md5 for o in store.objects.iter_objects()] == [info.md5]
 
 
 def test_one_writer_per_store(tmp_path):
@@ -79,13 +79,13 @@ def test_gc_removes_only_old_unreferenced_objects(demo_store):
     orphan_new = store.objects.put_bytes(b"orphan, new").md5
     old = time.time() - 3 * 86400
     os.utime(store.objects.path(orphan_old), (old, old))
-    before = {k for k, _ in store.objects.iter_objects()}
+    before = {o.md5 for o in store.objects.iter_objects()}
     r = cli("gc", "--store", str(demo_store), "--dry-run")
     assert r.returncode == 0 and f"would remove {orphan_old}" in r.stdout
-    assert {k for k, _ in store.objects.iter_objects()} == before
+    assert {o.md5 for o in store.objects.iter_objects()} == before
     r = cli("gc", "--store", str(demo_store))
     assert r.returncode == 0, r.stderr
-    after = {k for k, _ in store.objects.iter_objects()}
+    after = {o.md5 for o in store.objects.iter_objects()}
     assert after == before - {orphan_old} and orphan_new in after
     assert cli("verify", "--store", str(demo_store), "--deep").returncode == 0
     with store.lock("sync"):

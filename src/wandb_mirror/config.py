@@ -67,7 +67,7 @@ class ConfigError(UsageError):
 # the declarations: every key once, on the dataclass field that holds it
 # ---------------------------------------------------------------------------------------------
 # kinds: str, url, bool, int+ (>0), int0 (>=0), port (1-65535), float0 (>=0), duration, duration+ (>0),
-#        strlist, globlist, path, progress
+#        strlist, globlist, path, location (a path or scheme://...), progress
 T = TypeVar("T")
 
 
@@ -134,7 +134,10 @@ class SourceConfig:
 
 @dataclass
 class StoreConfig:
-    path: Path | None = setting("path", None, "required: catalog.db + objects/md5/..; one daemon per store")
+    path: Path | None = setting("path", None, "catalog.db + objects/md5/..; one daemon per store")
+    catalog: str | None = setting("location", None, "the SQLite catalog elsewhere (default PATH/catalog.db)")
+    objects: str | None = setting("location", None, "a directory or s3://BUCKET/PREFIX (default PATH/objects)")
+    s3_endpoint_url: str | None = setting("url", None, "S3-compatible endpoint; default $AWS_ENDPOINT_URL, else AWS")
 
 
 @dataclass
@@ -188,7 +191,8 @@ SECTIONS = ("source", "store", "sync", "daemon", "plugins")
 @dataclass
 class Config:
     source: SourceConfig
-    store_path: Path
+    store_path: Path | None  # None when [store] names catalog and objects instead of one directory
+    store: dict[str, Any] = field(default_factory=dict)  # the checked [store] table (store/location.py)
     sync: SyncConfig = field(default_factory=SyncConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -417,6 +421,11 @@ class _Checker:
             need(isinstance(value, list) and all(isinstance(x, str) and x for x in value),
                  "a list of non-empty strings")
             return list(value)
+        if kind == "location":  # a URL (scheme://...) kept as written, or a path resolved like one
+            need(isinstance(value, str) and value != "", "a path or a URL")
+            if re.match(r"^[a-z][a-z0-9+.-]*://", value):
+                return value
+            kind = "path"
         if kind == "path":
             need(isinstance(value, str) and value != "", "a path")
             p = Path(value).expanduser()
@@ -510,8 +519,13 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     if "store" not in raw:
         raise ConfigError(f"{where}: missing [store] section (it needs path)")
     store = chk.section(("store",), raw["store"], STORE_KEYS, base_dir)
-    if "path" not in store:
-        raise chk.fail(("store",), "missing required key path")
+    if "path" not in store and not ("catalog" in store and "objects" in store):
+        raise chk.fail(("store",), "missing required key path (or both catalog and objects)")
+    for key, schemes in (("catalog", ("sqlite",)), ("objects", ("s3",))):
+        scheme = str(store.get(key, "")).partition("://")[0] if "://" in str(store.get(key, "")) else None
+        if scheme is not None and scheme not in schemes:
+            raise chk.fail(("store", key), f"unsupported URL scheme {scheme}:// (expected a path or "
+                                           + " or ".join(f"{x}://" for x in schemes) + ")")
 
     # [sync], [daemon]
     sync_vals = chk.section(("sync",), raw.get("sync", {}), SYNC_KEYS, base_dir)
@@ -535,7 +549,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
             raise chk.fail(("plugins", name), f"expected a table [plugins.{name}], got {_show(table)}")
         plugins[name] = resolve_plugin_paths(table, base_dir)
 
-    return Config(source=source, store_path=store["path"], sync=sync, daemon=daemon, plugins=plugins, raw=raw,
+    return Config(source=source, store_path=store.get("path"), store=store, sync=sync, daemon=daemon, plugins=plugins, raw=raw,
                   path=path, lines=lines)
 
 

@@ -21,22 +21,29 @@ class GcReport:
 
 
 def collect(store: Store, *, grace_seconds: float = 24 * 3600, dry_run: bool = False, max_delete: int | None = None) -> GcReport:
+    """Mark, list, mark again, sweep: an object a catalog row came to reference while the objects
+    were being listed (another writer on a shared catalog and bucket) is never removed."""
     rep = GcReport()
     marked = {md5 for md5, _ in store.catalog.referenced_objects()}
     rep.referenced = len(marked)
     now = time.time()
-    for key, path in store.objects.iter_objects():
-        if key in marked:
+    candidates: list[tuple[str, int]] = []
+    for obj in store.objects.iter_objects():
+        if obj.md5 in marked:
             continue
         rep.unreferenced += 1
-        st = path.stat()
-        if now - st.st_mtime < grace_seconds:
+        if now - obj.mtime < grace_seconds:
             rep.kept_young += 1
             continue
-        if max_delete is not None and rep.removed >= max_delete:
+        if max_delete is None or len(candidates) < max_delete:
+            candidates.append((obj.md5, obj.size))
+    if candidates:
+        marked = {md5 for md5, _ in store.catalog.referenced_objects()}
+    for key, size in candidates:
+        if key in marked:
             continue
         rep.removed += 1
-        rep.removed_bytes += st.st_size
+        rep.removed_bytes += size
         rep.removed_keys.append(key)
         if not dry_run:
             store.objects.remove(key)

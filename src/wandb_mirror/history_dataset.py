@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from .errors import UsageError
 from .store import Store, segments
+from .store.objects import require_local
 
 MARKER = "_wandb_mirror_dataset"
 
@@ -71,7 +72,7 @@ def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) ->
         run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", name)
         want: dict[str, Path] = {}
         for i, seg in enumerate(store.history.segments(pk)):
-            want[f"part-{i:05d}-{seg.md5[:12]}.parquet"] = store.objects.path(seg.md5)
+            want[f"part-{i:05d}-{seg.md5[:12]}.parquet"] = require_local(store.objects, "the history dataset").path(seg.md5)
         tail = [(s, r) for s, r in store.history.rows(pk, min_step=_after_segments(store, pk))]
         if not want and not tail:
             continue

@@ -13,13 +13,10 @@ The store is deep-verified again at the end: `repair` succeeds only if it then v
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import times
 from .client import ApiError, Problem
 from .errors import IntegrityError
 from .store import Store
@@ -51,7 +48,7 @@ class Ref:
 
 @dataclass
 class RepairReport:
-    quarantined: list[Path] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
     refetched: list[str] = field(default_factory=list)     # object keys fetched again
     lost: list[str] = field(default_factory=list)          # upstream paths upstream no longer has
     failed: list[str] = field(default_factory=list)        # fetches that failed for another reason
@@ -80,17 +77,11 @@ def references(store: Store, md5: str) -> list[Ref]:
     return refs
 
 
-def quarantine(store: Store, md5: str, why: str) -> Path | None:
+def quarantine(store: Store, md5: str, why: str) -> str | None:
     """Move a damaged object aside (never delete it); returns where it went."""
-    src = store.objects.path(md5)
-    if not os.path.lexists(src):
-        return None
-    folder = store.path / "quarantine" / "objects"
-    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-    dst = folder / f"{md5}.{times.filename_stamp()}.{os.getpid()}"
-    os.replace(src, dst)
-    (folder / (dst.name + ".why")).write_text(why + "\n")
-    log.warning("object %s (%s) moved to %s", md5, why, dst)
+    dst = store.objects.quarantine(md5, why)
+    if dst is not None:
+        log.warning("object %s (%s) moved to %s", md5, why, dst)
     return dst
 
 

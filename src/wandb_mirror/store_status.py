@@ -16,9 +16,9 @@ def store_status(store: Store) -> dict[str, Any]:
         "SELECT state, COUNT(*) AS n FROM runs WHERE tombstoned_at IS NULL GROUP BY state ORDER BY state")}
     n_objects = 0
     physical = 0
-    for _, path in objs.iter_objects():
+    for obj in objs.iter_objects():
         n_objects += 1
-        physical += path.stat().st_size
+        physical += obj.size
     logical = (cat.scalar("SELECT COALESCE(SUM(size), 0) FROM file_versions") or 0) + (
         cat.scalar("SELECT COALESCE(SUM(size), 0) FROM artifact_files WHERE md5 IS NOT NULL") or 0) + (
         cat.scalar("SELECT COALESCE(SUM(size), 0) FROM history_segments") or 0)
@@ -45,6 +45,7 @@ def store_status(store: Store) -> dict[str, Any]:
     plugins = plugins_status(store)
     return {
         "store": str(store.path),
+        "objects_at": store.objects.describe(),
         "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
         "runs": {"total": sum(by_state.values()), "by_state": by_state,
                  "tombstoned": cat.scalar("SELECT COUNT(*) FROM runs WHERE tombstoned_at IS NOT NULL")},

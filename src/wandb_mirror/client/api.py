@@ -17,7 +17,7 @@ from typing import Any
 import xxhash
 
 from ..errors import IntegrityError
-from ..store.objects import ObjectInfo, ObjectStore
+from ..store.object_api import ObjectInfo, Objects
 from . import documents as D
 from .convert import (
     artifact_from_node,
@@ -343,7 +343,7 @@ class WandbClient:
             yield r
 
     # -- bytes ----------------------------------------------------------------------------------
-    def fetch_to_store(self, url: str, objects: ObjectStore, *, operation: str, expected_md5: str | None = None,
+    def fetch_to_store(self, url: str, objects: Objects, *, operation: str, expected_md5: str | None = None,
                        expected_size: int | None = None, xxh128_b64: str | None = None) -> ObjectInfo:
         """Download `url` into the object store, verified while it streams.
 

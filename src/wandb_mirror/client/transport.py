@@ -580,7 +580,7 @@ class Transport:
         """GET `url` and feed its body, chunk by chunk, to `consume` (e.g. a verifying store write).
 
         A connection that breaks mid-body is retried like any transport error; `consume` must
-        therefore be restartable (ObjectStore.put_stream is: it publishes nothing on failure).
+        therefore be restartable (Objects.put_stream is: it publishes nothing on failure).
         """
         url = self.resolve(url)
         scheme = urlsplit(url).scheme

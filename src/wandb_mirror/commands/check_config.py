@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         ents = ", ".join(src.entities) if src.entities else "the API key's default entity"
         print(f"{args.file}: ok")
         print(f"  source  {src.base_url} ({what} of {ents})")
-        print(f"  store   {cfg.store_path}")
+        where = cfg.store_path if not (set(cfg.store) - {"path"}) else \
+            ", ".join(f"{k} {v}" for k, v in cfg.store.items() if k in ("path", "catalog", "objects"))
+        print(f"  store   {where}")
         print(f"  sync    every {format_duration(cfg.sync.poll_interval)}, concurrency {cfg.sync.concurrency}, "
               f"full reconcile every {format_duration(cfg.sync.reconcile_interval)}")
         if cfg.plugins:

@@ -40,10 +40,11 @@ def _preflight(args: argparse.Namespace) -> None:
 
     from ..config import load_config
     from ..errors import WorkFailed
+    from ..store.location import StoreLocation
     from ..sync.engine import make_client, preflight
 
     config = load_config(args.config)
-    if config.store_path.exists():
+    if StoreLocation.from_config(config).exists():
         return
     client = make_client(config)
     try:

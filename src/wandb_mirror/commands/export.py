@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+from .store_args import add_store_arguments, open_store_from_args, store_label
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    add_store_arguments(parser)
     parser.add_argument("--format", required=True, choices=("csv", "parquet", "jsonl"), action="append",
                         help="output format (repeat for several)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -27,7 +29,6 @@ def run(args: argparse.Namespace) -> int:
     from ..hooks.store_view import StoreView
     from ..hooks.tables import have_parquet
     from ..paths import writable_dir
-    from ..store import Store
 
     formats = list(dict.fromkeys(args.format))
     if "parquet" in formats and not have_parquet():
@@ -38,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--project: expected ENTITY/PROJECT, got {args.project!r}")
         entity, project = args.project.split("/")
     exporter = _import_builtin("export")
-    with Store(args.store, create=False, readonly=True) as store:
+    with open_store_from_args(args, readonly=True) as store:
         out = writable_dir(args.out, "--out")
         view = StoreView(store, "export")
         runs = view.runs(entity, project, include_tombstoned=True)
         if args.project and not runs:
-            raise UsageError(f"no runs of {args.project} in {args.store}")
+            raise UsageError(f"no runs of {args.project} in {store_label(args)}")
         written = exporter.write_runs_table(_Filtered(view, entity, project), out, formats)
         if not args.no_history:
             for r in runs:

@@ -10,6 +10,7 @@ import argparse
 
 from ..errors import UsageError
 from .options import positive_int
+from .store_args import add_store_arguments, open_store_from_args
 
 
 def _duration(text: str) -> float:
@@ -22,7 +23,7 @@ def _duration(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    add_store_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     p.add_argument("--grace", type=_duration, default=24 * 3600, metavar="DURATION",
                    help="keep unreferenced objects younger than this (default 24h)")
@@ -31,11 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..gc import collect
-    from ..store import Store
 
     if args.grace < 0:
         raise UsageError("--grace must not be negative")
-    with Store(args.store, create=False) as store, store.lock("gc"):
+    with open_store_from_args(args) as store, store.lock("gc"):
         rep = collect(store, grace_seconds=args.grace, dry_run=args.dry_run, max_delete=args.max_delete)
     verb = "would remove" if args.dry_run else "removed"
     for key in rep.removed_keys[:50]:

@@ -42,22 +42,23 @@ def run(args: argparse.Namespace) -> int:
     ps = PluginSet.load(plugins_dir=pdir)
     problems = ps.configure(sections)
     state: dict = {}
-    if cfg is not None and (cfg.store_path / "catalog.db").exists():
-        from ..store import Store
+    from ..store.location import StoreLocation, open_store
 
+    loc = StoreLocation.from_config(cfg) if cfg is not None else None
+    if loc is not None and loc.exists():
         if args.reset:
-            with Store(cfg.store_path) as store:
+            with open_store(loc, create=False) as store:
                 n = store.catalog.conn.execute(
                     "UPDATE plugin_cursors SET failures = 0, disabled_at = NULL, retry_at = NULL WHERE plugin = ?",
                     [args.reset]).rowcount
                 store.catalog.conn.commit()
             if not n:
-                raise UsageError(f"no delivery state for plugin {args.reset!r} in {cfg.store_path}")
+                raise UsageError(f"no delivery state for plugin {args.reset!r} in {loc.catalog_file()}")
             print(f"plugin {args.reset}: failures cleared, re-enabled (a running daemon picks it up on reload)")
-        with Store(cfg.store_path, create=False, readonly=True) as store:
+        with open_store(loc, create=False, readonly=True) as store:
             state = {r["name"]: r for r in plugin_rows(store)}
-    elif args.reset and cfg is not None:
-        raise UsageError(f"store {cfg.store_path} has no catalog yet; nothing to reset")
+    elif args.reset and loc is not None:
+        raise UsageError(f"catalog {loc.catalog_file()} does not exist yet; nothing to reset")
     out = []
     for info in ps.plugins.values():
         out.append({

@@ -21,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..repair import repair_store
-    from ..store import Store
+    from ..store.location import open_store
     from ..sync.engine import make_client, preflight
+    from .store_args import enabled_plugins
 
     config = load_config(args.config)
     client = make_client(config)
     try:
         preflight(config, client)
-        with Store(config.store_path, create=False) as store, store.lock("repair"):
+        with open_store(config, enabled_plugins(config), create=False) as store, store.lock("repair"):
             rep = repair_store(store, client)
     finally:
         client.close()

@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from .store_args import add_store_arguments, open_store_from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store import Store
     from ..store_status import format_status, store_status
 
-    with Store(args.store, create=False, readonly=True) as store:
+    with open_store_from_args(args, readonly=True) as store:
         s = store_status(store)
     print(json.dumps(s, indent=2) if args.json else format_status(s))
     return 0

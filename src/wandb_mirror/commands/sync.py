@@ -17,7 +17,7 @@ import threading
 
 from ..config import load_config
 from ..errors import PassAborted
-from ..store import Store
+from ..store.location import open_store
 from ..sync import Progress, SyncEngine
 from ..sync.engine import make_client, preflight
 from .options import add_config
@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         # the key and the host are checked before the store is created: a mistake writes nothing
         viewer = preflight(config, client)
-        store = Store(config.store_path)
+        store = open_store(config)
     except PassAborted:
         client.close()
         raise KeyboardInterrupt from None

@@ -13,18 +13,19 @@ import sqlite3
 import sys
 import time
 
+from .store_args import add_store_arguments, open_store_from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    add_store_arguments(p)
     p.add_argument("--deep", action="store_true", help="re-hash every object and re-check every artifact manifest")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store import Store
     from ..verify import verify_store
 
     t0 = time.monotonic()
-    with Store(args.store, create=False, readonly=True) as store:
+    with open_store_from_args(args, readonly=True) as store:
         try:
             rep = verify_store(store, deep=args.deep)
         except sqlite3.DatabaseError as e:  # a catalog too damaged to read: that is the finding

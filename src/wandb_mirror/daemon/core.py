@@ -33,6 +33,7 @@ from ..errors import UsageError
 from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
 from ..store import Store
+from ..store.location import StoreLocation, open_store, plugin_objects
 from ..times import utcnow
 from .host import PluginHost
 from .metrics import Metrics, MetricsServer
@@ -192,7 +193,7 @@ class Daemon:
             cfg = self.config_loader(self.config_path)
             self.config = cfg
             self._apply_schedule(cfg)
-            store = Store(cfg.store_path)
+            store = open_store(cfg)
             self.store = store
             lock = store.lock("daemon (wandb-mirror run)").acquire()
             removed = store.objects.clean_tmp()  # we hold the lock: anything in tmp/ is from a killed writer
@@ -200,8 +201,9 @@ class Daemon:
                 log.info("removed %d temp files left by an interrupted writer", removed)
             # plugin configuration first: its problems are the user's to fix before anything runs
             self.host = PluginHost(store, cfg, extra=self.extra_plugins)
-            # an object store offered by a plugin replaces the local one before anything uses it
-            backend = self.host.plugins.storage_backend(dict((getattr(cfg, "raw", {}) or {}).get("store") or {}))
+            # an object store offered by a plugin replaces the configured one before anything uses it
+            # (the plugins need the store to load, so they are asked once it is open)
+            backend = plugin_objects(StoreLocation.from_config(cfg), self.host.plugins)
             if backend is not None:
                 store.objects = backend
                 log.info("object store provided by a plugin: %r", backend)
@@ -218,7 +220,7 @@ class Daemon:
             self._refresh_gauges()
             self.ready.set()
             plugins = ", ".join(p.name + ("" if not p.dry_run else " (dry-run)") for p in self.host.plugins.enabled())
-            log.info("daemon started: store %s, every %gs, plugins: %s", store.path, self._schedule.interval,
+            log.info("daemon started: store %s, every %gs, plugins: %s", store.describe(), self._schedule.interval,
                      plugins or "none enabled")
             self.notifier.ready(f"started; plugins: {plugins or 'none enabled'}")
             self._loop()
@@ -378,9 +380,10 @@ class Daemon:
             self.metrics.inc("config_reloads_total", result="error")
             self.notifier.ready("reload failed; running on the previous configuration")
             return
-        if Path(cfg.store_path).resolve() != Path(self.config.store_path).resolve():
-            log.error("configuration reload: store.path changed (%s -> %s); that needs a restart, "
-                      "keeping the running configuration", self.config.store_path, cfg.store_path)
+        old_loc, new_loc = StoreLocation.from_config(self.config), StoreLocation.from_config(cfg)
+        if new_loc != old_loc:
+            log.error("configuration reload: [store] changed (%s -> %s); that needs a restart, "
+                      "keeping the running configuration", old_loc, new_loc)
             self.metrics.inc("config_reloads_total", result="error")
             self.notifier.ready("reload refused: store.path changed")
             return

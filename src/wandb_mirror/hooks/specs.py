@@ -174,9 +174,9 @@ def register_commands(cli) -> None:
 def storage_backend(config) -> Any:
     """Provide the object store for a store directory (first non-None result wins).
 
-    `config` is the `[store]` table. Return an object with the `ObjectStore` interface
-    (`put_stream`, `open`, `has`, `path`, ...) or None to leave the choice to other plugins;
-    without any, the local `objects/md5/` store is used.
+    `config` is the `[store]` table. Return an object implementing `wandb_mirror.store.Objects`
+    (store/object_api.py) or None to leave the choice to other plugins; without any, the
+    `[store] objects` location (default: the local `objects/md5/` store) is used.
     """
 
 

@@ -191,9 +191,13 @@ class StoreView:
         return file_from_row(rows[0]) if rows else None
 
     # -- objects ---------------------------------------------------------------------------
-    def object_path(self, md5: str) -> Path:
-        """Where the bytes with this hex md5 live (read-only file; hard-link or copy it, never edit)."""
-        return self._store.objects.path(md5)
+    def object_path(self, md5: str) -> Path | None:
+        """Where the bytes with this hex md5 live (read-only file; hard-link or copy it, never edit).
+
+        None when the objects are not in a local directory (e.g. on S3): use `open_object`.
+        """
+        local = getattr(self._store.objects, "path", None)
+        return local(md5) if local is not None else None
 
     def has_object(self, md5: str) -> bool:
         return self._store.objects.has(md5)

@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import IntegrityError, UsageError
 from ..hooks.tables import atomic_write, flatten_columns, have_parquet, write_table
 from ..store import Store
+from ..store.objects import require_local
 from ..store.reader import StoreReader
 
 RUN_OUTPUTS = ("history.parquet", "events.parquet", "run.json")
@@ -140,7 +141,7 @@ class Checkout:
             self.report.mapped.append((name, rel))
         out = self.dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        src = self.objects.path(md5)
+        src = require_local(self.objects, "checkout").path(md5)
         if not self.copy:
             info = self.objects.hash_object(md5)
             if info.md5 != md5 or info.size != size:

@@ -24,7 +24,6 @@ import hmac
 import json
 import logging
 import mimetypes
-import os
 import socket
 import sys
 import threading
@@ -139,7 +138,7 @@ class MirrorHTTPServer(ThreadingHTTPServer):
         self.store_path = store.path
         self.objects = store.objects
         read_only = read_only or include_deleted  # deleted data served as live is never written to
-        self.data = Data(store.path / "catalog.db", readonly=read_only, include_deleted=include_deleted)
+        self.data = Data(store.catalog_path, readonly=read_only, include_deleted=include_deleted)
         self.limits = limits or Limits()
         self.hosts = HostCheck(addr[0], frozenset(h.lower() for h in allow_hosts))
         self.executor = GraphQLExecutor(limits=self.limits)
@@ -496,13 +495,12 @@ class Handler(BaseHTTPRequestHandler):
     def _object(self, md5: str, name: str, method: str, fault: str | None, mimetype: str | None = None) -> None:
         objects = self.server.objects
         try:
-            p: Path = objects.path(md5)
-            f = open(p, "rb")
+            size = objects.size(md5)
+            f = objects.open(md5)
         except (ValueError, OSError):
             self._send_json(404, {"errors": [{"message": f"object {md5} not found"}]})
             return
         with f:
-            size = os.fstat(f.fileno()).st_size
             ctype = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
             self._stream(verified_chunks(iter(lambda: f.read(CHUNK), b""), md5, size), size, ctype, method, fault)
 
@@ -686,7 +684,9 @@ class ServerHandle:
 
 def open_store(store_path: str | Path, *, read_only: bool) -> Store:
     """The store to serve; a UsageError (one clear line) when the path is not a store."""
-    return Store(store_path, create=False, readonly=read_only)
+    from ..store.location import open_store as open_named
+
+    return open_named(store_path, create=False, readonly=read_only)
 
 
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,

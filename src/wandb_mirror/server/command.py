@@ -22,11 +22,12 @@ import sys
 import threading
 from pathlib import Path
 
+from ..commands.store_args import add_store_arguments, open_store_from_args
 from ..errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", required=True, metavar="DIR", help="the store directory to serve")
+    add_store_arguments(parser, help="the store directory to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default 8080)")
     mode = parser.add_mutually_exclusive_group()
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .app import make_server, open_store
+    from .app import make_server
 
     if not 0.0 <= args.fault_rate <= 1.0:
         raise UsageError(f"--fault-rate must be between 0 and 1, got {args.fault_rate}")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--include-deleted serves a read-only view of the store; it cannot be combined with --writable")
     api_key = server_api_key(args)
     read_only = not args.writable or args.include_deleted
-    store = open_store(args.store, read_only=read_only)
+    store = open_store_from_args(args, readonly=read_only)
     try:
         server = make_server(store, args.host, args.port, api_key=api_key, read_only=read_only,
                              latency_ms=args.latency_ms, fault_rate=args.fault_rate, fault_seed=args.fault_seed,

@@ -1,4 +1,8 @@
-"""The store: one directory holding a SQLite catalog and a content-addressed object store."""
+"""The store: a catalog plus a content-addressed object store.
+
+By default one directory (`catalog.db`, `objects/`, `lock`); the catalog file and the objects can
+also live elsewhere (store/location.py reads where from the `[store]` table).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,26 @@ from ..errors import UsageError
 from .catalog import Catalog
 from .history import History
 from .lock import StoreLock
-from .objects import ObjectInfo, ObjectStore
+from .object_api import ObjectInfo, Objects, StoredObject
+from .objects import LocalObjects, ObjectStore
 from .opening import SIDE_FILES, check_catalog, open_error
 
-__all__ = ["Store", "Catalog", "History", "ObjectStore", "ObjectInfo", "StoreLock"]
+__all__ = ["Store", "Catalog", "History", "Objects", "LocalObjects", "ObjectStore", "ObjectInfo", "StoredObject",
+           "StoreLock"]
 
 CATALOG_NAME = "catalog.db"
 
 
 class Store:
-    """A store directory: `catalog.db`, `objects/md5/ab/cdef...`, `objects/tmp/`, `lock`.
+    """A catalog and its objects: `catalog.db`, `objects/md5/ab/cdef...`, `objects/tmp/`, `lock`.
 
-    Objects are always written before the catalog rows that reference them.
+    `catalog` (a SQLite file) and `objects` (any `Objects`) replace the directory's own; with
+    both given, `path` may be None. Objects are always written before the catalog rows that
+    reference them.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
+    def __init__(self, path: str | Path | None = None, *, create: bool = True, readonly: bool = False,
+                 catalog: str | Path | None = None, objects: Objects | None = None):
         """Open (or, with `create`, create) the store at `path`.
 
         Every failure is one line: a UsageError (exit 2) for a path that cannot be a store (not a
@@ -31,11 +40,20 @@ class Store:
         for a disk that is full, read-only or failing. A store this call began to create and could
         not finish is removed again: no half-made store is left behind.
         """
-        self.path = Path(path)
+        catalog_file = Path(catalog) if catalog is not None else None
+        if path is None:
+            if catalog_file is None or objects is None:
+                raise ValueError("a store needs a path, or both a catalog and objects")
+            self.path = catalog_file.parent
+        else:
+            self.path = Path(path)
+        self.catalog_path = catalog_file or self.path / CATALOG_NAME
+        # the lock guards the catalog: it sits beside it, so two configs naming one catalog share it
+        self.lock_path = self.path / "lock" if catalog_file is None else Path(f"{catalog_file}.lock")
         made: list[Path] = []
-        creating = create and not (self.path / CATALOG_NAME).exists()
+        creating = create and not self.catalog_path.exists()
         try:
-            self._open(create, readonly, made)
+            self._open(create, readonly, made, objects, apart=catalog_file is not None)
         except (OSError, sqlite3.Error) as e:
             self._undo(made)
             raise open_error(self.path, e, creating=creating) from None
@@ -43,27 +61,31 @@ class Store:
             self._undo(made)
             raise
 
-    def _open(self, create: bool, readonly: bool, made: list[Path]) -> None:
+    def _open(self, create: bool, readonly: bool, made: list[Path], objects: Objects | None, *, apart: bool) -> None:
+        catalog = self.catalog_path
         if not self.path.exists():
             if not create:
-                raise UsageError(f"store {self.path} does not exist")
+                raise UsageError(f"catalog {catalog}: directory {self.path} does not exist" if apart
+                                 else f"store {self.path} does not exist")
             missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # another process may race us here
             made.extend(missing)  # deepest first: removed in that order
         elif not self.path.is_dir():
             raise UsageError(f"store {self.path} is not a directory")
-        catalog = self.path / CATALOG_NAME
         if not catalog.exists():
             if not create:
-                raise UsageError(f"{self.path} is not a wandb-mirror store (no {CATALOG_NAME})")
-            made[:0] = [self.path / "objects", catalog, *(self.path / (CATALOG_NAME + x) for x in SIDE_FILES)]
+                raise UsageError(f"catalog {catalog} does not exist" if apart
+                                 else f"{self.path} is not a wandb-mirror store (no {CATALOG_NAME})")
+            own_objects = [self.path / "objects"] if objects is None else []
+            made[:0] = [*own_objects, catalog, *(Path(f"{catalog}{x}") for x in SIDE_FILES)]
         if not create and not readonly:  # a writer must not turn a stray file into a store
             probe = Catalog(catalog, readonly=True)
             try:
                 check_catalog(probe)
             finally:
                 probe.close()
-        self.objects = ObjectStore(self.path / "objects", create=not readonly)
+        self.objects: Objects = objects if objects is not None else LocalObjects(self.path / "objects",
+                                                                                  create=not readonly)
         self.catalog = Catalog(catalog, readonly=readonly)
         check_catalog(self.catalog)
         self.history = History(self.catalog, self.objects)
@@ -84,8 +106,15 @@ class Store:
             except OSError:
                 pass
 
+    def describe(self) -> str:
+        """Where this store lives, for messages: its directory, or its catalog and objects."""
+        if self.catalog_path == self.path / CATALOG_NAME and isinstance(self.objects, LocalObjects) \
+                and self.objects.root == self.path / "objects":
+            return str(self.path)
+        return f"catalog {self.catalog_path}, objects {self.objects.describe()}"
+
     def lock(self, purpose: str = "write") -> StoreLock:
-        return StoreLock(self.path / "lock", purpose)
+        return StoreLock(self.lock_path, purpose)
 
     def close(self) -> None:
         self.catalog.close()

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from ..times import utcnow
 from . import segments
 from .catalog import Catalog
-from .objects import ObjectStore
+from .object_api import Objects
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class History:
     """A store's history. Readers need only a connection (serve lends one per request from its
     pool); writers (append, compaction) need the catalog for its transactions."""
 
-    def __init__(self, catalog: Catalog | None, objects: ObjectStore,
+    def __init__(self, catalog: Catalog | None, objects: Objects,
                  connect: Callable[[], sqlite3.Connection] | None = None):
         self._catalog = catalog
         self.objects = objects

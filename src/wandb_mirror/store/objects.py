@@ -1,35 +1,29 @@
-"""Content-addressed object store keyed by hex md5, with restic-style atomic publication.
+"""The local object store: a directory keyed by hex md5, with restic-style atomic publication.
 
 Layout: `objects/md5/ab/cdef...` (the first two hex digits are a directory), temp files in
 `objects/tmp/` on the same filesystem. A write streams into a temp file while hashing, checks the
 size and md5 it was announced with, fsyncs, renames into place and fsyncs the directory. Only
 then may a catalog row reference the object. Objects are read-only (0400) once published.
+The interface it implements is declared in object_api.py.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import xxhash
-
+from .. import times
 from ..errors import IntegrityError
 from . import faults
+from .object_api import Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5
+
+__all__ = ["LocalObjects", "ObjectStore", "ObjectInfo", "fsync_dir"]
 
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    md5: str  # hex
-    size: int
-    extra: dict[str, str] = field(default_factory=dict)  # other digests asked for, e.g. {"xxh128": hex}
 
 
 def fsync_dir(path: Path) -> None:
@@ -44,7 +38,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class ObjectStore:
+class LocalObjects(ObjectsBase):
+    """Objects in a directory (see the module docstring); implements object_api.Objects."""
+
     def __init__(self, root: Path, *, create: bool = True):
         self.root = Path(root)
         self.md5_root = self.root / "md5"
@@ -53,10 +49,13 @@ class ObjectStore:
             for d in (self.root, self.md5_root, self.tmp):
                 d.mkdir(mode=0o700, exist_ok=True)
 
+    def describe(self) -> str:
+        return str(self.root)
+
     # -- paths -----------------------------------------------------------------------------
     def path(self, md5: str) -> Path:
-        if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
-            raise ValueError(f"not a hex md5: {md5!r}")
+        """The file holding the object (local stores only: plugins may hard-link it)."""
+        check_md5(md5)
         return self.md5_root / md5[:2] / md5[2:]
 
     def has(self, md5: str) -> bool:
@@ -68,13 +67,7 @@ class ObjectStore:
     def open(self, md5: str) -> BinaryIO:
         return open(self.path(md5), "rb")
 
-    def read_bytes(self, md5: str) -> bytes:
-        return self.path(md5).read_bytes()
-
     # -- writing ---------------------------------------------------------------------------
-    def put_bytes(self, data: bytes, expected_md5: str | None = None, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        return self.put_stream([data], expected_md5=expected_md5, expected_size=len(data), extra=extra)
-
     def put_stream(
         self,
         chunks: Iterable[bytes],
@@ -92,9 +85,7 @@ class ObjectStore:
             # Already present and verified when it was published: drain nothing, download nothing.
             if not extra:
                 return ObjectInfo(expected_md5, self.size(expected_md5))
-        md5 = hashlib.md5()
-        hashers = {name: _new_hasher(name) for name in extra}
-        size = 0
+        digests = Digests(extra)
         fd, tmpname = tempfile.mkstemp(prefix="obj-", dir=self.tmp)
         tmp = Path(tmpname)
         try:
@@ -102,11 +93,8 @@ class ObjectStore:
                 for chunk in chunks:
                     if not chunk:
                         continue
-                    md5.update(chunk)
-                    for h in hashers.values():
-                        h.update(chunk)
-                    size += len(chunk)
-                    if expected_size is not None and size > expected_size:
+                    digests.update(chunk)
+                    if expected_size is not None and digests.size > expected_size:
                         # stop the moment a body passes its announced size: an endless body must
                         # not fill the disk before the size check at the end
                         raise IntegrityError(f"size mismatch: more than the expected {expected_size} bytes")
@@ -117,12 +105,9 @@ class ObjectStore:
                 if faults.active:
                     faults.hit("objects.fsync")
                 os.fsync(f.fileno())
-            digest = md5.hexdigest()
-            if expected_size is not None and size != expected_size:
-                raise IntegrityError(f"size mismatch: expected {expected_size} bytes, got {size}")
-            if expected_md5 is not None and digest != expected_md5:
-                raise IntegrityError(f"md5 mismatch: expected {expected_md5}, got {digest}")
-            final = self.path(digest)
+            info = digests.info()
+            check_announced(info, expected_md5, expected_size)
+            final = self.path(info.md5)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.chmod(tmp, 0o400)
             if faults.active:
@@ -131,7 +116,7 @@ class ObjectStore:
             fsync_dir(final.parent)
             if faults.active:
                 faults.hit("objects.published")
-            return ObjectInfo(digest, size, {n: h.hexdigest() for n, h in hashers.items()})
+            return info
         finally:
             try:
                 tmp.unlink(missing_ok=True)
@@ -139,30 +124,34 @@ class ObjectStore:
                 pass
 
     # -- reading / checking ----------------------------------------------------------------
-    def hash_object(self, md5: str, *, extra: tuple[str, ...] = ()) -> ObjectInfo:
-        h = hashlib.md5()
-        hashers = {name: _new_hasher(name) for name in extra}
-        size = 0
-        with self.open(md5) as f:
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                h.update(chunk)
-                for x in hashers.values():
-                    x.update(chunk)
-                size += len(chunk)
-        return ObjectInfo(h.hexdigest(), size, {n: x.hexdigest() for n, x in hashers.items()})
-
-    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+    def iter_objects(self) -> Iterator[StoredObject]:
         if not self.md5_root.exists():
             return
         for sub in sorted(self.md5_root.iterdir()):
             if not sub.is_dir() or len(sub.name) != 2:
                 continue
             for p in sorted(sub.iterdir()):
-                yield sub.name + p.name, p
+                try:
+                    st = p.stat()
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                yield StoredObject(sub.name + p.name, st.st_size, st.st_mtime)
 
     def remove(self, md5: str) -> None:
         p = self.path(md5)
         p.unlink(missing_ok=True)
+
+    def quarantine(self, md5: str, why: str) -> str | None:
+        """Into `quarantine/objects/` beside the objects folder (under the store by default)."""
+        src = self.path(md5)
+        if not os.path.lexists(src):
+            return None
+        folder = self.root.parent / "quarantine" / "objects"
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        dst = folder / f"{md5}.{times.filename_stamp()}.{os.getpid()}"
+        os.replace(src, dst)
+        (folder / (dst.name + ".why")).write_text(why + "\n")
+        return str(dst)
 
     def clean_tmp(self) -> int:
         """Remove temp files left by a killed writer; returns how many."""
@@ -174,7 +163,23 @@ class ObjectStore:
         return n
 
 
-def _new_hasher(name: str) -> Any:
-    if name == "xxh128":
-        return xxhash.xxh3_128()
-    return hashlib.new(name)
+def require_local(objects: object, what: str) -> LocalObjects:
+    """`objects` when it is a local directory, else one clear line: `what` needs files on disk."""
+    if not isinstance(objects, LocalObjects):
+        from ..errors import UsageError
+
+        raise UsageError(f"{what} needs the objects in a local directory, not {objects.describe()}"  # type: ignore[attr-defined]
+                         " (not supported yet)")
+    return objects
+
+
+def check_announced(info: ObjectInfo, expected_md5: str | None, expected_size: int | None) -> None:
+    """IntegrityError unless the bytes are what they were announced as (checked before publishing)."""
+    if expected_size is not None and info.size != expected_size:
+        raise IntegrityError(f"size mismatch: expected {expected_size} bytes, got {info.size}")
+    if expected_md5 is not None and info.md5 != expected_md5:
+        raise IntegrityError(f"md5 mismatch: expected {expected_md5}, got {info.md5}")
+
+
+# The name every caller used before backends existed: the local store is still the default one.
+ObjectStore = LocalObjects

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..client import WandbClient
 from ..config import ProjectOptions, SyncConfig
-from ..store import Catalog, ObjectStore
+from ..store import Catalog, Objects
 from . import changes as ch
 from .ledger import Ledger
 from .progress import Progress
@@ -38,7 +38,7 @@ class Context:
     settings: SyncConfig
     client: WandbClient
     catalog: Catalog
-    objects: ObjectStore
+    objects: Objects
     ledger: Ledger
     progress: Progress
     artifact_lock: KeyedLocks = field(default_factory=KeyedLocks)

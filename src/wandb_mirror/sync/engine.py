@@ -55,6 +55,7 @@ from ..errors import MirrorError, PassAborted, WorkFailed
 from ..models import Project
 from ..org_models import REGISTRY_PREFIX
 from ..store import Store
+from ..store.location import open_store
 from ..store.sync_records import PassEnd
 from ..times import utcnow
 from . import changes as ch
@@ -336,7 +337,7 @@ def run_pass(config: Config, store: Store | None = None, *, client: WandbClient 
              progress: Progress | None = None, force_reconcile: bool = False, lock: bool = True) -> PassResult:
     """One pass of `config`, taking the store lock unless `lock=False` (the caller holds it)."""
     own = store is None
-    store = store or Store(config.store_path)
+    store = store or open_store(config)
     try:
         if lock:
             with store.lock("sync"):

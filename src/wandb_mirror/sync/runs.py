@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from .. import events as ev
@@ -24,6 +26,7 @@ from ..client import Problem, RunListing
 from ..client.transport import GraphQLError
 from ..models import Run, RunFile, loads_lenient
 from ..store.history import History
+from ..store.objects import LocalObjects
 from ..store.sync_records import RunRecord, Tombstone
 from ..times import utcnow
 from . import changes as ch
@@ -229,7 +232,8 @@ class RunWork:
         takes over at: `stop` for a fully exported run, `start` when there are no usable exports."""
         cx, proj = self.cx, self.proj
         try:
-            out = mirror_history_exports(cx.client, History(cx.catalog, cx.objects), cx.objects.tmp, proj.entity,
+            tmp = cx.objects.tmp if isinstance(cx.objects, LocalObjects) else Path(tempfile.gettempdir())
+            out = mirror_history_exports(cx.client, History(cx.catalog, cx.objects), tmp, proj.entity,
                                          proj.name, self.name, run_pk, start, stop)
         except GraphQLError as e:  # a server that predates parquetHistory: page everything, as before
             log.info("%s: no parquet history (%s); reading HistoryPage", self.where, e)
