@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .. import jsontext
 from ..errors import UsageError, WorkFailed
 from ..paths import writable_dir
 
@@ -190,7 +191,7 @@ def plugin_results(store: Any, work: Path, since: int) -> None:
     for r in rows:
         by_plugin.setdefault(r["plugin"], []).append(r)
     for r in by_plugin.get("best_run", []):
-        before, after = json.loads(r["before"] or "[]"), json.loads(r["after"] or "[]")
+        before, after = jsontext.loads(r["before"] or "[]"), jsontext.loads(r["after"] or "[]")
         change = ", ".join([f"+{t}" for t in after if t not in before] + [f"-{t}" for t in before if t not in after])
         print(f"     best_run: {r['action']} {change or '(unchanged)'} on {r['target']} -> {r['result']}")
     cleaned = by_plugin.get("cleanup", [])
@@ -199,8 +200,8 @@ def plugin_results(store: Any, work: Path, since: int) -> None:
         print(f"     cleanup: {kept} .png files deleted upstream after their local copies re-hashed; "
               f"the mirror keeps them (e.g. {cleaned[0]['target']})")
     for r in by_plugin.get("summary_backfill", [])[:3]:
-        before = set(json.loads(r["before"] or "{}"))
-        after = json.loads(r["after"] or "{}")
+        before = set(jsontext.loads(r["before"] or "{}"))
+        after = jsontext.loads(r["after"] or "{}")
         added = sorted(k for k in after if k not in before and not k.startswith("_"))
         print(f"     summary_backfill: {r['target']}: restored {', '.join(added) or 'values'} from history -> {r['result']}")
     export = work / "export"
@@ -227,13 +228,13 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
         row["loss"] = round(last["loss"] * (1 - k / 200), 6)
         rows.append(row)
     up.history.append(running["pk"], ((r["_step"], json.dumps(r)) for r in rows))
-    summary = dict(json.loads(running["summary"]), **{k: v for k, v in rows[-1].items()})
-    keys = json.loads(running["history_keys"])
+    summary = dict(jsontext.loads(running["summary"]), **{k: v for k, v in rows[-1].items()})
+    keys = jsontext.loads(running["history_keys"])
     keys["lastStep"] = rows[-1]["_step"]
     with cat.transaction() as conn:
         conn.execute("UPDATE runs SET state = 'finished', summary = ?, history_keys = ?, last_step = ?, "
                      "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",
-                     [json.dumps(summary), json.dumps(keys), rows[-1]["_step"], len(rows), now, now, running["pk"]])
+                     [jsontext.dumps(summary), jsontext.dumps(keys), rows[-1]["_step"], len(rows), now, now, running["pk"]])
     out.append(f"run {running['name']} finished with {len(rows)} more history rows")
 
     sweep = cat.query_one("SELECT * FROM sweeps WHERE project_pk = ? LIMIT 1", [ppk])
@@ -245,7 +246,7 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
     new.name = "sweep-new-best"
     new.storage_id = run_storage_id(entity, project, new.name)
     new.display_name = "lucky-comet-99"
-    s = json.loads(best["summary"])
+    s = jsontext.loads(best["summary"])
     s[metric] = round(s[metric] * 0.5, 6)
     new.summary = json.dumps(s)
     new.created_at = new.heartbeat_at = new.updated_at = now

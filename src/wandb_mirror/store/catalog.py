@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlite_utils
 
+from .. import jsontext
+from ..jsontext import to_catalog
 from ..models import (
     Artifact,
     ArtifactCollection,
@@ -179,6 +181,7 @@ class Catalog(SyncRecords):
 
     # -- generic upsert --------------------------------------------------------------------
     def _upsert(self, table: str, row: dict[str, Any], keys: tuple[str, ...], pk: str | None = "pk") -> int:
+        row = jsontext.encode_row(table, row)
         cols = list(row)
         placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys) or f"{keys[0]} = excluded.{keys[0]}"
@@ -241,7 +244,7 @@ class Catalog(SyncRecords):
         with self.transaction() as conn:
             cur = conn.executemany(
                 "INSERT OR REPLACE INTO history (run_pk, step, row) VALUES (?, ?, ?)",
-                ((run_pk, s, r) for s, r in rows),
+                ((run_pk, s, to_catalog(r)) for s, r in rows),
             )
             return cur.rowcount
 
@@ -250,7 +253,7 @@ class Catalog(SyncRecords):
             conn.execute("DELETE FROM events WHERE run_pk = ?", [run_pk])
             cur = conn.executemany(
                 "INSERT INTO events (run_pk, seq, row) VALUES (?, ?, ?)",
-                ((run_pk, i, r) for i, r in enumerate(rows)),
+                ((run_pk, i, to_catalog(r)) for i, r in enumerate(rows)),
             )
             return cur.rowcount
 
@@ -304,7 +307,8 @@ class Catalog(SyncRecords):
                 conn.executemany(
                     "INSERT INTO artifact_files (artifact_pk, path, digest, size, md5, ref, birth_artifact_id, extra) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(pk, e.path, e.digest, e.size, e.md5, e.ref, e.birth_artifact_id, e.extra) for e in entries],
+                    [(pk, e.path, e.digest, e.size, e.md5, e.ref, e.birth_artifact_id, to_catalog(e.extra))
+                     for e in entries],
                 )
             return pk
 
