@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),
     "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
     "dataset": ("wandb_mirror.commands.dataset", "link all history into one hive-partitioned Parquet dataset (no copy)"),
+    "browse": ("wandb_mirror.commands.browse", "browse the catalog in a web browser (datasette, read-only)"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),
     "check-config": ("wandb_mirror.commands.check_config", "validate a configuration file"),
 }
