@@ -34,7 +34,7 @@ def test_demo_tells_the_whole_story(tmp_path):
         s = json.loads(up.catalog.scalar("SELECT summary FROM runs WHERE summary LIKE '%summary set by hand%'"))
         assert {"loss", "acc", "val/loss", "best_epoch"} <= set(s)
         # the export is where the config said (relative to the config file)
-        assert (work / "export" / "runs.csv").exists()
+        assert list((work / "export" / "csv" / "runs").rglob("runs.csv"))
         assert mirror.catalog.scalar("SELECT COUNT(*) FROM runs") == 39
     # a second run replaces the demo directory; a foreign directory is refused
     foreign = tmp_path / "mine"

@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),
     "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),
-    "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
     "dataset": ("wandb_mirror.commands.dataset", "link all history into one hive-partitioned Parquet dataset (no copy)"),
     "browse": ("wandb_mirror.commands.browse", "browse the catalog in a web browser (datasette, read-only)"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),

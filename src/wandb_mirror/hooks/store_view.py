@@ -164,6 +164,15 @@ class StoreView:
             max_step = last + 1 if max_step is None else min(max_step, last + 1)
         yield from self._store.history.texts(pk, min_step=min_step, max_step=max_step)
 
+    def system_metrics(self, run: Run) -> Iterator[dict[str, Any]]:
+        """The run's mirrored system metrics (W&B's events stream), one dict per sample, in order."""
+        pk = self._run_pk(run)
+        if pk is None:
+            return
+        cur = self._store.catalog.conn.execute("SELECT row FROM events WHERE run_pk = ? ORDER BY seq", [pk])
+        while batch := cur.fetchmany(1000):
+            yield from (jsontext.loads(text, {}) or {} for (text,) in batch)
+
     def history_keys(self, run: Run) -> list[str]:
         """Every key that occurs in the run's mirrored history, sorted."""
         keys: set[str] = set()
