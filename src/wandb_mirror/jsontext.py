@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, overload
 
 # A JSON string (skipped whole, so tokens inside strings are never touched) or one of the tokens.
 _TO = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
@@ -39,6 +39,10 @@ def _sub_from(m: re.Match[str]) -> str:
     return _FROM_CATALOG.get(m.group(0), m.group(0))
 
 
+@overload
+def to_catalog(text: str) -> str: ...
+@overload
+def to_catalog(text: None) -> None: ...
 def to_catalog(text: str | None) -> str | None:
     """W&B JSON text -> catalog JSON text (strict JSON)."""
     if text is None or ("NaN" not in text and "Infinity" not in text):
@@ -46,6 +50,10 @@ def to_catalog(text: str | None) -> str | None:
     return _TO.sub(_sub_to, text)
 
 
+@overload
+def from_catalog(text: str) -> str: ...
+@overload
+def from_catalog(text: None) -> None: ...
 def from_catalog(text: str | None) -> str | None:
     """Catalog JSON text -> the W&B JSON text it was stored from."""
     if text is None or ('"NaN"' not in text and "9e999" not in text):
@@ -57,12 +65,12 @@ def loads(text: str | None, default: Any = None) -> Any:
     """Decode catalog JSON text (or W&B text) to Python values, NaN and infinities as floats."""
     if text is None or text == "":
         return default
-    return _LENIENT.decode(from_catalog(text))  # type: ignore[arg-type]
+    return _LENIENT.decode(from_catalog(text))
 
 
 def dumps(value: Any) -> str:
     """Python value -> catalog JSON text (compact)."""
-    return to_catalog(json.dumps(value, separators=(",", ":"), allow_nan=True))  # type: ignore[return-value]
+    return to_catalog(json.dumps(value, separators=(",", ":"), allow_nan=True))
 
 
 # Every column that holds JSON, by table (the encoding above applies to each).
