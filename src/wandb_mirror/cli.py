@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, logsetup
 from .commands.options import add_verbose
 from .errors import MirrorError
 
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wandb-mirror {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--log-format", choices=logsetup.FORMATS, default="text",
+                        help="log lines as text (no timestamp under journald) or one JSON object each")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         try:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logsetup.configure(level, args.log_format)
     try:
         return int(args._run(args) or 0)
     except MirrorError as e:

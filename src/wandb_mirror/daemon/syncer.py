@@ -92,6 +92,10 @@ class EngineRunner:
         out = outcome_from(result, time.monotonic() - t0, before.get("requests", before))
         if stop.is_set() and out.status == "failed":
             out.status = "stopped"
+            log.info("pass %s stopped by the daemon's shutdown after %.1fs; the next pass resumes",
+                     result.pass_id, out.duration_s)
+        else:
+            log.info("%s", result.summary())
         return out
 
     def reconfigure(self, config: Config, store: Store) -> None:

@@ -329,6 +329,19 @@ class Catalog(SyncRecords):
         return self._upsert("reports", row, ("project_pk", "id"))
 
     # -- references (verify / gc) ----------------------------------------------------------
+    def referenced_totals(self) -> tuple[int, int]:
+        """(distinct objects referenced, their bytes): run files, artifact files, manifests and history
+        segments, tombstoned data included, as `gc` keeps them (a manifest's size is not recorded: it
+        counts 0 bytes)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT md5, MAX(size) AS size FROM ("
+            "SELECT md5, size FROM file_versions "
+            "UNION ALL SELECT md5, size FROM artifact_files WHERE md5 IS NOT NULL "
+            "UNION ALL SELECT manifest_md5, 0 FROM artifacts WHERE manifest_md5 IS NOT NULL "
+            "UNION ALL SELECT md5, size FROM history_segments) GROUP BY md5)"
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def referenced_objects(self) -> Iterator[tuple[str, str]]:
         """Every (md5, what references it) the catalog holds, tombstoned data included."""
         yield from self.conn.execute(
