@@ -57,6 +57,7 @@ from wandb_mirror.hooks import hookimpl
 from wandb_mirror.hooks.tables import FORMATS, flatten_columns, have_parquet, write_table
 
 PLUGIN_NAME = "export"
+WRITES = "files"  # never upstream (see hooks.status.effect)
 log = logging.getLogger("wandb_mirror.plugins.export")
 
 RUN_COLUMNS = [
