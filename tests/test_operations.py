@@ -78,3 +78,23 @@ def test_status_reads_well(mirrored: tuple[Path, Path], monkeypatch: pytest.Monk
     lp = s["last_pass"]
     assert isinstance(lp["requests"], int) and lp["requests"] > 0
     assert "requests" not in lp["stats"] and "requests_pass" not in lp["stats"]  # one requests figure
+
+
+def test_root_on_a_store_owned_by_another_user_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from wandb_mirror.store import Store
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    path = tmp_path / "store"
+    Store(path).close()
+    caplog.clear()
+    with Store(path):
+        pass
+    assert "running as root" not in caplog.text  # root's own store: nothing to say
+    os.chown(path, 65534, 65534)
+    with Store(path, create=False, readonly=True):
+        pass
+    assert "running as root" not in caplog.text  # reading creates nothing
+    with Store(path):
+        pass
+    assert "running as root on store" in caplog.text and "sudo -u" in caplog.text
