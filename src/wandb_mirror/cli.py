@@ -16,6 +16,7 @@ from .errors import MirrorError
 
 # name -> (module, one-line help). Order is the order of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("wandb_mirror.commands.init", "write a commented configuration to start from, and print the next steps"),
     "demo": ("wandb_mirror.commands.demo", "seed a demo upstream, serve it, mirror it, run the plugins, report"),
     "seed": ("wandb_mirror.commands.seed", "load a fixture (JSON) or the built-in demo data into a store"),
     "serve": ("wandb_mirror.server.command", "serve a store over the W&B API (the official client can read it)"),
