@@ -48,12 +48,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from wandb_mirror.hooks import hookimpl
+from wandb_mirror.hooks import parse_time as timestamp
 from wandb_mirror.hooks.tables import FORMATS, flatten_columns, have_parquet, write_table
 
 PLUGIN_NAME = "export"
@@ -97,17 +97,6 @@ def _formats(config: dict[str, Any]) -> list[str]:
 
 
 # -- rows ------------------------------------------------------------------------------------
-def timestamp(text: str | None) -> datetime | None:
-    """W&B's timestamps ("2024-01-01T00:00:00", with or without Z or fraction) as aware UTC."""
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-
-
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     """`value` into `out` under dotted keys; W&B media objects (`_type`) stay whole."""
     if isinstance(value, dict) and value and "_type" not in value:
