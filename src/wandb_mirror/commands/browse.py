@@ -46,6 +46,13 @@ TABLES: dict[str, str] = {
     "plugin_cursors": "Each plugin's position in the change log and its failures.",
     "plugin_state": "Plugins' own key/value state (JSON values).",
     "journal": "Every upstream write a plugin made or would make (dry-run), before and after.",
+    "organizations": "The W&B organization of each entity mirrored.",
+    "team_members": "Members of each team entity.",
+    "registries": "Registries (projects named wandb-registry-NAME in the organization's entity).",
+    "artifact_links": "Artifact versions linked into registry (portfolio) collections.",
+    "console_lines": "Runs' console output (output.log), one row per line.",
+    "integrations": "Entity integrations (webhooks, Slack): names and URLs only, never secrets.",
+    "automations": "Automations: scope, event and action (JSON).",
     "_migrations": "Catalog schema migrations applied.",
     "runs_flat": "View: one row per run with the SDK's names (id, name, user, group, sweep), "
                  "config unwrapped and summary without _wandb.",

@@ -85,7 +85,7 @@ def _json_safe(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, datetime):
-        return v.isoformat().replace("+00:00", "Z")
+        return _cell(v)
     if isinstance(v, dict):
         return {k: _json_safe(x) for k, x in v.items()}
     if isinstance(v, list):
