@@ -251,11 +251,15 @@ def cycle_finished(config, store):
     runs = [r for key in dirty if (r := store.run(*key[len("dirty:"):].split("/", 2))) is not None]
     # a project whose runs table is missing (a new `out`, a deleted file) is written whole
     marked = {(r.entity, r.project) for r in runs}
+    seen = {(r.entity, r.project, r.name) for r in runs}
+    missing: dict[tuple[str, str], bool] = {}  # checked once per project
     for r in store.runs(include_tombstoned=True):
-        if (r.entity, r.project) not in marked and not all(
-                (project_dir(out, f, "runs", r.entity, r.project) / f"runs.{f}").exists() for f in formats):
-            marked.add((r.entity, r.project))
+        key = (r.entity, r.project)
+        if key not in missing:
+            missing[key] = not all((project_dir(out, f, "runs", *key) / f"runs.{f}").exists() for f in formats)
+        if missing[key] and (r.entity, r.project, r.name) not in seen:
             runs.append(r)
+            marked.add(key)
     if not runs and not dirty:
         return
     files = export(store, out, formats, runs, history=bool(config.get("history", True)))
