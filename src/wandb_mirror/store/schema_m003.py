@@ -1,4 +1,4 @@
-"""The generated part of migration m003: strict JSON in every JSON column and declared foreign keys.
+"""The generated part of migration analyst_catalog: strict JSON in every JSON column and declared foreign keys.
 
 SQLite cannot add a foreign key to an existing table, so each table that lacks one is rebuilt
 from its own definition (as sqlite_master holds it, whatever earlier migrations made of it) with
