@@ -1,7 +1,7 @@
 """Versioned catalog schema. Append a migration, never edit one that has shipped.
 
 JSON columns hold W&B's JSON text (config in W&B's wrapped form `{"k": {"value": v, "desc": null}}`)
-as strict JSON: NaN and infinities are spelled as wandb_mirror/jsontext.py says (from m003 on), and
+as strict JSON: NaN and infinities are spelled as wandb_mirror/jsontext.py says (since the analyst_catalog migration), and
 turned back into W&B's tokens when read, so a served store answers what the upstream answered.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from .schema_m003 import declare_foreign_keys_and_strict_json
+from .analyst_schema import declare_foreign_keys_and_strict_json
 
 # (name, SQL script). Each runs in one transaction together with its bookkeeping row.
 MIGRATIONS: list[tuple[str, str]] = []

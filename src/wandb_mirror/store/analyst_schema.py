@@ -60,10 +60,10 @@ def declare_foreign_keys_and_strict_json(conn: sqlite3.Connection) -> str:
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table])]
         head = re.match(r"CREATE TABLE \"?\w+\"?", new_sql)
         assert head is not None
-        out.append(f"CREATE TABLE {table}__m003{new_sql[head.end():]};")
-        out.append(f"INSERT INTO {table}__m003 SELECT * FROM {table};")
+        out.append(f"CREATE TABLE {table}__rebuild{new_sql[head.end():]};")
+        out.append(f"INSERT INTO {table}__rebuild SELECT * FROM {table};")
         out.append(f"DROP TABLE {table};")
-        out.append(f"ALTER TABLE {table}__m003 RENAME TO {table};")
+        out.append(f"ALTER TABLE {table}__rebuild RENAME TO {table};")
         out.extend(f"{sql};" for sql in indexes)
     for table, cols in JSON_COLUMNS.items():
         for col in cols:
