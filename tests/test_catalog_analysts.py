@@ -45,6 +45,13 @@ def demo_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.close()
         server.stop()
         os.environ.pop("WANDB_API_KEY", None)
+    # finished runs' history moves into Parquet segments; a running run's tail stays in the table:
+    # give one such tail the non-finite values W&B sends, through the store's own write path
+    with Store(base / "mirror") as s:
+        pk = s.catalog.scalar("SELECT pk FROM runs WHERE state = 'running' ORDER BY pk LIMIT 1")
+        last = s.history.last_step(pk) or 0
+        s.history.append(pk, [(last + 1, f'{{"_step": {last + 1}, "loss": NaN, "lr": Infinity, "s": "NaN"}}'),
+                              (last + 2, f'{{"_step": {last + 2}, "loss": -Infinity, "val": {{"x": NaN}}}}')])
     return base / "mirror"
 
 
@@ -73,8 +80,9 @@ def test_every_json_column_of_a_demo_mirror_works_with_sqlite_json_functions(dem
         bad = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE (substr({col}, 1, 1) IN ('{{', '[')) "
                            f"AND NOT json_valid({col})").fetchone()[0]
         assert bad == 0, (table, col)
-    inf = conn.execute("SELECT MAX(j.value) FROM history, json_each(history.row) j WHERE j.key = 'loss' AND j.type = 'real'").fetchone()[0]
+    inf = conn.execute("SELECT MAX(j.value) FROM history, json_each(history.row) j WHERE j.key = 'lr' AND j.type = 'real'").fetchone()[0]
     assert inf == math.inf
+    assert conn.execute("SELECT MIN(j.value) FROM history, json_each(history.row) j WHERE j.key = 'loss' AND j.type = 'real'").fetchone()[0] == -math.inf
     nans = sum(1 for (row,) in conn.execute("SELECT row FROM history")
                if isinstance(v := jsontext.loads(row).get("loss"), float) and math.isnan(v))
     assert nans > 0
@@ -106,11 +114,17 @@ def test_serve_answers_nan_and_infinity_as_upstream_sent(demo_mirror: Path, star
                                                          make_wandb_api) -> None:
     server = start_mirror_server(demo_mirror, read_only=True)
     api = make_wandb_api(server.url)
-    conn = sqlite3.connect(demo_mirror / "catalog.db")
-    entity, project, run_id = conn.execute(
-        "SELECT p.entity, p.name, r.name FROM history h JOIN runs r ON r.pk = h.run_pk "
-        "JOIN projects p ON p.pk = r.project_pk WHERE h.row LIKE '%\"NaN\"%' "
-        "AND r.pk IN (SELECT run_pk FROM history WHERE row LIKE '%9e999%') LIMIT 1").fetchone()
+    def nonfinite(row: dict) -> set[str]:
+        return {"nan" if v != v else "inf" for v in row.values() if isinstance(v, float) and not math.isfinite(v)}
+
+    with Store(demo_mirror, create=False, readonly=True) as s:  # history: Parquet segments and the tail
+        found = [(r["entity"], r["project"], r["name"]) for r in s.catalog.query(
+            "SELECT p.entity, p.name AS project, r.name, r.pk, r.last_step FROM runs r "
+            "JOIN projects p ON p.pk = r.project_pk")
+            if {"nan", "inf"} <= set().union(*(nonfinite(row) for _, row in s.history.rows(
+                r["pk"], max_step=r["last_step"] + 1)), set())]
+    assert found
+    entity, project, run_id = found[0]
     run = api.run(f"{entity}/{project}/{run_id}")
     losses = [v for r in run.scan_history() for v in r.values()]  # HistoryPage: the rows as stored text
     assert any(isinstance(v, float) and math.isnan(v) for v in losses)

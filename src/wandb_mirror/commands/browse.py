@@ -29,6 +29,8 @@ TABLES: dict[str, str] = {
             "config is W&B's wrapped JSON, summary and tags JSON. See runs_flat for SDK names.",
     "history": "Every logged history row of every run (unsampled): run_pk, step and the row as JSON. "
                "See history_long for one row per key.",
+    "history_segments": "Finished runs' history as Parquet objects (step ranges and keys); the history "
+                        "table keeps the tail not yet compacted.",
     "events": "System metrics (W&B's events stream), one JSON row per sample.",
     "files": "Run files, newest version; md5 is the object key under objects/md5/.",
     "file_versions": "Every version of every run file ever mirrored.",
