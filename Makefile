@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,parquet,s3,postgres]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,parquet,s3,postgres,browse]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -61,7 +61,7 @@ API_KEY = "x" * 40  # the served store accepts any key; never a real one
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Requests a pass makes once, whatever the number of projects (the rest are per project).
 PER_PASS_OPERATIONS = {"Viewer", "GetProjects", "ServerFeaturesQuery"}
-DEFAULT_CONCURRENCY = 4  # config.py's [sync] concurrency default
+DEFAULT_CONCURRENCY = 8  # config.py's [sync] concurrency default
 
 
 def log(msg: str) -> None:

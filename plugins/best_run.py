@@ -32,6 +32,7 @@ from typing import Any
 from wandb_mirror.hooks import hookimpl, utcnow
 
 PLUGIN_NAME = "best_run"
+WRITES = "upstream"  # tags (and, with materialize_dir, files)
 # [plugins.best_run] keys and their defaults (config.example.toml shows the same)
 CONFIG: dict[str, Any] = {
     "tag": "best",

@@ -25,6 +25,7 @@ from typing import Any
 from wandb_mirror.hooks import hookimpl, parse_duration, parse_time
 
 PLUGIN_NAME = "cleanup"
+WRITES = "upstream"  # deletes run files upstream
 # [plugins.cleanup] keys and their defaults (config.example.toml shows the same)
 CONFIG: dict[str, Any] = {
     "extensions": [],  # required when enabled: nothing is deleted without it

@@ -1,36 +1,71 @@
-"""export: keep a runs table (CSV, Parquet, JSONL) and each changed run's full history on disk.
+"""export: keep the runs, their full history and system metrics on disk as CSV, Parquet or JSONL.
 
 Configuration (`[plugins.export]`):
 
     enabled = true
     out = "/var/lib/wandb-mirror/export"   # required
     formats = ["csv", "parquet"]            # any of csv, parquet, jsonl; parquet needs pyarrow
-    history = true                          # also write history/<entity>/<project>/<run>.<fmt>
+    history = true                          # also the history and system-metrics datasets
 
-Layout: `OUT/runs.<fmt>` (every run of the store, one row each: identity, state, times, tags,
-`config.*` and `summary.*` columns) and `OUT/history/ENTITY/PROJECT/RUN.<fmt>` (every mirrored
-history row, `_step` first). Every file is written atomically. Event hooks only mark runs as
-changed (durably, in the plugin's state); `cycle_finished` writes the marked runs' history and
-the runs table, so a run logging thousands of steps is written once per cycle, not per event.
-The writer never talks to W&B, so `dry_run` does not apply to it.
+It also adds the command `wandb-mirror export --store DIR --format FMT --out DIR`, the same
+writer run once over a store (or one `--project`).
+
+Layout: per format, three hive-partitioned datasets (the partition keys come back as columns
+when a reader opens the directory):
+
+    OUT/FMT/runs/entity=E/project=P/runs.FMT                 one row per run of the project
+    OUT/FMT/history/entity=E/project=P/run=R/history.FMT     every mirrored history row, by _step
+    OUT/FMT/system/entity=E/project=P/run=R/system.FMT       every system-metrics sample
+
+Every row carries `run_path` ("ENTITY/PROJECT/RUN_ID", the run's key); the files do not repeat
+`entity`/`project`/`run` as columns, which would clash with the partition keys. Writing one
+project never touches another project's files. Columns use the SDK's names:
+
+- runs: run_path, id, name (display name), state, created_at, heartbeat_at, updated_at,
+  deleted_at, sweep, group, job_type, user, host, tags, notes, last_step, then `config.K` and
+  `summary.K` columns. Nested config and summary objects are flattened with dots
+  (`config.optimizer.name`); W&B media objects (with a `_type`) and lists stay JSON text.
+- history and system: run_path, _step (history), then one column per key, nested objects
+  flattened with dots the same way.
+
+Types: timestamps are UTC timestamps (parquet `timestamp[us, UTC]`; ISO 8601 ending in `Z` in
+csv and jsonl); `tags` is `list<string>` (parquet), a JSON list in csv and jsonl; numeric history
+and system columns are float64 (`_step` int64); other columns the narrowest type of their values.
+CSV writes NaN and infinities as `nan`/`inf` (pandas and DuckDB read them as such); JSONL is
+strict JSON, so NaN and infinities are `null`. Parquet keeps them as IEEE floats.
+
+Read with DuckDB: `read_parquet('OUT/parquet/history/**/*.parquet', hive_partitioning=true,
+union_by_name=true)` (runs differ in keys); with pandas, one run or project at a time
+(`pd.read_parquet('OUT/parquet/history/entity=E/project=P/run=R')`) or through DuckDB's `.df()`.
+
+Files are written atomically with the umask's modes. Event hooks only mark runs as changed
+(durably, in the plugin's state); `cycle_finished` writes the marked runs and their projects'
+runs tables once per cycle. The writer never talks to W&B, so `dry_run` does not apply to it.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from wandb_mirror.hooks import hookimpl
+from wandb_mirror.hooks import parse_time as timestamp
 from wandb_mirror.hooks.tables import FORMATS, flatten_columns, have_parquet, write_table
 
 PLUGIN_NAME = "export"
+WRITES = "files"  # never upstream (see hooks.status.effect)
 log = logging.getLogger("wandb_mirror.plugins.export")
 
 RUN_COLUMNS = [
-    "entity", "project", "run_id", "name", "state", "created_at", "heartbeat_at", "updated_at",
+    "run_path", "id", "name", "state", "created_at", "heartbeat_at", "updated_at", "deleted_at",
     "sweep", "group", "job_type", "user", "host", "tags", "notes", "last_step",
 ]
+RUN_TYPES = {"created_at": "timestamp", "heartbeat_at": "timestamp", "updated_at": "timestamp",
+             "deleted_at": "timestamp", "tags": "list<string>", "last_step": "int64"}
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -61,62 +96,115 @@ def _formats(config: dict[str, Any]) -> list[str]:
     return fmts
 
 
-# -- the tables ------------------------------------------------------------------------------
+# -- rows ------------------------------------------------------------------------------------
+def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    """`value` into `out` under dotted keys; W&B media objects (`_type`) stay whole."""
+    if isinstance(value, dict) and value and "_type" not in value:
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def run_path(run) -> str:
+    return f"{run.entity}/{run.project}/{run.name}"
+
+
 def run_row(run) -> dict[str, Any]:
     """One row of the runs table for a `hooks.types.Run`."""
     row: dict[str, Any] = {
-        "entity": run.entity, "project": run.project, "run_id": run.name, "name": run.display_name,
-        "state": run.state, "created_at": run.created_at, "heartbeat_at": run.heartbeat_at,
-        "updated_at": run.updated_at, "sweep": run.sweep_name, "group": run.group_name,
-        "job_type": run.job_type, "user": run.username, "host": run.host, "tags": run.tag_list(),
-        "notes": run.notes, "last_step": run.last_step,
+        "run_path": run_path(run), "id": run.name, "name": run.display_name, "state": run.state,
+        "created_at": timestamp(run.created_at), "heartbeat_at": timestamp(run.heartbeat_at),
+        "updated_at": timestamp(run.updated_at), "deleted_at": timestamp(run.tombstoned_at),
+        "sweep": run.sweep_name, "group": run.group_name, "job_type": run.job_type, "user": run.username,
+        "host": run.host, "tags": run.tag_list(), "notes": run.notes, "last_step": run.last_step,
     }
     for k, v in sorted(run.config_values().items()):
-        row[f"config.{k}"] = v
+        if k != "_wandb":
+            flatten(f"config.{k}", v, row)
     for k, v in sorted(run.summary_values().items()):
-        if k == "_wandb":
-            continue
-        row[f"summary.{k}"] = v
+        if k != "_wandb":
+            flatten(f"summary.{k}", v, row)
     return row
 
 
-def write_runs_table(store, out: Path, formats: list[str]) -> list[Path]:
-    rows = [run_row(r) for r in store.runs(include_tombstoned=True)]
-    cols = flatten_columns(rows, RUN_COLUMNS) if rows else list(RUN_COLUMNS)
-    return [write_table(out / f"runs.{fmt}", rows, fmt, cols) for fmt in formats]
+def _series_types(rows: list[dict[str, Any]], cols: list[str]) -> dict[str, str]:
+    """float64 for every numeric column (a metric logged as 1 then 0.5 stays one type across runs)."""
+    types = {}
+    for c in cols:
+        vals = [r[c] for r in rows if r.get(c) is not None]
+        if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            types[c] = "float64"
+    if "_step" in cols:
+        types["_step"] = "int64"
+    return types
 
 
-MAX_PART_BYTES = 200  # a file name is at most 255 bytes; leave room for ".csv" and the atomic writer's temp suffix
+def series_rows(run, samples) -> list[dict[str, Any]]:
+    key = run_path(run)
+    rows = []
+    for sample in samples:
+        row: dict[str, Any] = {"run_path": key}
+        flatten("", sample, row)
+        rows.append(row)
+    return rows
 
 
-def _part(name: str) -> str:
-    """A path component from an upstream name: "/" and a leading "." are quoted, so a name can
-    never leave the export directory or hide a file; a name too long for the filesystem (run ids
+# -- paths -----------------------------------------------------------------------------------
+MAX_PART_BYTES = 200  # a file name is at most 255 bytes; leave room for the key and the temp suffix
+
+
+def _part(key: str, name: str) -> str:
+    """`key=value` path component from an upstream name, URI-escaped as hive readers expect: a name
+    can never leave the export directory or hide a file; one too long for the filesystem (run ids
     may have 256 bytes) is shortened and made unique with a hash of the whole name."""
-    import hashlib
-    from urllib.parse import quote
-
-    if not name:
-        return "_"
-    part = name
-    if "/" in name or "\x00" in name or name.startswith("."):
-        q = quote(name, safe="")
-        part = "%2E" + q[1:] if q.startswith(".") else q
-    raw = part.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_PART_BYTES:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        part = raw[:MAX_PART_BYTES - 17].decode("utf-8", "ignore") + "~" + digest
-    return part
+    part = quote(name, safe=" @+,;~-_") if name else "_"
+    if part.startswith("."):
+        part = "%2E" + part[1:]
+    if len(part.encode()) > MAX_PART_BYTES:
+        part = part[:MAX_PART_BYTES - 17] + "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key}={part}"
 
 
-def history_path(out: Path, run, fmt: str) -> Path:
-    return out / "history" / _part(run.entity) / _part(run.project) / f"{_part(run.name)}.{fmt}"
+def project_dir(out: Path, fmt: str, dataset: str, entity: str, project: str) -> Path:
+    return out / fmt / dataset / _part("entity", entity) / _part("project", project)
+
+
+def history_path(out: Path, run, fmt: str, dataset: str = "history") -> Path:
+    return project_dir(out, fmt, dataset, run.entity, run.project) / _part("run", run.name) / f"{dataset}.{fmt}"
+
+
+# -- writers ---------------------------------------------------------------------------------
+def write_runs_table(store, out: Path, entity: str, project: str, formats: list[str]) -> list[Path]:
+    rows = [run_row(r) for r in store.runs(entity, project, include_tombstoned=True)]
+    cols = flatten_columns(rows, RUN_COLUMNS) if rows else list(RUN_COLUMNS)
+    return [write_table(project_dir(out, fmt, "runs", entity, project) / f"runs.{fmt}", rows, fmt, cols, RUN_TYPES)
+            for fmt in formats]
 
 
 def write_history(store, run, out: Path, formats: list[str]) -> list[Path]:
-    rows = list(store.history(run))
-    cols = flatten_columns(rows, ["_step"]) if rows else ["_step"]
-    return [write_table(history_path(out, run, fmt), rows, fmt, cols) for fmt in formats]
+    """The run's history and system-metrics files (an empty series writes no file)."""
+    written: list[Path] = []
+    for dataset, samples, first in (("history", store.history(run), ["run_path", "_step"]),
+                                    ("system", store.system_metrics(run), ["run_path"])):
+        rows = series_rows(run, samples)
+        if not rows:
+            continue
+        cols = flatten_columns(rows, first)
+        types = _series_types(rows, cols)
+        written += [write_table(history_path(out, run, fmt, dataset), rows, fmt, cols, types) for fmt in formats]
+    return written
+
+
+def export(store, out: Path, formats: list[str], runs, *, history: bool = True) -> list[Path]:
+    """Write the runs tables of the given runs' projects, and their series; returns the files."""
+    written: list[Path] = []
+    for entity, project in sorted({(r.entity, r.project) for r in runs}):
+        written += write_runs_table(store, out, entity, project, formats)
+    if history:
+        for r in runs:
+            written += write_history(store, r, out, formats)
+    return written
 
 
 # -- event hooks: mark, then write once per cycle ----------------------------------------------
@@ -160,15 +248,70 @@ def cycle_finished(config, store):
     # temp files of a write abandoned at shutdown (atomic_write cleans up after itself otherwise)
     for tmp in out.rglob(".*.tmp") if out.is_dir() else []:
         tmp.unlink(missing_ok=True)
-    if not dirty and all((out / f"runs.{f}").exists() for f in formats):
+    runs = [r for key in dirty if (r := store.run(*key[len("dirty:"):].split("/", 2))) is not None]
+    # a project whose runs table is missing (a new `out`, a deleted file) is written whole
+    marked = {(r.entity, r.project) for r in runs}
+    seen = {(r.entity, r.project, r.name) for r in runs}
+    missing: dict[tuple[str, str], bool] = {}  # checked once per project
+    for r in store.runs(include_tombstoned=True):
+        key = (r.entity, r.project)
+        if key not in missing:
+            missing[key] = not all((project_dir(out, f, "runs", *key) / f"runs.{f}").exists() for f in formats)
+        if missing[key] and (r.entity, r.project, r.name) not in seen:
+            runs.append(r)
+            marked.add(key)
+    if not runs and not dirty:
         return
-    if config.get("history", True):
-        for key in dirty:
-            entity, project, name = key[len("dirty:"):].split("/", 2)
-            run = store.run(entity, project, name)
-            if run is not None:
-                write_history(store, run, out, formats)
-    write_runs_table(store, out, formats)
+    files = export(store, out, formats, runs, history=bool(config.get("history", True)))
     for key in dirty:
         store.state.delete(key)
-    log.info("export: wrote the runs table and %d run histories to %s", len(dirty), out)
+    log.info("export: wrote %d files (%d runs, %d projects) to %s", len(files), len(runs), len(marked), out)
+
+
+# -- the `export` command --------------------------------------------------------------------
+@hookimpl
+def register_commands(cli):
+    p = cli.add_parser("export", help="write runs, history and system metrics as csv, parquet or jsonl",
+                       description=__doc__.split("\n\n", 1)[0] + "\n\n" + _LAYOUT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    from wandb_mirror.commands.store_args import add_store_arguments
+
+    add_store_arguments(p)  # --store DIR or --config FILE
+    p.add_argument("--format", required=True, choices=FORMATS, action="append",
+                   help="output format (repeat for several)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--no-history", action="store_true", help="only the runs tables")
+    p.add_argument("--project", metavar="ENTITY/PROJECT", help="only this project (others' files are left alone)")
+    p.set_defaults(_run=_export_command)
+
+
+_LAYOUT_HELP = """Writes OUT/FMT/runs/entity=E/project=P/runs.FMT, OUT/FMT/history/entity=E/project=P/run=R/
+history.FMT and OUT/FMT/system/.../system.FMT (hive-partitioned; every row has run_path). Timestamps are UTC;
+JSONL writes NaN as null. Reading only: a daemon may be writing the store meanwhile.
+The layout and types are described in the export plugin's documentation (docs/plugins.md)."""
+
+
+def _export_command(args) -> int:
+    from wandb_mirror.commands.store_args import open_store_from_args, store_label
+    from wandb_mirror.errors import UsageError
+    from wandb_mirror.hooks.store_view import StoreView
+    from wandb_mirror.paths import writable_dir
+
+    formats = list(dict.fromkeys(args.format))
+    if "parquet" in formats and not have_parquet():
+        raise UsageError("--format parquet needs pyarrow: pip install 'wandb-mirror[parquet]'")
+    entity = project = None
+    if args.project:
+        if args.project.count("/") != 1 or not all(args.project.split("/")):
+            raise UsageError(f"--project: expected ENTITY/PROJECT, got {args.project!r}")
+        entity, project = args.project.split("/")
+    with open_store_from_args(args, readonly=True) as store:
+        out = writable_dir(args.out, "--out")  # one line and exit 2 when it cannot be written
+        view = StoreView(store, "export")
+        runs = view.runs(entity, project, include_tombstoned=True)
+        if args.project and not runs:
+            raise UsageError(f"no runs of {args.project} in {store_label(args)}")
+        written = export(view, out, formats, runs, history=not args.no_history)
+    n = len(runs)
+    print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} ({n} run{'s' if n != 1 else ''}) to {out}")
+    return 0

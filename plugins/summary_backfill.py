@@ -32,6 +32,7 @@ from typing import Any
 from wandb_mirror.hooks import hookimpl
 
 PLUGIN_NAME = "summary_backfill"
+WRITES = "upstream"  # run summaries
 log = logging.getLogger("wandb_mirror.plugins.summary_backfill")
 
 RULES = ("last", "min", "max")

@@ -78,7 +78,7 @@ def test_minimal_config_mirrors_everything_of_the_default_entity(tmp_path: Path)
     assert cfg.selects("anyone", "anything")
     opts = cfg.project_options("e", "p")
     assert opts.history and opts.events and opts.files and opts.artifacts and opts.sweeps and opts.reports
-    assert cfg.sync.poll_interval == 60 and cfg.sync.concurrency == 4 and cfg.sync.rate_limit == 0
+    assert cfg.sync.poll_interval == 60 and cfg.sync.concurrency == 8 and cfg.sync.rate_limit == 0
     assert cfg.plugins == {}
 
 

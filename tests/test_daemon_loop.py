@@ -17,6 +17,8 @@ from test_plugins_support import seed_store
 from wandb_mirror.daemon import Daemon, Notifier, Schedule
 from wandb_mirror.daemon.syncer import PassOutcome, skipped_pass
 from wandb_mirror.hooks import hookimpl
+from wandb_mirror.store import Store
+from wandb_mirror.store_status import store_status
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +220,7 @@ def test_plugin_file_and_config_edits_reload_broken_edits_keep_running(store_pat
     assert not t.is_alive()
 
 
-def test_metrics_endpoint(store_path: Path, tmp_path: Path) -> None:
+def test_metrics_endpoint(store_path: Path, tmp_path: Path, capsys) -> None:
     cfg = config(tmp_path, store_path, daemon=f'poll_interval = "0.1s"\nmetrics_port = {free_port()}')
     d = Daemon(cfg, sync_pass=lambda c, s, e: PassOutcome(status="ok", requests=7, retries=2, rate_limited=1,
                                                        duration_s=0.5),
@@ -232,13 +234,25 @@ def test_metrics_endpoint(store_path: Path, tmp_path: Path) -> None:
     finally:
         d.stop()
         t.join(10)
-    lines = {ln.split(" ")[0]: ln.split(" ")[1] for ln in text.splitlines() if not ln.startswith("#")}
-    assert lines["wandb_mirror_up"] == "1"
-    assert lines["wandb_mirror_runs"] == "5"
-    assert int(lines["wandb_mirror_objects"]) > 0 and int(lines["wandb_mirror_bytes"]) > 0
-    assert int(lines['wandb_mirror_sync_passes_total{result="ok"}']) >= 2
-    assert int(lines["wandb_mirror_http_requests_total"]) >= 14
-    assert int(lines["wandb_mirror_rate_limited_total"]) >= 2
+    lines = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in text.splitlines() if not ln.startswith("#")}
+    assert lines["wandb_mirror_up"] == 1
+    assert lines["wandb_mirror_runs"] == 5
+    assert lines["wandb_mirror_bytes"] > 0
+    assert lines['wandb_mirror_sync_passes_total{result="ok"}'] >= 2
+    assert lines["wandb_mirror_http_requests_total"] >= 14
+    assert lines["wandb_mirror_rate_limited_total"] >= 2
+    # counters exist from the start (at 0), build_info and the process metrics are there
+    assert lines['wandb_mirror_config_reloads_total{result="error"}'] == 0
+    assert lines['wandb_mirror_writebacks_total{result="error"}'] == 0
+    assert any(k.startswith("wandb_mirror_build_info{") for k in lines) and lines["process_cpu_seconds_total"] > 0
+    # the object count is the one `status` and `gc` report
+    from wandb_mirror.cli import main as cli_main
+
+    with Store(store_path, create=False, readonly=True) as s:
+        assert lines["wandb_mirror_objects"] == store_status(s)["objects_referenced"] > 0
+    capsys.readouterr()
+    assert cli_main(["gc", "--store", str(store_path), "--dry-run"]) == 0
+    assert f"{int(lines['wandb_mirror_objects'])} referenced objects kept" in capsys.readouterr().out
     assert float(lines["wandb_mirror_sync_pass_duration_seconds"]) == 0.5
     assert "wandb_mirror_lag_seconds" in lines and "wandb_mirror_plugin_failures_total" in lines
     assert "# TYPE wandb_mirror_sync_passes_total counter" in text

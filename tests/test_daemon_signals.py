@@ -102,6 +102,8 @@ def test_sigterm_during_a_pass_stops_within_seconds_and_leaves_a_store_that_veri
     assert took < 5, f"took {took:.1f}s to stop"
     assert "received SIGTERM" in err and "daemon stopped" in err
     assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if " ERROR " in ln]
+    assert errors == [] and "stopped by the daemon's shutdown" in err, err  # asked to stop: not an error
     # the pass stopped part-way and says so; nothing half-written remains
     files = catalog_query(store, "SELECT COUNT(*) FROM files")[0][0]
     assert 0 < files < 120

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,10 +13,19 @@ from wandb_mirror.store import Store
 
 def test_demo_tells_the_whole_story(tmp_path):
     work = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "demo", "--dir", str(work)],
+    env = dict(os.environ, COLUMNS="80")
+    r = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "demo", "--dir", "demo"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
+    # the closing hints run as printed, from where the demo ran (commands are never wrapped: they are
+    # as long as the path this interpreter has; `make demo` prints `.venv/bin/wandb-mirror ...`)
+    hints = [ln.strip() for ln in out.splitlines() if ln.startswith("  ") and " --store demo/mirror" in ln]
+    prose = [ln for ln in out.splitlines() if ln.strip() not in hints]
+    assert all(len(line) <= 80 for line in prose), [ln for ln in prose if len(ln) > 80]
+    assert len(hints) == 3
+    status = subprocess.run(hints[0], shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and f"store      {work / 'mirror'}" in status.stdout, status.stderr
     for step in range(1, 7):
         assert f"[{step}]" in out
     assert "verify --deep: ok" in out and "Traceback" not in r.stderr
@@ -34,7 +44,7 @@ def test_demo_tells_the_whole_story(tmp_path):
         s = json.loads(up.catalog.scalar("SELECT summary FROM runs WHERE summary LIKE '%summary set by hand%'"))
         assert {"loss", "acc", "val/loss", "best_epoch"} <= set(s)
         # the export is where the config said (relative to the config file)
-        assert (work / "export" / "runs.csv").exists()
+        assert list((work / "export" / "csv" / "runs").rglob("runs.csv"))
         assert mirror.catalog.scalar("SELECT COUNT(*) FROM runs") == 39
     # a second run replaces the demo directory; a foreign directory is refused
     foreign = tmp_path / "mine"
@@ -42,6 +52,9 @@ def test_demo_tells_the_whole_story(tmp_path):
     r = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "demo", "--dir", str(foreign)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "not a demo directory" in r.stderr
+    helptext = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "demo", "--help"], capture_output=True,
+                              text=True, timeout=60).stdout
+    assert "`make demo` uses ./.demo" in " ".join(helptext.split())
 
 
 def test_relative_plugin_paths_resolve_against_the_config_file(tmp_path):

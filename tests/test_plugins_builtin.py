@@ -239,34 +239,37 @@ def test_export_writes_runs_and_changed_histories(upstream, tmp_path: Path) -> N
     cfg = write_config(tmp_path, server.url,
                        f'[plugins.export]\nenabled = true\nout = "{out}"\nformats = ["csv", "parquet", "jsonl"]\n')
     cycle(cfg)
-    with open(out / "runs.csv", newline="") as f:
+    def part(fmt: str, dataset: str) -> Path:
+        return out / fmt / dataset / f"entity={ENTITY}" / f"project={PROJECT}"
+
+    with open(part("csv", "runs") / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["run_id"] for r in rows) == ["a1", "a2", "a3", "a4", "b1"]
-    a1 = next(r for r in rows if r["run_id"] == "a1")
+    assert sorted(r["id"] for r in rows) == ["a1", "a2", "a3", "a4", "b1"]
+    a1 = next(r for r in rows if r["id"] == "a1")
     assert a1["state"] == "finished" and a1["sweep"] == "sw" and float(a1["summary.loss"]) == 0.3
     import pyarrow.parquet as pq
 
-    t = pq.read_table(out / "runs.parquet")
+    t = pq.read_table(part("parquet", "runs") / "runs.parquet")
     assert t.num_rows == 5 and "summary.loss" in t.column_names
-    hist = out / "history" / ENTITY / PROJECT
-    with open(hist / "a1.csv", newline="") as f:
+    with open(part("csv", "history") / "run=a1" / "history.csv", newline="") as f:
         h = list(csv.DictReader(f))
-    assert [float(r["loss"]) for r in h] == [0.9, 0.05, 0.3] and list(h[0])[0] == "_step"
-    assert pq.read_table(hist / "a1.parquet").num_rows == 3
-    assert len((hist / "a1.jsonl").read_text().splitlines()) == 3
+    assert [float(r["loss"]) for r in h] == [0.9, 0.05, 0.3] and list(h[0])[:2] == ["run_path", "_step"]
+    assert pq.read_table(part("parquet", "history") / "run=a1" / "history.parquet").num_rows == 3
+    assert len((part("jsonl", "history") / "run=a1" / "history.jsonl").read_text().splitlines()) == 3
     assert not list(out.rglob(".*.tmp"))
     # only runs that changed are rewritten
-    mtimes = {p.name: p.stat().st_mtime_ns for p in hist.iterdir()}
+    mtimes = {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("history.*")}
     with Store(up) as s:
         s.catalog.conn.execute("UPDATE runs SET summary = ?, updated_at = '2030-01-01T00:00:00' WHERE name = 'b1'",
                                [json.dumps({"loss": 0.5})])
         s.catalog.conn.commit()
     cycle(cfg)
-    after = {p.name: p.stat().st_mtime_ns for p in hist.iterdir()}
+    after = {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("history.*")}
     changed = {n for n in after if after[n] != mtimes[n]}
-    assert changed == {"b1.csv", "b1.parquet", "b1.jsonl"}
-    with open(out / "runs.csv", newline="") as f:
-        assert next(r for r in csv.DictReader(f) if r["run_id"] == "b1")["summary.loss"] == "0.5"
+    assert changed == {str((part(f, "history") / "run=b1" / f"history.{f}").relative_to(out))
+                       for f in ("csv", "parquet", "jsonl")}
+    with open(part("csv", "runs") / "runs.csv", newline="") as f:
+        assert next(r for r in csv.DictReader(f) if r["id"] == "b1")["summary.loss"] == "0.5"
 
 
 def test_export_command(upstream, tmp_path: Path, capsys) -> None:
@@ -274,7 +277,9 @@ def test_export_command(upstream, tmp_path: Path, capsys) -> None:
 
     _, up = upstream
     assert main(["export", "--store", str(up), "--format", "jsonl", "--format", "csv", "--out", str(tmp_path / "o")]) == 0
-    assert (tmp_path / "o" / "runs.jsonl").exists() and (tmp_path / "o" / "history" / ENTITY / PROJECT / "a2.csv").exists()
+    proj = f"entity={ENTITY}/project={PROJECT}"
+    assert (tmp_path / "o" / "jsonl" / "runs" / proj / "runs.jsonl").exists()
+    assert (tmp_path / "o" / "csv" / "history" / proj / "run=a2" / "history.csv").exists()
     assert main(["export", "--store", str(tmp_path / "nope"), "--format", "csv", "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -287,4 +292,4 @@ def test_plugins_only_daemon_cycle_without_engine(tmp_path: Path) -> None:
                    f'[plugins.export]\nenabled = true\nout = "{tmp_path / "x"}"\nformats = ["csv"]\n')
     os.environ.pop("NOTIFY_SOCKET", None)
     cycle(cfg, sync_pass=skipped_pass)
-    assert (tmp_path / "x" / "runs.csv").exists()
+    assert list((tmp_path / "x" / "csv" / "runs").rglob("runs.csv"))

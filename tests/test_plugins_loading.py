@@ -139,12 +139,20 @@ def test_plugins_command_lists_sources_modes_and_hooks(tmp_path: Path, capsys: p
     cfg.write_text(
         f'[source]\nbase_url = "http://127.0.0.1:9"\n[store]\npath = "{tmp_path / "store"}"\n'
         f'[daemon]\nplugins_dir = "{d}"\n'
-        '[plugins.mine]\nenabled = true\n[plugins.best_run]\nenabled = true\ndry_run = false\ntag = "best"\n')
+        '[plugins.mine]\nenabled = true\n[plugins.best_run]\nenabled = true\ndry_run = false\ntag = "best"\n'
+        f'[plugins.export]\nenabled = true\nout = "{tmp_path / "x"}"\n[plugins.cleanup]\nenabled = false\n')
     assert main(["plugins", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^mine\s+on, dry-run\s+file .*mine\.py$", out, re.M)
+    assert re.search(r"^mine\s+on, dry-run \(journals upstream writes\)\s+file .*mine\.py$", out, re.M)
     assert re.search(r"^best_run\s+on, WRITES UPSTREAM\s+builtin$", out, re.M)
-    assert re.search(r"^export\s+off\s+builtin$", out, re.M)
+    # export never writes upstream: "dry-run" would mislead (it writes its files all the same)
+    assert re.search(r"^export\s+on, writes files only\s+builtin$", out, re.M)
+    assert re.search(r"^summary_backfill\s+off\s+builtin$", out, re.M)
+    assert main(["check-config", str(cfg)]) == 0
+    checked = capsys.readouterr().out
+    for line in ("plugin  export: on, writes files only", "plugin  best_run: on, WRITES UPSTREAM",
+                 "plugin  mine: on, dry-run (journals upstream writes)", "plugin  cleanup: off"):
+        assert line in checked, checked
     assert "    hooks: run_created" in out
     assert main(["plugins", "--json", "--plugins-dir", str(d)]) == 0
     doc = json.loads(capsys.readouterr().out)

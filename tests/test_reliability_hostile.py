@@ -35,7 +35,7 @@ from reliability_support import (
     verify_deep,
 )
 
-from wandb_mirror import ids
+from wandb_mirror import ids, jsontext
 from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
 from wandb_mirror.digests import manifest_digest
@@ -244,7 +244,7 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
                                              "LEFT JOIN artifacts a ON a.collection_pk = c.pk GROUP BY c.name")}
         assert arts.get("good") == 1 and arts.get("unsafe", 0) == 0 and arts.get("liar", 0) == 0
         nan = q("SELECT summary, config FROM runs WHERE name = 'nan'")[0]
-        s_ = json.loads(nan["summary"])
+        s_ = jsontext.loads(nan["summary"])
         assert math.isnan(s_["loss"]) and s_["best"] == -math.inf and s_["n"]["deep"] == math.inf
         rows = [json.loads(t) for _, t in texts("nan")]
         assert math.isnan(rows[0]["loss"]) and rows[1]["loss"] == math.inf and rows[2]["loss"] == -math.inf

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 
 import pytest
 import xxhash
@@ -105,18 +106,25 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_progress_on_a_terminal_redraws_one_line() -> None:
+@pytest.mark.parametrize("columns", [80, 60])
+def test_progress_on_a_terminal_redraws_one_line_that_fits(columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
     out = FakeTTY()
     p = Progress(stream=out, interval=0.0, requests=lambda: 42)
     p.set_project("acme/vision")
     p.add_runs(3)
+    p.start -= 2
     p.run_done()
     p.add(rows=1000, files=2, bytes=2_000_000)
     p.finish()
     text = out.getvalue()
     assert "\r" in text and "\n" not in text
-    assert "acme/vision" in text and "runs 1/3" in text and "rows 1000" in text and "42 requests" in text
-    assert text.endswith("\r")
+    frames = [f for f in text.split("\r") if f.strip()]
+    assert frames and all(len(f) <= columns for f in frames)
+    last = frames[-1]
+    assert "acme/vision" in last and "1/3 runs" in last and "1000 rows" in last
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d\]", last)  # elapsed < ETA
+    assert text.endswith("\r")  # cleared for the summary line
 
 
 def test_progress_elsewhere_writes_log_lines(caplog: pytest.LogCaptureFixture) -> None:

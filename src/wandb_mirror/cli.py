@@ -10,12 +10,13 @@ import logging
 import sys
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, logsetup
 from .commands.options import add_verbose
 from .errors import MirrorError
 
 # name -> (module, one-line help). Order is the order of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("wandb_mirror.commands.init", "write a commented configuration to start from, and print the next steps"),
     "demo": ("wandb_mirror.commands.demo", "seed a demo upstream, serve it, mirror it, run the plugins, report"),
     "seed": ("wandb_mirror.commands.seed", "load a fixture (JSON) or the built-in demo data into a store"),
     "serve": ("wandb_mirror.server.command", "serve a store over the W&B API (the official client can read it)"),
@@ -27,8 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),
     "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),
-    "export": ("wandb_mirror.commands.export", "write runs and history as csv, parquet or jsonl"),
     "dataset": ("wandb_mirror.commands.dataset", "link all history into one hive-partitioned Parquet dataset (no copy)"),
+    "browse": ("wandb_mirror.commands.browse", "browse the catalog in a web browser (datasette, read-only)"),
     "plugins": ("wandb_mirror.commands.plugins", "list the plugins that would load, their source and hooks"),
     "check-config": ("wandb_mirror.commands.check_config", "validate a configuration file"),
 }
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wandb-mirror {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--log-format", choices=logsetup.FORMATS, default="text",
+                        help="log lines as text (no timestamp under journald) or one JSON object each")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         try:
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logsetup.configure(level, args.log_format)
     try:
         return int(args._run(args) or 0)
     except MirrorError as e:

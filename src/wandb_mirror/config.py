@@ -24,7 +24,7 @@
 
     [sync]                           # durations: 90, "90s", "5m", "1h30m", "1d"
     poll_interval = "60s"
-    concurrency = 4
+    concurrency = 8
     rate_limit = 0                   # requests per second, 0: unlimited
     reconcile_interval = "1h"
 
@@ -143,7 +143,7 @@ class StoreConfig:
 @dataclass
 class SyncConfig:
     poll_interval: float = setting("duration+", 60.0, "how often a pass starts (the daemon's [daemon] value wins)")
-    concurrency: int = setting("int+", 4, f"parallel requests (at most {MAX_CONCURRENCY})")
+    concurrency: int = setting("int+", 8, f"parallel requests (at most {MAX_CONCURRENCY})")
     rate_limit: float = setting("float0", 0.0, "requests per second, 0: unlimited")
     reconcile_interval: float = setting("duration+", 3600.0,
                                         "full listing to find edits of finished runs and deletions")
@@ -532,7 +532,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     daemon_vals = chk.section(("daemon",), raw.get("daemon", {}), DAEMON_KEYS, base_dir)
     poll = sync_vals.get("poll_interval") or daemon_vals.get("poll_interval") or 60.0
     sync_vals["poll_interval"] = poll
-    if sync_vals.get("concurrency", 4) > MAX_CONCURRENCY:
+    if sync_vals.get("concurrency", 8) > MAX_CONCURRENCY:
         raise chk.fail(("sync", "concurrency"), f"expected at most {MAX_CONCURRENCY}, got {sync_vals['concurrency']}")
     if sync_vals.get("retry_wait_min", 1.0) > sync_vals.get("retry_wait_max", 60.0):
         raise chk.fail(("sync", "retry_wait_min"), "must not exceed retry_wait_max")

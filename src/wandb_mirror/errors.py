@@ -31,3 +31,7 @@ class StoreLocked(WorkFailed):
 
 class PassAborted(MirrorError):
     """Stop the pass now (retry budget exhausted, store problem, the daemon stopping)."""
+
+
+class Stopping(PassAborted):
+    """The pass stops because the process was asked to (SIGTERM): an outcome, not an error."""

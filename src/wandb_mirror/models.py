@@ -10,12 +10,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from . import jsontext
+
 
 def loads_lenient(text: str | None, default: Any = None) -> Any:
-    """Decode W&B JSON text, which may hold NaN/Infinity tokens (Python's json accepts them)."""
-    if text is None or text == "":
-        return default
-    return json.loads(text)
+    """Decode W&B JSON text, which may hold NaN/Infinity tokens, or the catalog's form of it."""
+    return jsontext.loads(text, default)
 
 
 def dumps_compact(value: Any) -> str:
@@ -31,8 +31,10 @@ class Record:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]):
+        """A record from a catalog row; JSON fields get back the text W&B sent (jsontext)."""
         names = set(cls.columns())
-        return cls(**{k: v for k, v in row.items() if k in names})
+        return cls(**{k: jsontext.from_catalog(v) if k in jsontext.JSON_FIELDS and isinstance(v, str) else v
+                      for k, v in row.items() if k in names})
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]

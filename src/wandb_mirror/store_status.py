@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from . import times
+from . import jsontext, times
 from .hooks.plugin_status import plugins_status
 from .store import Store
 
@@ -32,19 +31,24 @@ def store_status(store: Store) -> dict[str, Any]:
 
     last_pass = None
     if last:
+        stats = jsontext.loads(last["stats"], {}) or {}
+        retries = (stats.get("requests_pass") or {}).get("retries", 0)
+        # one request figure: the pass's own (the engine also records its client's cumulative counters)
+        stats = {k: v for k, v in stats.items() if k not in ("requests", "requests_pass")}
         last_pass = {
             "id": last["id"], "status": last["status"], "started_at": last["started_at"],
             "finished_at": last["finished_at"], "duration_seconds": seconds_between(last["started_at"], last["finished_at"]),
-            "requests": last["requests"], "stats": json.loads(last["stats"] or "{}"),
-            "errors": json.loads(last["errors"] or "[]"),
+            "requests": last["requests"], "retries": retries, "stats": stats,
+            "errors": jsontext.loads(last["errors"], []) or [],
         }
     lag = None
     finished = times.epoch(last_ok["finished_at"]) if last_ok else None
     if finished is not None:
         lag = round(now - finished, 1)
     plugins = plugins_status(store)
+    referenced, _ = cat.referenced_totals()
     return {
-        "store": str(store.path),
+        "store": str(store.path.absolute()),
         "objects_at": store.objects.describe(),
         "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
         "runs": {"total": sum(by_state.values()), "by_state": by_state,
@@ -55,7 +59,11 @@ def store_status(store: Store) -> dict[str, Any]:
         "files": cat.scalar("SELECT COUNT(*) FROM files"),
         "artifacts": cat.scalar("SELECT COUNT(*) FROM artifacts"),
         "sweeps": cat.scalar("SELECT COUNT(*) FROM sweeps"),
+        "reports": cat.scalar("SELECT COUNT(*) FROM reports"),
+        # manifest entries that point outside W&B (s3://, gs://, https://...): recorded, never fetched
+        "reference_entries": cat.scalar("SELECT COUNT(*) FROM artifact_files WHERE md5 IS NULL"),
         "objects": n_objects,
+        "objects_referenced": referenced,
         "bytes": physical,
         "logical_bytes": logical,
         "dedup_ratio": round(logical / physical, 3) if physical else None,
@@ -68,31 +76,41 @@ def store_status(store: Store) -> dict[str, Any]:
     }
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def format_status(s: dict[str, Any]) -> str:
     runs = s["runs"]
     states = ", ".join(f"{n} {k}" for k, n in runs["by_state"].items()) or "none"
+    unreferenced = s["objects"] - s["objects_referenced"]
     lines = [
         f"store      {s['store']}",
         f"projects   {s['projects']}",
         f"runs       {runs['total']} ({states}); {runs['tombstoned']} tombstoned",
-        f"history    {s['history_rows']} rows, {s['event_rows']} system events",
-        f"files      {s['files']} run files, {s['artifacts']} artifact versions, {s['sweeps']} sweeps",
-        f"objects    {s['objects']} objects, {_human(s['bytes'])} on disk, {_human(s['logical_bytes'])} referenced"
-        + (f", dedup {s['dedup_ratio']:.2f}x" if s["dedup_ratio"] else ""),
-        f"quarantine {s['quarantined']} items",
+        f"history    {plural(s['history_rows'], 'row')}, {plural(s['event_rows'], 'system-metrics sample')}",
+        f"files      {plural(s['files'], 'run file')}, {plural(s['artifacts'], 'artifact version')}, "
+        f"{plural(s['sweeps'], 'sweep')}, {plural(s['reports'], 'report')}",
+        f"objects    {plural(s['objects'], 'object')}, {_human(s['bytes'])} on disk, {_human(s['logical_bytes'])} "
+        "referenced" + (f", dedup {s['dedup_ratio']:.2f}x" if s["dedup_ratio"] else "")
+        + (f"; {unreferenced} unreferenced (gc removes them)" if unreferenced > 0 else ""),
+        f"quarantine {plural(s['quarantined'], 'item')}",
     ]
+    if s["reference_entries"]:
+        lines.append(f"references {plural(s['reference_entries'], 'artifact entry', 'artifact entries')} "
+                     f"{'points' if s['reference_entries'] == 1 else 'point'} outside W&B: recorded, not fetched")
     wb = s["write_backs"]
     if wb:
         lines.append("write-back " + ", ".join(f"{n} {k}" for k, n in sorted(wb.items())))
     for c in s["plugins"]["cursors"]:
         state = f"DISABLED since {c['disabled_at']}: {c['last_error']}" if c["disabled_at"] else (
-            f"{c['pending']} events pending" + (f", {c['failures']} failures" if c["failures"] else ""))
+            f"{plural(c['pending'], 'event')} pending" + (f", {plural(c['failures'], 'failure')}" if c["failures"] else ""))
         lines.append(f"plugin     {c['name']}: {state}")
     lp = s["last_pass"]
     if lp:
         dur = f"{lp['duration_seconds']:.1f}s" if lp["duration_seconds"] is not None else "in progress"
-        lines.append(f"last pass  #{lp['id']} {lp['status']} at {lp['started_at']}, {dur}, {lp['requests']} requests, "
-                     f"{len(lp['errors'])} errors")
+        lines.append(f"last pass  #{lp['id']} {lp['status']} at {lp['started_at']}, {dur}, "
+                     f"{plural(lp['requests'] or 0, 'request')}, {plural(len(lp['errors']), 'error')}")
         for e in lp["errors"][:5]:
             lines.append(f"           error: {e}")
     else:

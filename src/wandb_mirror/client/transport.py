@@ -39,7 +39,7 @@ import requests
 import tenacity
 
 from .. import __version__
-from ..errors import PassAborted, UsageError, WorkFailed
+from ..errors import Stopping, UsageError, WorkFailed
 
 log = logging.getLogger("wandb_mirror.client")
 
@@ -320,7 +320,7 @@ class Transport:
             self._inflight.add(resp)
         try:
             if self._stopping():  # set while the headers came: the watcher may have missed it
-                raise PassAborted(STOPPING)
+                raise Stopping(STOPPING)
             yield
         finally:
             with self._inflight_lock:
@@ -334,7 +334,7 @@ class Transport:
         if self._stop is None:
             self._sleep(seconds)
         elif self._stop.wait(seconds):
-            raise PassAborted(STOPPING)
+            raise Stopping(STOPPING)
 
     # -- sessions ----------------------------------------------------------------------------
     def _take_session(self) -> requests.Session:
@@ -412,7 +412,7 @@ class Transport:
             return retrying(attempt)
         except _Retryable as e:
             if self._stopping():
-                raise PassAborted(STOPPING) from None
+                raise Stopping(STOPPING) from None
             self.stats.add("failures")
             attempts = retrying.statistics.get("attempt_number", 1)
             if self._budget.left <= 0:
@@ -481,7 +481,7 @@ class Transport:
 
     def _check_stop(self) -> None:
         if self._stopping():
-            raise PassAborted(STOPPING)
+            raise Stopping(STOPPING)
         if self.on_activity is not None:
             self.on_activity()
 

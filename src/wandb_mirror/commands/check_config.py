@@ -50,9 +50,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"  store   {where}")
         print(f"  sync    every {format_duration(cfg.sync.poll_interval)}, concurrency {cfg.sync.concurrency}, "
               f"full reconcile every {format_duration(cfg.sync.reconcile_interval)}")
-        if cfg.plugins:
-            print(f"  plugins {', '.join(sorted(cfg.plugins))}")
+        for name, mode in _plugin_modes(cfg):
+            print(f"  plugin  {name}: {mode}")
     return 0
+
+
+def _plugin_modes(cfg: object) -> list[tuple[str, str]]:
+    """(name, what it does) for every plugin the file configures: off, files only, dry-run, upstream."""
+    from ..daemon.host import PluginConfig
+    from ..hooks.manager import PluginSet
+    from ..hooks.plugin_status import effect
+
+    pc = PluginConfig.from_config(cfg)  # type: ignore[arg-type]
+    ps = PluginSet.load(plugins_dir=pc.plugins_dir)
+    ps.configure(pc.sections)
+    return [(name, effect(info) if info else "not found") for name in sorted(pc.sections)
+            for info in [ps.get(name)]]
 
 
 def _placed(file: str, cfg: object, problem: str) -> str:

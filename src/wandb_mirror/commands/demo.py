@@ -8,8 +8,9 @@
   5. mirror again: only what changed is fetched, the hooks fire, the best-run tag moves;
   6. a pass with no change, then `verify --deep` of the mirror.
 
-Everything lands in --dir (default ./wandb-mirror-demo), which is recreated on each run; explore it
-afterwards with `wandb-mirror status --store DIR/mirror` or `wandb-mirror serve --store DIR/mirror`.
+Everything lands in --dir (default ./wandb-mirror-demo; `make demo` uses ./.demo), which is
+recreated on each run; explore it afterwards with the commands it prints at the end (`status`,
+`browse`, `serve` on DIR/mirror), runnable as printed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import logging
 import os
 import shutil
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .. import jsontext
 from ..errors import UsageError, WorkFailed
+from ..invocation import command
 from ..paths import writable_dir
 
 MARKER = ".wandb-mirror-demo"
@@ -34,7 +38,8 @@ PROJECT = "image-classification"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="wandb-mirror-demo", metavar="DIR",
-                   help="working directory, recreated on each run (default ./wandb-mirror-demo)")
+                   help="working directory, recreated on each run (default ./wandb-mirror-demo; "
+                        "`make demo` uses ./.demo)")
     p.add_argument("--latency-ms", type=int, default=0, metavar="N", help="add N ms to every upstream response")
 
 
@@ -61,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
     with Store(work / "upstream") as up:
         rep = seed(up, demo_fixture())
     say(1, f"seeded a demo W&B workspace: {rep.projects} projects, {rep.runs} runs, {rep.history_rows} history rows, "
-           f"{rep.files} files, {rep.artifacts} artifact versions ({work / 'upstream'})")
+           f"{rep.files} files, {rep.artifacts} artifact versions ({shown(work / 'upstream')})")
     server = start_server(work / "upstream", writable=True, latency_ms=args.latency_ms)
     os.environ.setdefault("WANDB_API_KEY", "demo" * 10)  # the demo server accepts any key; never printed
     try:
-        say(2, f"serving it over the W&B API at {server.url} (wandb.Api(overrides={{'base_url': ...}}) reads it)")
+        say(2, f"serving it over the W&B API at {server.url} (the official client reads it: "
+               f"wandb.Api(overrides={{'base_url': ...}}))")
         config = write_config(work, server.url)
 
         # 3. first mirror, plugins for real
@@ -100,18 +106,41 @@ def run(args: argparse.Namespace) -> int:
                    + ("ok" if vr.ok else f"FAILED ({len(vr.problems)} problems)")
                    + f", {vr.objects_checked} objects and {vr.artifacts_checked} artifacts re-checked")
             for p in vr.problems[:10]:
-                print(f"     BAD {p}")
+                detail(f"BAD {p}")
     finally:
         server.stop()
-    print(f"\ndone in {time.monotonic() - t_start:.1f}s. Explore: wandb-mirror status --store {work / 'mirror'}   |   "
-          f"exports in {work / 'export'}")
+    mirror_dir = shown(work / "mirror")
+    print(f"\ndone in {time.monotonic() - t_start:.1f}s. Explore the mirror:")
+    for args_ in (("status", "--store", mirror_dir), ("browse", "--store", mirror_dir),
+                  ("serve", "--store", mirror_dir, "--port", "8080")):
+        print(f"  {command(*args_)}")
+    print(f"  exports in {shown(work / 'export')}")
     if not vr.ok:
         raise WorkFailed("the mirror did not verify")
     return 0
 
 
+def _width() -> int:
+    return max(60, min(shutil.get_terminal_size((80, 24)).columns, 100))
+
+
 def say(step: int, text: str) -> None:
-    print(f"[{step}] {text}", flush=True)
+    """A step, wrapped to the terminal (at most 100 columns) under its number."""
+    print(textwrap.fill(text, _width(), initial_indent=f"[{step}] ", subsequent_indent="    ",
+                        break_on_hyphens=False, break_long_words=False), flush=True)
+
+
+def detail(text: str) -> None:
+    print(textwrap.fill(text, _width(), initial_indent="    ", subsequent_indent="      ",
+                        break_on_hyphens=False, break_long_words=False), flush=True)
+
+
+def shown(path: Path) -> str:
+    """`path` as the user can type it from here: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def human(n: float) -> str:
@@ -180,7 +209,7 @@ def cycle(config: Path, server: Any) -> tuple[int, float]:
 def hooks_fired(store: Any, since_pass: int) -> None:
     kinds = Counter(r["kind"] for r in store.catalog.query(
         "SELECT kind FROM changes WHERE pass_id > ? ORDER BY seq", [since_pass]))
-    print("     hooks fired: " + (", ".join(f"{k} x{n}" for k, n in kinds.most_common()) or "none"))
+    detail("hooks fired: " + (", ".join(f"{k} x{n}" for k, n in kinds.most_common()) or "none"))
 
 
 def plugin_results(store: Any, work: Path, since: int) -> None:
@@ -190,23 +219,23 @@ def plugin_results(store: Any, work: Path, since: int) -> None:
     for r in rows:
         by_plugin.setdefault(r["plugin"], []).append(r)
     for r in by_plugin.get("best_run", []):
-        before, after = json.loads(r["before"] or "[]"), json.loads(r["after"] or "[]")
+        before, after = jsontext.loads(r["before"] or "[]"), jsontext.loads(r["after"] or "[]")
         change = ", ".join([f"+{t}" for t in after if t not in before] + [f"-{t}" for t in before if t not in after])
-        print(f"     best_run: {r['action']} {change or '(unchanged)'} on {r['target']} -> {r['result']}")
+        detail(f"best_run: {r['action']} {change or '(unchanged)'} on {r['target']} -> {r['result']}")
     cleaned = by_plugin.get("cleanup", [])
     if cleaned:
         kept = sum(1 for r in cleaned if r["result"] == "ok")
-        print(f"     cleanup: {kept} .png files deleted upstream after their local copies re-hashed; "
-              f"the mirror keeps them (e.g. {cleaned[0]['target']})")
+        detail(f"cleanup: {kept} .png files deleted upstream after their local copies re-hashed; "
+               f"the mirror keeps them (e.g. {cleaned[0]['target']})")
     for r in by_plugin.get("summary_backfill", [])[:3]:
-        before = set(json.loads(r["before"] or "{}"))
-        after = json.loads(r["after"] or "{}")
+        before = set(jsontext.loads(r["before"] or "{}"))
+        after = jsontext.loads(r["after"] or "{}")
         added = sorted(k for k in after if k not in before and not k.startswith("_"))
-        print(f"     summary_backfill: {r['target']}: restored {', '.join(added) or 'values'} from history -> {r['result']}")
+        detail(f"summary_backfill: {r['target']}: restored {', '.join(added) or 'values'} from history -> {r['result']}")
     export = work / "export"
     if export.exists() and since == 0:
         files = [p for p in export.rglob("*") if p.is_file()]
-        print(f"     export: {len(files)} files in {export} (runs table + each run's full history)")
+        detail(f"export: {len(files)} files in {shown(export)} (runs, history and system metrics; csv, parquet)")
 
 
 def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
@@ -227,13 +256,13 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
         row["loss"] = round(last["loss"] * (1 - k / 200), 6)
         rows.append(row)
     up.history.append(running["pk"], ((r["_step"], json.dumps(r)) for r in rows))
-    summary = dict(json.loads(running["summary"]), **{k: v for k, v in rows[-1].items()})
-    keys = json.loads(running["history_keys"])
+    summary = dict(jsontext.loads(running["summary"]), **{k: v for k, v in rows[-1].items()})
+    keys = jsontext.loads(running["history_keys"])
     keys["lastStep"] = rows[-1]["_step"]
     with cat.transaction() as conn:
         conn.execute("UPDATE runs SET state = 'finished', summary = ?, history_keys = ?, last_step = ?, "
                      "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",
-                     [json.dumps(summary), json.dumps(keys), rows[-1]["_step"], len(rows), now, now, running["pk"]])
+                     [jsontext.dumps(summary), jsontext.dumps(keys), rows[-1]["_step"], len(rows), now, now, running["pk"]])
     out.append(f"run {running['name']} finished with {len(rows)} more history rows")
 
     sweep = cat.query_one("SELECT * FROM sweeps WHERE project_pk = ? LIMIT 1", [ppk])
@@ -245,7 +274,7 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
     new.name = "sweep-new-best"
     new.storage_id = run_storage_id(entity, project, new.name)
     new.display_name = "lucky-comet-99"
-    s = json.loads(best["summary"])
+    s = jsontext.loads(best["summary"])
     s[metric] = round(s[metric] * 0.5, 6)
     new.summary = json.dumps(s)
     new.created_at = new.heartbeat_at = new.updated_at = now

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..hooks.manager import PluginSet
-    from ..hooks.plugin_status import plugin_rows
+    from ..hooks.plugin_status import effect, plugin_rows
 
     cfg = None
     sections: dict = {}
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for info in ps.plugins.values():
         out.append({
             "name": info.name, "source": info.source, "enabled": info.enabled, "dry_run": info.dry_run,
+            "writes": getattr(info.module, "WRITES", "upstream"), "mode": effect(info),
             "hooks": info.hooks, "error": info.error, "description": info.description,
             **({"delivery": state[info.name]} if info.name in state else {}),
         })
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"plugins": out, "problems": ps.problems + problems}, indent=2))
         return 0
     for p in out:
-        mode = "off" if not p["enabled"] else ("on, dry-run" if p["dry_run"] else "on, WRITES UPSTREAM")
-        print(f"{p['name']:<18} {mode:<20} {p['source']}")
+        print(f"{p['name']:<18} {p['mode']:<40} {p['source']}")
         if p["description"]:
             print(f"    {p['description']}")
         if p["error"]:

@@ -348,13 +348,9 @@ class Daemon:
                 self._sizes_at, self._sizes_seq = now, seq
                 m.set("runs", cat.scalar("SELECT COUNT(*) FROM runs") or 0)
                 m.set("history_rows", self.store.history.count())
-                row = cat.query_one(
-                    "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM ("
-                    "SELECT md5, MAX(size) AS size FROM file_versions GROUP BY md5 "
-                    "UNION SELECT md5, MAX(size) FROM artifact_files WHERE md5 IS NOT NULL GROUP BY md5)"
-                ) or {}
-                m.set("objects", row.get("n", 0))
-                m.set("bytes", row.get("b", 0))
+                n_objects, n_bytes = cat.referenced_totals()
+                m.set("objects", n_objects)
+                m.set("bytes", n_bytes)
             for r in cat.query(
                 f"SELECT {RESULT_KIND_SQL} AS k, COUNT(*) AS n FROM journal GROUP BY k"
             ):

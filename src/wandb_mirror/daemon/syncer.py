@@ -90,8 +90,12 @@ class EngineRunner:
             log.error("sync pass failed: %s", e)
             return PassOutcome(status="failed", duration_s=time.monotonic() - t0, error=str(e))
         out = outcome_from(result, time.monotonic() - t0, before.get("requests", before))
-        if stop.is_set() and out.status == "failed":
+        if stop.is_set() and out.status in ("failed", "stopped"):
             out.status = "stopped"
+            log.info("pass %s stopped by the daemon's shutdown after %.1fs (%d requests); the next pass resumes",
+                     result.pass_id, out.duration_s, out.requests)
+        else:
+            log.info("%s", result.summary())
         return out
 
     def reconfigure(self, config: Config, store: Store) -> None:

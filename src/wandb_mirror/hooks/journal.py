@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .. import jsontext
 from ..client.documents import Document
 from ..models import loads_lenient
 from ..store import Store
@@ -43,7 +44,7 @@ GraphQL = Callable[[Document, dict[str, Any]], dict[str, Any]]
 
 
 def _enc(v: Any) -> str | None:
-    return None if v is None else json.dumps(v, separators=(",", ":"), sort_keys=False)
+    return None if v is None else jsontext.dumps(v)
 
 
 class Journal:
@@ -125,8 +126,8 @@ def settle_pending(store: Store, graphql: GraphQL) -> int:
 
 def _applied(row: dict[str, Any], graphql: GraphQL) -> bool:
     action, target = row["action"], row["target"]
-    ref, after = _unref(json.loads(row["after"]) if row["after"] else None)
-    before = json.loads(row["before"]) if row["before"] else None
+    ref, after = _unref(jsontext.loads(row["after"]))
+    before = jsontext.loads(row["before"])
     if action == "delete_files":
         entity, project, run, name = target.split("/", 3)
         return not file_exists(graphql, entity, project, run, name)

@@ -8,6 +8,17 @@ from ..store import Store
 from .journal import RESULT_KIND_SQL
 
 
+def effect(info: Any) -> str:
+    """What an enabled plugin does, from its module's `WRITES` ("files" or "upstream"; unset: it may
+    write upstream): "off", "on, writes files only", "on, dry-run (journals upstream writes)" or
+    "on, WRITES UPSTREAM"."""
+    if not info.enabled:
+        return "off"
+    if getattr(info.module, "WRITES", None) == "files":
+        return "on, writes files only"
+    return "on, dry-run (journals upstream writes)" if info.dry_run else "on, WRITES UPSTREAM"
+
+
 def plugin_rows(store: Store) -> list[dict[str, Any]]:
     """One row per plugin that ever had a cursor: seq, pending, failures, disabled_at, last_error."""
     last = store.catalog.scalar("SELECT COALESCE(MAX(seq), 0) FROM changes") or 0

@@ -7,11 +7,11 @@ never write the catalog's mirrored data: that belongs to the sync engine.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import jsontext
 from ..models import ArtifactEntry
 from ..store import Store
 from ..times import utcnow
@@ -64,14 +64,14 @@ class PluginState:
         text = self._store.catalog.scalar(
             "SELECT value FROM plugin_state WHERE plugin = ? AND key = ?", [self.plugin, key]
         )
-        return default if text is None else json.loads(text)
+        return default if text is None else jsontext.loads(text)
 
     def set(self, key: str, value: Any) -> None:
         with self._store.catalog.transaction() as conn:
             conn.execute(
                 "INSERT INTO plugin_state (plugin, key, value, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                [self.plugin, key, json.dumps(value, separators=(",", ":")), utcnow()],
+                [self.plugin, key, jsontext.dumps(value), utcnow()],
             )
 
     def delete(self, key: str) -> None:
@@ -84,7 +84,7 @@ class PluginState:
             "SELECT key, value FROM plugin_state WHERE plugin = ? AND substr(key, 1, ?) = ? ORDER BY key",
             [self.plugin, len(prefix), prefix],
         )
-        return {r["key"]: json.loads(r["value"]) for r in rows}
+        return {r["key"]: jsontext.loads(r["value"]) for r in rows}
 
 
 class StoreView:
@@ -163,6 +163,15 @@ class StoreView:
         if isinstance(last, int) and last >= 0:
             max_step = last + 1 if max_step is None else min(max_step, last + 1)
         yield from self._store.history.texts(pk, min_step=min_step, max_step=max_step)
+
+    def system_metrics(self, run: Run) -> Iterator[dict[str, Any]]:
+        """The run's mirrored system metrics (W&B's events stream), one dict per sample, in order."""
+        pk = self._run_pk(run)
+        if pk is None:
+            return
+        cur = self._store.catalog.conn.execute("SELECT row FROM events WHERE run_pk = ? ORDER BY seq", [pk])
+        while batch := cur.fetchmany(1000):
+            yield from (jsontext.loads(text, {}) or {} for (text,) in batch)
 
     def history_keys(self, run: Run) -> list[str]:
         """Every key that occurs in the run's mirrored history, sorted."""

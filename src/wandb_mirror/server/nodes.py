@@ -20,6 +20,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids
+from ..jsontext import from_catalog
 from ..models import loads_lenient
 from ..store.history import History
 from . import filters as F
@@ -401,7 +402,8 @@ class RunNode:
         if self._heavy_row is None:
             r = self._ctx.conn.execute(
                 "SELECT config, summary, system_metrics, history_keys FROM runs WHERE pk = ?", [self.pk]).fetchone()
-            self._heavy_row = dict(r) if r else {"config": "{}", "summary": "{}", "system_metrics": "{}",
+            # the text upstream sent (NaN/Infinity tokens back from the catalog's strict JSON)
+            self._heavy_row = {k: from_catalog(v) for k, v in dict(r).items()} if r else {"config": "{}", "summary": "{}", "system_metrics": "{}",
                                                  "history_keys": "{}"}
         return self._heavy_row
 
@@ -469,7 +471,7 @@ class RunNode:
 
     def events(self, info: GraphQLResolveInfo, samples: int | None = None) -> list[str]:
         rows = [r[0] for r in self._ctx.conn.execute("SELECT row FROM events WHERE run_pk = ? ORDER BY seq", [self.pk])]
-        return [rows[i] for i in sample_indices(len(rows), samples)]
+        return [from_catalog(rows[i]) for i in sample_indices(len(rows), samples)]
 
     def sampledHistory(self, info: GraphQLResolveInfo, specs: list[Any]) -> list[list[dict[str, Any]]]:
         out = []
@@ -632,7 +634,7 @@ class ViewNode:
         self.name = row["name"]
         self.displayName = row["display_name"]
         self.description = row["description"]
-        self.spec = row["spec"] or "{}"
+        self.spec = from_catalog(row["spec"]) or "{}"
         self.createdAt = row["created_at"]
         self.updatedAt = row["updated_at"]
 
@@ -944,7 +946,7 @@ class ArtifactNode:
         self.id = row["id"]
         self.versionIndex = row["version_index"]
         self.description = row["description"]
-        self.metadata = row["metadata"] or "{}"
+        self.metadata = from_catalog(row["metadata"]) or "{}"
         self.ttlDurationSeconds = row["ttl_duration_seconds"] if row["ttl_duration_seconds"] is not None else -1
         self.ttlIsInherited = True
         self.historyStep = row["history_step"]

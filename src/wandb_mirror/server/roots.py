@@ -15,7 +15,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo
 
-from .. import ids, times
+from .. import ids, jsontext, times
 from . import nodes as N
 from . import org
 from .collection_writes import CollectionMutations
@@ -222,6 +222,7 @@ class Mutation(CollectionMutations):
             if "summaryMetrics" in input and input["summaryMetrics"] is not None:
                 sets["summary"] = _json_text(input["summaryMetrics"], "summaryMetrics")
             if sets:
+                sets = jsontext.encode_row("runs", sets)
                 conn.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in sets)} WHERE pk = ?",
                              [*sets.values(), run["pk"]])
             touch_run(conn, run["pk"])
@@ -396,6 +397,7 @@ class Mutation(CollectionMutations):
             if input.get("aliases") is not None:
                 sets["aliases"] = json.dumps([a["alias"] for a in input["aliases"]])
             sets["updated_at"] = bumped(art["updated_at"])
+            sets = jsontext.encode_row("artifacts", sets)
             conn.execute(f"UPDATE artifacts SET {', '.join(f'{c} = ?' for c in sets)} WHERE pk = ?",
                          [*sets.values(), art["pk"]])
         return {"artifact": N.artifact_by_id(ctx, input["artifactID"]), "clientMutationId": input.get("clientMutationId")}

@@ -6,6 +6,8 @@ also live elsewhere (store/location.py reads where from the `[store]` table).
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -21,6 +23,26 @@ __all__ = ["Store", "Catalog", "History", "Objects", "LocalObjects", "ObjectStor
            "StoreLock"]
 
 CATALOG_NAME = "catalog.db"
+
+
+def warn_if_root_on_foreign_store(path: Path) -> None:
+    """Root writing into a store another user owns (the service user) leaves root-owned files the
+    service can no longer write: say so before creating any."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return
+    if os.geteuid() != 0 or owner == 0:
+        return
+    try:
+        import pwd
+
+        name = pwd.getpwuid(owner).pw_name
+    except (ImportError, KeyError):
+        name = str(owner)
+    logging.getLogger("wandb_mirror.store").warning(
+        "running as root on store %s, which belongs to %s: files created now will be root's and %s cannot "
+        "write them afterwards; run as that user instead (sudo -u %s wandb-mirror ...)", path, name, name, name)
 
 
 class Store:
@@ -84,6 +106,8 @@ class Store:
                 check_catalog(probe)
             finally:
                 probe.close()
+        if not readonly:
+            warn_if_root_on_foreign_store(self.path)
         self.objects: Objects = objects if objects is not None else LocalObjects(self.path / "objects",
                                                                                   create=not readonly)
         self.catalog = Catalog(catalog, readonly=readonly)

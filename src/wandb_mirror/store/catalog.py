@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlite_utils
 
+from .. import jsontext
+from ..jsontext import to_catalog
 from ..models import (
     Artifact,
     ArtifactCollection,
@@ -179,6 +181,7 @@ class Catalog(SyncRecords):
 
     # -- generic upsert --------------------------------------------------------------------
     def _upsert(self, table: str, row: dict[str, Any], keys: tuple[str, ...], pk: str | None = "pk") -> int:
+        row = jsontext.encode_row(table, row)
         cols = list(row)
         placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys) or f"{keys[0]} = excluded.{keys[0]}"
@@ -241,7 +244,7 @@ class Catalog(SyncRecords):
         with self.transaction() as conn:
             cur = conn.executemany(
                 "INSERT OR REPLACE INTO history (run_pk, step, row) VALUES (?, ?, ?)",
-                ((run_pk, s, r) for s, r in rows),
+                ((run_pk, s, to_catalog(r)) for s, r in rows),
             )
             return cur.rowcount
 
@@ -250,7 +253,7 @@ class Catalog(SyncRecords):
             conn.execute("DELETE FROM events WHERE run_pk = ?", [run_pk])
             cur = conn.executemany(
                 "INSERT INTO events (run_pk, seq, row) VALUES (?, ?, ?)",
-                ((run_pk, i, r) for i, r in enumerate(rows)),
+                ((run_pk, i, to_catalog(r)) for i, r in enumerate(rows)),
             )
             return cur.rowcount
 
@@ -304,7 +307,8 @@ class Catalog(SyncRecords):
                 conn.executemany(
                     "INSERT INTO artifact_files (artifact_pk, path, digest, size, md5, ref, birth_artifact_id, extra) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(pk, e.path, e.digest, e.size, e.md5, e.ref, e.birth_artifact_id, e.extra) for e in entries],
+                    [(pk, e.path, e.digest, e.size, e.md5, e.ref, e.birth_artifact_id, to_catalog(e.extra))
+                     for e in entries],
                 )
             return pk
 
@@ -325,6 +329,19 @@ class Catalog(SyncRecords):
         return self._upsert("reports", row, ("project_pk", "id"))
 
     # -- references (verify / gc) ----------------------------------------------------------
+    def referenced_totals(self) -> tuple[int, int]:
+        """(distinct objects referenced, their bytes): run files, artifact files, manifests and history
+        segments, tombstoned data included, as `gc` keeps them (a manifest's size is not recorded: it
+        counts 0 bytes)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT md5, MAX(size) AS size FROM ("
+            "SELECT md5, size FROM file_versions "
+            "UNION ALL SELECT md5, size FROM artifact_files WHERE md5 IS NOT NULL "
+            "UNION ALL SELECT manifest_md5, 0 FROM artifacts WHERE manifest_md5 IS NOT NULL "
+            "UNION ALL SELECT md5, size FROM history_segments) GROUP BY md5)"
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def referenced_objects(self) -> Iterator[tuple[str, str]]:
         """Every (md5, what references it) the catalog holds, tombstoned data included."""
         yield from self.conn.execute(

@@ -13,6 +13,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsontext
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -36,7 +38,8 @@ class Change:
 
 
 def encode(value: Any) -> str:
-    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+    """A payload as catalog JSON (strict: see jsontext)."""
+    return jsontext.to_catalog(json.dumps(value, allow_nan=True, separators=(",", ":"), default=str))
 
 
 def insert_change(conn: sqlite3.Connection, change: Change, at: str) -> int:
@@ -68,5 +71,5 @@ def select_changes(conn: sqlite3.Connection, after_seq: int = 0, *, limit: int =
     for row in conn.execute(sql, params).fetchall():
         seq, pass_id, at, kind, entity, project, run, subject, payload = row
         out.append({"seq": seq, "pass_id": pass_id, "at": at, "kind": kind, "entity": entity, "project": project,
-                    "run": run, "subject": subject, "payload": json.loads(payload)})
+                    "run": run, "subject": subject, "payload": jsontext.loads(payload, {})})
     return out

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import jsontext
+from ..jsontext import from_catalog
 from ..times import utcnow
 from . import segments
 from .catalog import Catalog
@@ -64,8 +66,9 @@ def row_text(row: dict[str, Any]) -> str:
 
 
 def _parse(text: str) -> dict[str, Any] | None:
+    """A tail row (catalog JSON: jsontext) as a dict, NaN and infinities as floats."""
     try:
-        row = json.loads(text)
+        row = jsontext.loads(text)
     except ValueError:
         return None
     return row if isinstance(row, dict) else None
@@ -183,7 +186,7 @@ class History:
         """(step, row JSON text): tail rows exactly as mirrored, segment rows re-encoded."""
         segs, tail = self._snapshot(run_pk, min_step, max_step)
         seg_texts = ((s, row_text(r)) for s, r in self._segment_rows(segs, min_step, max_step, None))
-        yield from _merge(seg_texts, ((s, t) for s, t in tail))
+        yield from _merge(seg_texts, ((s, from_catalog(t)) for s, t in tail))
 
     def _snapshot(self, run_pk: int, min_step: int | None, max_step: int | None) -> tuple[list[Segment], list[tuple[int, str]]]:
         """The segments and tail rows in range, read consistently: a compaction that moves rows from

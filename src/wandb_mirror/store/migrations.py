@@ -1,16 +1,23 @@
 """Versioned catalog schema. Append a migration, never edit one that has shipped.
 
-JSON columns hold JSON text exactly as W&B sends it (config is W&B's wrapped form
-`{"k": {"value": v, "desc": null}}`; history rows keep NaN/Infinity tokens), so a served store
-answers byte for byte what the upstream answered.
+JSON columns hold W&B's JSON text (config in W&B's wrapped form `{"k": {"value": v, "desc": null}}`)
+as strict JSON: NaN and infinities are spelled as wandb_mirror/jsontext.py says (since the analyst_catalog migration), and
+turned back into W&B's tokens when read, so a served store answers what the upstream answered.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+
 import sqlite_utils
+
+from .analyst_schema import declare_foreign_keys_and_strict_json
 
 # (name, SQL script). Each runs in one transaction together with its bookkeeping row.
 MIGRATIONS: list[tuple[str, str]] = []
+# name -> function(conn) returning SQL run before the migration's own, in its transaction.
+PYTHON_STEPS: dict[str, Callable[[sqlite3.Connection], str]] = {}
 
 
 def migration(name: str, sql: str) -> None:
@@ -450,6 +457,43 @@ CREATE INDEX history_segments_md5 ON history_segments (md5);
 """,
 )
 
+# Strict JSON in every JSON column (wandb_mirror/jsontext.py: NaN and infinities no longer break
+# SQLite's JSON functions or datasette), declared foreign keys for every relation (documentation
+# and datasette's links: the catalog does not enforce them), indexes for the lookups by run, and
+# views for humans: `runs_flat` (one row per run, SDK-aligned names, config and summary unwrapped)
+# and `history_long` (one row per run, step and key).
+migration(
+    "m004_analyst_catalog",
+    """
+CREATE INDEX IF NOT EXISTS file_versions_run ON file_versions (run_pk, name);
+CREATE INDEX IF NOT EXISTS artifact_usage_run ON artifact_usage (run_pk);
+CREATE INDEX IF NOT EXISTS artifacts_producer ON artifacts (producer_run_pk);
+
+CREATE VIEW runs_flat AS
+SELECT r.pk AS run_pk, p.entity AS entity, p.name AS project, r.name AS id, r.display_name AS name,
+       r.state AS state, r.created_at AS created_at, r.heartbeat_at AS heartbeat_at,
+       r.updated_at AS updated_at, r.tags AS tags, r.group_name AS "group", r.job_type AS job_type,
+       r.sweep_name AS sweep, r.username AS user, r.host AS host, r.notes AS notes,
+       r.last_step AS last_step, r.tombstoned_at AS deleted_at,
+       (SELECT json_group_object(c.key, CASE json_type(c.value, '$.value')
+                 WHEN 'true' THEN json('true') WHEN 'false' THEN json('false')
+                 WHEN 'real' THEN json(CASE WHEN json_extract(c.value, '$.value') > 1.7976931348623157e308 THEN '9e999'
+                                            WHEN json_extract(c.value, '$.value') < -1.7976931348623157e308 THEN '-9e999'
+                                            ELSE CAST(json_extract(c.value, '$.value') AS TEXT) END)
+                 ELSE json_extract(c.value, '$.value') END)
+          FROM json_each(r.config) AS c WHERE c.key != '_wandb') AS config,
+       json_remove(r.summary, '$._wandb') AS summary
+FROM runs r JOIN projects p ON p.pk = r.project_pk;
+
+CREATE VIEW history_long AS
+SELECT p.entity AS entity, p.name AS project, r.name AS run_id, h.step AS step, j.key AS key,
+       j.value AS value, j.type AS type
+FROM history h JOIN runs r ON r.pk = h.run_pk JOIN projects p ON p.pk = r.project_pk, json_each(h.row) AS j
+WHERE j.key != '_step';
+""",
+)
+PYTHON_STEPS["m004_analyst_catalog"] = declare_foreign_keys_and_strict_json
+
 
 def apply(db: sqlite_utils.Database) -> int:
     """Bring the catalog to the newest schema; returns the resulting version."""
@@ -458,6 +502,8 @@ def apply(db: sqlite_utils.Database) -> int:
     for version, (name, sql) in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
+        if name in PYTHON_STEPS:  # rewrites rows or tables: SQL generated from the catalog as it is
+            sql = PYTHON_STEPS[name](db.conn) + sql
         # executescript commits any open transaction first; BEGIN/COMMIT make the migration atomic.
         db.conn.executescript(
             f"BEGIN;\n{sql}\nINSERT INTO _migrations (version, name, applied_at) "

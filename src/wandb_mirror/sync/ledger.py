@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..client import AuthError, Problem, RetryBudgetExhausted
-from ..errors import IntegrityError, MirrorError, PassAborted
+from ..errors import IntegrityError, MirrorError, PassAborted, Stopping
 from ..store.failures import disk_failure
 from ..store.sync_records import Tombstone
 
@@ -125,7 +125,8 @@ class Ledger:
 
     def error(self, where: str, message: str | BaseException) -> None:
         text = f"{where}: {message}"
-        log.error("%s", text)
+        # asked to stop (SIGTERM): an outcome, not an error
+        log.log(logging.INFO if isinstance(message, Stopping) else logging.ERROR, "%s", text)
         with self._lock:
             self.errors.append(text)
 

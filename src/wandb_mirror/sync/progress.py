@@ -1,18 +1,22 @@
-"""Progress of a pass: a \\r-updated status line on a terminal, plain log lines otherwise.
+"""Progress of a pass: a tqdm bar on a terminal (runs done of runs listed, rate, ETA, what was
+fetched; it fits the terminal's width), plain log lines otherwise.
 
-Thread-safe; the engine's workers call `add(...)` and `run_done()`. On a terminal the line is
+Thread-safe; the engine's workers call `add(...)` and `run_done()`. On a terminal the bar is
 redrawn at most every `interval` seconds; elsewhere (a log file, journald) one line is written
 every `log_every` seconds, so long passes show they are alive without flooding the log.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 log = logging.getLogger("wandb_mirror.sync")
 
@@ -45,7 +49,7 @@ class Progress:
         self.files = 0
         self.bytes = 0
         self.artifacts = 0
-        self._width = 0
+        self._bar: Any = None
 
     # -- updates -----------------------------------------------------------------------------
     def set_project(self, name: str, runs_total: int | None = None) -> None:
@@ -88,6 +92,22 @@ class Progress:
         parts.append(f"{elapsed:.0f}s")
         return " | ".join(parts)
 
+    def fetched(self) -> str:
+        """What the pass fetched so far, for the bar's right-hand side."""
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        parts = [f"{self.rows} rows", f"{self.files} files", f"{human_bytes(self.bytes)} ({human_bytes(self.bytes / elapsed)}/s)"]
+        if self.artifacts:
+            parts.append(f"{self.artifacts} artifacts")
+        if self.requests:
+            parts.append(f"{self.requests()} requests")
+        return ", ".join(parts)
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+            return shutil.get_terminal_size((80, 24)).columns
+
     def _maybe_draw(self, force: bool = False) -> None:
         if not self.enabled:
             return
@@ -99,27 +119,43 @@ class Progress:
             if not self.tty and force is False and now - self.start < self.log_every:
                 return
             self.last_draw = now
-            text = self.line()
-        if self.tty:
-            pad = max(self._width - len(text), 0)
-            self._width = len(text)
-            try:
-                self.stream.write("\r" + text + " " * pad)
-                self.stream.flush()
-            except (OSError, ValueError):
-                self.enabled = False
-        elif not force:
+            if not self.tty:
+                text = self.line()
+            else:
+                try:
+                    self._draw_bar()
+                except (OSError, ValueError):
+                    self.enabled = False
+                return
+        if not force:
             log.info("progress: %s", text)
 
+    def _draw_bar(self) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            # the line is cut at the terminal's width: the fetched figures go last
+            self._bar = tqdm(total=0, file=self.stream, leave=False, unit="run", mininterval=0, maxinterval=0,
+                             ncols=self._columns(), dynamic_ncols=False, desc=self.project or "sync",
+                             bar_format="{desc} {n_fmt}/{total_fmt} runs |{bar:12}| "
+                                        "[{elapsed}<{remaining}]{postfix}")
+        bar = self._bar
+        bar.ncols = self._columns()
+        bar.total = max(self.runs_total, self.runs_done)
+        bar.n = self.runs_done
+        bar.set_description_str(self.project or "sync", refresh=False)
+        bar.set_postfix_str(self.fetched(), refresh=False)
+        bar.refresh()
+
     def finish(self) -> None:
-        """Clear the status line (the caller prints the summary)."""
-        if self.enabled and self.tty and self._width:
+        """Clear the bar (the caller prints the summary)."""
+        with self.lock:
+            bar, self._bar = self._bar, None
+        if bar is not None:
             try:
-                self.stream.write("\r" + " " * self._width + "\r")
-                self.stream.flush()
+                bar.close()
             except (OSError, ValueError):
                 pass
-            self._width = 0
 
 
 class NullProgress(Progress):
