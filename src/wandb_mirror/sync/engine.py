@@ -19,9 +19,9 @@ artifacts, sweeps, reports), applies the tombstones it proved, and records itsel
 
 Every catalog write is a named method of the catalog (store/sync_records.py); no SQL lives here.
 
-An unchanged project costs a constant number of requests: Runs (1), ProjectArtifactTypes (1),
-ArtifactTypeArtifactCollections (1 per artifact type), GetSweeps (1), ProjectViews (1).
-Tombstones are applied at the end of a pass that had no errors, never otherwise; local data is
+An unchanged project costs its change-marker listing (one Runs page per 1,000 runs, up to
+`marker_listing_max_runs`) plus a constant: ProjectArtifactTypes, one collection listing per
+artifact type, GetSweeps, ProjectViews (docs/benchmarks.md). Tombstones are applied at the end of a pass that had no errors, never otherwise; local data is
 never deleted.
 
 Failure handling (docs/reliability.md): a run whose upstream calls fail for good RUN_FAILURE_LIMIT
@@ -40,15 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..client import (
-    ApiError,
-    AuthError,
-    RetryPolicy,
-    Transport,
-    Viewer,
-    WandbClient,
-    resolve_api_key,
-)
+from ..client import ApiError, AuthError, RetryPolicy, Transport, Viewer, WandbClient, resolve_api_key
 from ..client.convert import unsafe_id_reason
 from ..config import Config
 from ..errors import MirrorError, PassAborted, WorkFailed
