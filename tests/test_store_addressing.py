@@ -99,7 +99,8 @@ def test_export_takes_config(seeded_store: Path, tmp_path: Path, capsys) -> None
     rc, out, err = run_cli(capsys, "export", "--config", str(cfg), "--format", "jsonl", "--out", str(tmp_path / "out"),
                            "--project", f"{ENTITY}/vision")
     assert rc == 0, err
-    assert (tmp_path / "out" / "runs.jsonl").exists() and "wrote" in out
+    runs = tmp_path / "out" / "jsonl" / "runs" / f"entity={ENTITY}" / "project=vision" / "runs.jsonl"
+    assert runs.exists() and "wrote" in out
 
 
 def test_serve_takes_config_and_serves_objects_from_the_named_folder(seeded_store: Path, tmp_path: Path) -> None:
