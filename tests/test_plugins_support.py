@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,17 @@ def seed_store(path: Path, doc: dict[str, Any] | None = None) -> Path:
     finally:
         store.close()
     return path
+
+
+def serve_writable_copy(seeded: Path, tmp_path: Path, start_mirror_server: Any, monkeypatch: Any) -> tuple[Any, Path]:
+    """A private copy of a seeded upstream, served writable (the plugins' writes land in it)."""
+    dst = tmp_path / "upstream"
+    shutil.copytree(seeded, dst)
+    for p in dst.rglob("*"):
+        if p.is_file():
+            p.chmod(0o600)
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    return start_mirror_server(dst, writable=True), dst
 
 
 def emit(store: Store, kind: str, payload: dict[str, Any] | None = None, *, run: str | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_plugins_support import ENTITY, PROJECT, seed_store
+from test_plugins_support import ENTITY, PROJECT, seed_store, serve_writable_copy
 
 from wandb_mirror.daemon import Daemon
 from wandb_mirror.store import Store
@@ -30,13 +29,7 @@ def seeded_upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def upstream(seeded_upstream: Path, tmp_path: Path, start_mirror_server, monkeypatch: pytest.MonkeyPatch):
-    dst = tmp_path / "upstream"
-    shutil.copytree(seeded_upstream, dst)
-    for p in dst.rglob("*"):
-        if p.is_file():
-            p.chmod(0o600)
-    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    return start_mirror_server(dst, writable=True), dst
+    return serve_writable_copy(seeded_upstream, tmp_path, start_mirror_server, monkeypatch)
 
 
 def _config(tmp_path: Path, url: str, plugins: str) -> Path:
