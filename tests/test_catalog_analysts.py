@@ -15,7 +15,7 @@ from wandb_mirror.config import minimal_config
 from wandb_mirror.demo_data import demo_fixture
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store, migrations
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def demo_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     client = make_client(cfg)
     try:
         with store.lock("test"):
-            result = Engine(cfg, store, client).run_pass()
+            result = SyncEngine(cfg, store, client).run_pass()
         assert result.status == "ok", result.errors
     finally:
         client.close()

@@ -103,7 +103,7 @@ def test_an_oversized_export_is_refused_while_streaming(store_with_live_tail: Pa
 def test_a_first_mirror_reads_exported_runs_without_history_page(store_with_live_tail: Path,  # noqa: F811
                                                                  start_mirror_server: Any, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from wandb_mirror.sync import Engine
+    from wandb_mirror.sync import SyncEngine
 
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     server = start_mirror_server(store_with_live_tail)
@@ -111,7 +111,7 @@ def test_a_first_mirror_reads_exported_runs_without_history_page(store_with_live
     store = Store(tmp_path / "mirror")
     try:
         with store.lock("test"):
-            r = Engine(cfg, store, make_client(cfg)).run_pass()
+            r = SyncEngine(cfg, store, make_client(cfg)).run_pass()
         assert r.status == "ok", r.errors
         pages = [e for e in server.request_log() if e["operation"] == "HistoryPage"]
         exports = [e for e in server.request_log() if e["path"].startswith("/_mirror/history/")]

@@ -37,7 +37,7 @@ from reliability_support import (
 from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 FIGURES: dict[str, int] = {}
 
@@ -65,7 +65,7 @@ def one_pass(cfg: Any, path: Path, sleeps: list[float] | None = None) -> Any:
         client.t._sleep = sleep
     try:
         with store.lock("test"):
-            return Engine(cfg, store, client).run_pass()
+            return SyncEngine(cfg, store, client).run_pass()
     finally:
         client.close()
         store.close()
@@ -227,7 +227,7 @@ def test_soak_demo_upstream_through_30_percent_faults(seed: int, start_mirror_se
         client = make_client(cfg)
         try:
             with store.lock("soak"):
-                r = Engine(cfg, store, client, force_reconcile=reconcile).run_pass()
+                r = SyncEngine(cfg, store, client, force_reconcile=reconcile).run_pass()
         finally:
             client.close()
             store.close()

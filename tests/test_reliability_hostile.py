@@ -40,7 +40,7 @@ from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
 from wandb_mirror.digests import manifest_digest
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 E, P = "evil", "p"
 UNSAFE_FILES = ["../evil.txt", "../../../../tmp/escape.txt", "/etc/passwd", "C:/win.txt", "a\\b.txt",
@@ -177,7 +177,7 @@ def one_pass(url: str, mirror: Path, *, reconcile: bool = False) -> Any:
     client = make_client(cfg)
     try:
         with store.lock("test"):
-            return Engine(cfg, store, client, force_reconcile=reconcile).run_pass()
+            return SyncEngine(cfg, store, client, force_reconcile=reconcile).run_pass()
     finally:
         client.close()
         store.close()

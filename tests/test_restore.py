@@ -21,7 +21,7 @@ from wandb_mirror.config import minimal_config
 from wandb_mirror.demo_data import demo_fixture
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 IMG, NLP = "acme-ml/image-classification", "acme-ml/nlp-ünïcode"
 KEY = "r" * 40
@@ -45,7 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
         store, client = Store(base / "mirror"), make_client(cfg)
         try:
             with store.lock("test"):
-                assert Engine(cfg, store, client).run_pass().status == "ok"
+                assert SyncEngine(cfg, store, client).run_pass().status == "ok"
         finally:
             client.close()
             store.close()

@@ -18,7 +18,7 @@ import pytest
 from wandb_mirror.config import minimal_config
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 T0 = "2024-05-01T00:00:00"
 
@@ -128,7 +128,7 @@ def test_pending_and_deleted_versions_are_not_served_as_live(tmp_path: Path, sta
     store, client = Store(tmp_path / "mirror"), make_client(cfg)
     try:
         with store.lock("test"):
-            result = Engine(cfg, store, client).run_pass()
+            result = SyncEngine(cfg, store, client).run_pass()
     finally:
         client.close()
         store.close()

@@ -12,7 +12,7 @@ from wandb_mirror.config import minimal_config
 from wandb_mirror.demo_data import demo_fixture
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 
 def test_demo_upstream_request_counts(tmp_path: Path, start_mirror_server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,7 +36,7 @@ def test_demo_upstream_request_counts(tmp_path: Path, start_mirror_server, monke
     client = make_client(cfg)
     try:
         with store.lock("test"):
-            engine = Engine(cfg, store, client)
+            engine = SyncEngine(cfg, store, client)
             first = engine.run_pass()
             ops1 = Counter(e["operation"] for e in server.request_log() if e["operation"])
             gets1 = sum(1 for e in server.request_log() if not e["operation"])

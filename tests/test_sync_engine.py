@@ -20,7 +20,7 @@ from conftest import ENTITY, PROJECT, copy_store
 from wandb_mirror.config import Config, minimal_config
 from wandb_mirror.models import Run, RunFile
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, PassResult, make_client
+from wandb_mirror.sync import PassResult, SyncEngine, make_client
 from wandb_mirror.sync.changes import changes_feed
 
 KEY = "k" * 40
@@ -39,7 +39,7 @@ class World:
         client.t.trace = []
         try:
             with store.lock("test"):
-                result = Engine(self.config, store, client, force_reconcile=reconcile).run_pass()
+                result = SyncEngine(self.config, store, client, force_reconcile=reconcile).run_pass()
         finally:
             client.close()
             store.close()

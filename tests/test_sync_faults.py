@@ -10,7 +10,7 @@ from conftest import ENTITY
 
 from wandb_mirror.config import minimal_config
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 
 def test_pass_survives_an_unreliable_upstream(seeded_store: Path, start_mirror_server, tmp_path: Path,
@@ -23,7 +23,7 @@ def test_pass_survives_an_unreliable_upstream(seeded_store: Path, start_mirror_s
     client = make_client(cfg)
     try:
         with store.lock("test"):
-            r = Engine(cfg, store, client).run_pass()
+            r = SyncEngine(cfg, store, client).run_pass()
         assert r.status == "ok", r.errors
         req = r.stats["requests_pass"]
         assert req["retries"] > 0 and req["server_errors"] + req["rate_limited"] > 0

@@ -14,7 +14,7 @@ from wandb_mirror.config import minimal_config
 from wandb_mirror.digests import manifest_digest
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 
 UNSAFE = ["../evil.txt", "/etc/passwd", "a\\b.txt", "dir/./x.txt", "ctl\x01.txt", "n" * 2000, "a//b.txt"]
 
@@ -73,7 +73,7 @@ def test_hostile_upstream_is_quarantined_not_stored(hostile, monkeypatch: pytest
         for _attempt in range(2):
             client = make_client(cfg)
             with store.lock("test"):
-                r = Engine(cfg, store, client).run_pass()
+                r = SyncEngine(cfg, store, client).run_pass()
             client.close()
             assert r.status == "errors", (_attempt, r.errors)
             rows = store.catalog.query("SELECT kind, upstream_path, reason FROM quarantine ORDER BY pk")

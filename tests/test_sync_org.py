@@ -21,7 +21,7 @@ from wandb_mirror.hooks import hookimpl
 from wandb_mirror.hooks.delivery import DeliverySettings, Dispatcher
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.store import Store
-from wandb_mirror.sync import Engine, make_client
+from wandb_mirror.sync import SyncEngine, make_client
 from wandb_mirror.sync.org_units import RunRef, sync_org_side
 
 SECRET = "hunter2-s3cr3t"
@@ -85,7 +85,7 @@ def _view(api: Any, tmp: Path) -> dict[str, Any]:
 def _mirror_pass(cfg: Any, store: Store, client: Any) -> dict[str, Any]:
     """One sync pass; the organization side is part of it. Returns the pass's statistics."""
     with store.lock("test"):
-        result = Engine(cfg, store, client).run_pass()
+        result = SyncEngine(cfg, store, client).run_pass()
     assert result.status == "ok", result.errors
     return {k: result.stats.get(k, 0) for k in ("registries", "registry_links", "links_new", "links_removed",
                                                  "link_alias_moves", "console_lines", "automations_changed")}

@@ -38,7 +38,7 @@ class Ctx:
 
     data: Data
     conn: sqlite3.Connection
-    objects: Any  # ObjectStore
+    objects: Any  # store.Objects
     urls: Urls
     read_only: bool
     features: list[str]

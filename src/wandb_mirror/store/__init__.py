@@ -16,10 +16,10 @@ from .catalog import Catalog
 from .history import History
 from .lock import StoreLock
 from .object_api import ObjectInfo, Objects, StoredObject
-from .objects import LocalObjects, ObjectStore
+from .objects import LocalObjects
 from .opening import SIDE_FILES, check_catalog, open_error
 
-__all__ = ["Store", "Catalog", "History", "Objects", "LocalObjects", "ObjectStore", "ObjectInfo", "StoredObject",
+__all__ = ["Store", "Catalog", "History", "Objects", "LocalObjects", "ObjectInfo", "StoredObject",
            "StoreLock"]
 
 CATALOG_NAME = "catalog.db"

@@ -21,7 +21,7 @@ from ..errors import IntegrityError
 from . import faults
 from .object_api import Digests, ObjectInfo, ObjectsBase, StoredObject, check_md5
 
-__all__ = ["LocalObjects", "ObjectStore", "ObjectInfo", "fsync_dir"]
+__all__ = ["LocalObjects", "ObjectInfo", "fsync_dir"]
 
 CHUNK = 1 << 20
 
@@ -182,4 +182,3 @@ def check_announced(info: ObjectInfo, expected_md5: str | None, expected_size: i
 
 
 # The name every caller used before backends existed: the local store is still the default one.
-ObjectStore = LocalObjects

@@ -4,7 +4,7 @@ the ledger of a pass (ledger.py), listing reconciliation (reconcile.py), the cha
 
 from __future__ import annotations
 
-from .engine import Engine, PassResult, SyncEngine, make_client, run_pass
+from .engine import PassResult, SyncEngine, make_client, run_pass
 from .progress import Progress
 
-__all__ = ["SyncEngine", "Engine", "PassResult", "Progress", "make_client", "run_pass"]
+__all__ = ["SyncEngine", "PassResult", "Progress", "make_client", "run_pass"]

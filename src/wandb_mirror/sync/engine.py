@@ -322,7 +322,6 @@ class SyncEngine:
             cx.ledger.stats.add("history_rows_compacted", rows)
 
 
-Engine = SyncEngine  # the name this class had before server/ got an Engine of its own
 
 
 def run_pass(config: Config, store: Store | None = None, *, client: WandbClient | None = None,
@@ -340,5 +339,5 @@ def run_pass(config: Config, store: Store | None = None, *, client: WandbClient 
             store.close()
 
 
-__all__ = ["SyncEngine", "Engine", "PassResult", "run_pass", "make_client", "preflight", "parse_manifest", "manifest_digest",
+__all__ = ["SyncEngine", "PassResult", "run_pass", "make_client", "preflight", "parse_manifest", "manifest_digest",
            "run_diff", "StoreUnwritable", "store_failure"]
