@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto
 
 soak: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
