@@ -97,7 +97,7 @@ def main() -> int:
                 with Store(cfg.store_path) as mi:
                     ppk = mi.catalog.project_pk("acme", "p")
                     row = mi.catalog.query_one("SELECT updated_at, tombstoned_at FROM runs WHERE project_pk = ? "
-                                               "AND name = ?", [ppk, f"r{i:05d}"])
+                                               "AND run_id = ?", [ppk, f"r{i:05d}"])
                 seen = r.stats.get("runs_updated", 0) == 1 or (what == "run deletion" and row and row["tombstoned_at"])
                 print(f"| {what} | {r.requests} | {dict(sorted(ops.items()))} | {'yes' if seen else 'NO'} |",
                       flush=True)

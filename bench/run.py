@@ -387,7 +387,7 @@ def md5_per_core(mb: int = 256) -> float:
 def file_urls(store: Path, base: str) -> list[tuple[str, int]]:
     conn = sqlite3.connect(f"file:{store / 'catalog.db'}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT p.entity, p.name, r.name, f.name, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
+        rows = conn.execute("SELECT p.entity, p.name, r.run_id, f.name, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
                             "JOIN projects p ON p.pk = r.project_pk WHERE f.tombstoned_at IS NULL ORDER BY f.run_pk, f.name"
                             ).fetchall()
     finally:

@@ -106,7 +106,7 @@ def change_upstream(catalog_path: str, *, share: float = 0.10, new_steps: int = 
     conn.execute("PRAGMA journal_mode=WAL")
     try:
         ppk = conn.execute("SELECT pk FROM projects WHERE name = ?", [project]).fetchone()[0]
-        runs = conn.execute("SELECT pk, name, summary, history_keys, last_step, history_line_count FROM runs "
+        runs = conn.execute("SELECT pk, run_id, summary, history_keys, last_step, history_line_count FROM runs "
                             "WHERE project_pk = ? AND tombstoned_at IS NULL ORDER BY pk", [ppk]).fetchall()
         every = max(1, round(1 / share))
         changed = [r for i, r in enumerate(runs) if i % every == 0]

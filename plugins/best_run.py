@@ -103,17 +103,17 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
     prev = store.state.get(key)
     if best is None:
         return
-    if prev and prev.get("run") == best.name and prev.get("value") == value:
+    if prev and prev.get("run") == best.run_id and prev.get("value") == value:
         if prev.get("applied") or upstream.dry_run:
             return  # nothing new; a choice made in dry-run is applied once writes are enabled
     prev_run_name = prev.get("run") if prev else None
-    previous = prev_run_name if prev_run_name != best.name else (prev or {}).get("previous_run")
-    log.info("best_run: sweep %s: best run %s (%s %s = %s)", sweep.path, best.name, goal, metric, value)
+    previous = prev_run_name if prev_run_name != best.run_id else (prev or {}).get("previous_run")
+    log.info("best_run: sweep %s: best run %s (%s %s = %s)", sweep.path, best.run_id, goal, metric, value)
 
     tag = config.get("tag") or ""
     if tag:
         upstream.add_tags(best, tag)
-        if previous and previous != best.name:
+        if previous and previous != best.run_id:
             old = store.run(sweep.entity, sweep.project, previous)
             if old is not None:
                 upstream.remove_tags(old, tag)
@@ -130,11 +130,11 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
         materialize(store, best, Path(config["materialize_dir"]).expanduser() / sweep.entity / sweep.project / sweep.name)
 
     store.state.set(key, {
-        "entity": sweep.entity, "project": sweep.project, "sweep": sweep.name, "run": best.name,
+        "entity": sweep.entity, "project": sweep.project, "sweep": sweep.name, "run": best.run_id,
         "metric": metric, "goal": goal, "value": value, "source": source,
-        "previous_run": previous if previous != best.name else None,
+        "previous_run": previous if previous != best.run_id else None,
         "artifact": artifact_name,
-        "chosen_at": (prev or {}).get("chosen_at") if prev and prev.get("run") == best.name
+        "chosen_at": (prev or {}).get("chosen_at") if prev and prev.get("run") == best.run_id
         else utcnow(),
         "applied": not upstream.dry_run,
     })

@@ -68,7 +68,7 @@ def _states(config: dict[str, Any]) -> list[str]:
 
 
 def _queue(store, run, file) -> None:
-    key = f"{run.entity}/{run.project}/{run.name}/{file.name}"
+    key = f"{run.entity}/{run.project}/{run.run_id}/{file.name}"
     done = store.state.get(f"done:{key}")
     if done is None or done.get("md5") != file.md5:  # a re-uploaded file (new content) counts again
         store.state.set(f"pending:{key}", {"md5": file.md5})

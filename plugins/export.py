@@ -107,13 +107,13 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def run_path(run) -> str:
-    return f"{run.entity}/{run.project}/{run.name}"
+    return f"{run.entity}/{run.project}/{run.run_id}"
 
 
 def run_row(run) -> dict[str, Any]:
     """One row of the runs table for a `hooks.types.Run`."""
     row: dict[str, Any] = {
-        "run_path": run_path(run), "id": run.name, "name": run.display_name, "state": run.state,
+        "run_path": run_path(run), "id": run.run_id, "name": run.display_name, "state": run.state,
         "created_at": timestamp(run.created_at), "heartbeat_at": timestamp(run.heartbeat_at),
         "updated_at": timestamp(run.updated_at), "deleted_at": timestamp(run.tombstoned_at),
         "sweep": run.sweep_name, "group": run.group_name, "job_type": run.job_type, "user": run.username,
@@ -171,7 +171,7 @@ def project_dir(out: Path, fmt: str, dataset: str, entity: str, project: str) ->
 
 
 def history_path(out: Path, run, fmt: str, dataset: str = "history") -> Path:
-    return project_dir(out, fmt, dataset, run.entity, run.project) / _part("run", run.name) / f"{dataset}.{fmt}"
+    return project_dir(out, fmt, dataset, run.entity, run.project) / _part("run", run.run_id) / f"{dataset}.{fmt}"
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def export(store, out: Path, formats: list[str], runs, *, history: bool = True) 
 
 # -- event hooks: mark, then write once per cycle ----------------------------------------------
 def _mark(store, run) -> None:
-    store.state.set(f"dirty:{run.entity}/{run.project}/{run.name}", True)
+    store.state.set(f"dirty:{run.entity}/{run.project}/{run.run_id}", True)
 
 
 @hookimpl
@@ -251,13 +251,13 @@ def cycle_finished(config, store):
     runs = [r for key in dirty if (r := store.run(*key[len("dirty:"):].split("/", 2))) is not None]
     # a project whose runs table is missing (a new `out`, a deleted file) is written whole
     marked = {(r.entity, r.project) for r in runs}
-    seen = {(r.entity, r.project, r.name) for r in runs}
+    seen = {(r.entity, r.project, r.run_id) for r in runs}
     missing: dict[tuple[str, str], bool] = {}  # checked once per project
     for r in store.runs(include_tombstoned=True):
         key = (r.entity, r.project)
         if key not in missing:
             missing[key] = not all((project_dir(out, f, "runs", *key) / f"runs.{f}").exists() for f in formats)
-        if missing[key] and (r.entity, r.project, r.name) not in seen:
+        if missing[key] and (r.entity, r.project, r.run_id) not in seen:
             runs.append(r)
             marked.add(key)
     if not runs and not dirty:

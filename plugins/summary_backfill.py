@@ -122,7 +122,7 @@ def corrected_summary(run, store, config: dict[str, Any]) -> tuple[dict[str, Any
 def repair(run, upstream, config: dict[str, Any], store) -> None:
     if run.state not in config.get("run_states", ["finished"]):
         return
-    key = f"seen:{run.entity}/{run.project}/{run.name}"
+    key = f"seen:{run.entity}/{run.project}/{run.run_id}"
     fingerprint = hashlib.sha256(
         json.dumps([run.summary, run.last_step, run.history_line_count, config.get("rules"), config.get("missing")],
                    sort_keys=True, default=str).encode()

@@ -256,9 +256,9 @@ def mirror_state(path: Path, entity: str = ENTITY) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for p in q("SELECT pk, name FROM projects WHERE entity = ? ORDER BY name", [entity]):
             runs = {}
-            for r in q("SELECT * FROM runs WHERE project_pk = ? ORDER BY name", [p["pk"]]):
+            for r in q("SELECT * FROM runs WHERE project_pk = ? ORDER BY run_id", [p["pk"]]):
                 hist = [(step, _norm_json(text)) for step, text in store.history.texts(r["pk"])]
-                runs[r["name"]] = {
+                runs[r["run_id"]] = {
                     **{k: r[k] for k in ("state", "display_name", "tags", "notes", "group_name", "job_type", "sweep_name",
                                          "created_at", "heartbeat_at", "last_step", "tombstoned_at")},
                     "tombstoned_at": r["tombstoned_at"] is not None,
@@ -491,7 +491,7 @@ def grow_upstream(up: Path, i: int) -> None:
     with Store(up) as s:
         cat = s.catalog
         ppk = cat.project_pk(ENTITY, "alpha")
-        run = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = 'a3'", [ppk])
+        run = cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND run_id = 'a3'", [ppk])
         last = [r for _, r in s.history.rows(run["pk"], min_step=s.history.last_step(run["pk"]))][-1]
         rows = [dict(last, _step=last["_step"] + k, loss=round(1 / (k + i + 1), 6)) for k in range(1, 16)]
         s.history.append(run["pk"], ((r["_step"], json.dumps(r)) for r in rows))
@@ -502,12 +502,12 @@ def grow_upstream(up: Path, i: int) -> None:
             conn.execute("UPDATE runs SET summary = ?, history_keys = ?, last_step = ?, "
                          "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",
                          [json.dumps(rows[-1]), json.dumps(keys), rows[-1]["_step"], len(rows), now, now, run["pk"]])
-        new = Run.from_row(cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = 'a2'", [ppk]))
-        new.name = f"n{i:02d}"
-        new.storage_id = run_storage_id(ENTITY, "alpha", new.name)
+        new = Run.from_row(cat.query_one("SELECT * FROM runs WHERE project_pk = ? AND run_id = 'a2'", [ppk]))
+        new.run_id = f"n{i:02d}"
+        new.storage_id = run_storage_id(ENTITY, "alpha", new.run_id)
         new.created_at = new.heartbeat_at = new.updated_at = now
         npk = cat.upsert_run(ppk, new)
-        info = s.objects.put_bytes(f"new file of run {new.name}\n".encode() * 50)
+        info = s.objects.put_bytes(f"new file of run {new.run_id}\n".encode() * 50)
         from wandb_mirror.models import RunFile
 
         cat.upsert_file(npk, RunFile(name="notes.txt", size=info.size, md5=info.md5, updated_at=now,

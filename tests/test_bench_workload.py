@@ -37,10 +37,10 @@ def test_change_upstream_appends_history_and_edits_a_summary(tmp_path: Path) -> 
     conn = sqlite3.connect(tmp_path / "up" / "catalog.db")
     for name in change["changed_runs"]:
         last_step, lines, hk = conn.execute("SELECT last_step, history_line_count, history_keys FROM runs "
-                                            "WHERE name = ?", [name]).fetchone()
+                                            "WHERE run_id = ?", [name]).fetchone()
         assert (last_step, lines, json.loads(hk)["lastStep"]) == (34, 35, 34)
-        pk = conn.execute("SELECT pk FROM runs WHERE name = ?", [name]).fetchone()[0]
+        pk = conn.execute("SELECT pk FROM runs WHERE run_id = ?", [name]).fetchone()[0]
         with Store(tmp_path / "up", create=False, readonly=True) as s:
             assert (s.history.count(pk), s.history.last_step(pk)) == (35, 34)
-    summary = json.loads(conn.execute("SELECT summary FROM runs WHERE name = ?", [change["edited_run"]]).fetchone()[0])
+    summary = json.loads(conn.execute("SELECT summary FROM runs WHERE run_id = ?", [change["edited_run"]]).fetchone()[0])
     assert summary["best_val_loss"] == 0.01234

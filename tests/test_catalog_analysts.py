@@ -118,8 +118,8 @@ def test_serve_answers_nan_and_infinity_as_upstream_sent(demo_mirror: Path, star
         return {"nan" if v != v else "inf" for v in row.values() if isinstance(v, float) and not math.isfinite(v)}
 
     with Store(demo_mirror, create=False, readonly=True) as s:  # history: Parquet segments and the tail
-        found = [(r["entity"], r["project"], r["name"]) for r in s.catalog.query(
-            "SELECT p.entity, p.name AS project, r.name, r.pk, r.last_step FROM runs r "
+        found = [(r["entity"], r["project"], r["run_id"]) for r in s.catalog.query(
+            "SELECT p.entity, p.name AS project, r.run_id, r.pk, r.last_step FROM runs r "
             "JOIN projects p ON p.pk = r.project_pk")
             if {"nan", "inf"} <= set().union(*(nonfinite(row) for _, row in s.history.rows(
                 r["pk"], max_step=r["last_step"] + 1)), set())]

@@ -67,7 +67,7 @@ def test_checkout_includes_deleted_items_and_maps_unsafe_names(seeded_store: Pat
     db = sqlite3.connect(store / "catalog.db")
     with db:
         pk, md5, size = db.execute("SELECT f.run_pk, f.md5, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
-                                   "WHERE r.name = 'r01' AND f.name = 'config.yaml'").fetchone()
+                                   "WHERE r.run_id = 'r01' AND f.name = 'config.yaml'").fetchone()
         db.execute("UPDATE files SET tombstoned_at = '2025-01-01T00:00:00' WHERE run_pk = ? AND name = 'output.log'",
                    [pk])
         db.execute("UPDATE runs SET tombstoned_at = '2025-01-01T00:00:00' WHERE pk = ?", [pk])

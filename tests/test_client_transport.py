@@ -359,7 +359,7 @@ def test_pagination_survives_empty_pages_and_duplicates(serve) -> None:
     s = serve(sequence(_runs_page([], True, "c0"), _runs_page(["a", "b"], True, "c-b"),
                        _runs_page(["b", "c"], False, "c-c")))
     client = WandbClient(transport(s.url))
-    names = [r.run.name for r in client.runs("e", "p", full=False)]
+    names = [r.run.run_id for r in client.runs("e", "p", full=False)]
     assert names == ["a", "b", "c"]
     cursors = [r["json"]["variables"]["cursor"] for r in s.requests]
     assert cursors == [None, "c0", "c-b"]

@@ -32,10 +32,10 @@ def test_demo_tells_the_whole_story(tmp_path):
     assert "demo" * 10 not in out + r.stderr  # the API key is never printed
     with Store(work / "upstream") as up, Store(work / "mirror") as mirror:
         # best_run moved the tag: only the new best carries it upstream, although the mirror lagged
-        tagged = [row["name"] for row in up.catalog.query("SELECT name, tags FROM runs") if "best" in json.loads(row["tags"])]
+        tagged = [row["run_id"] for row in up.catalog.query("SELECT run_id, tags FROM runs") if "best" in json.loads(row["tags"])]
         assert tagged == ["sweep-new-best"]
         # cleanup deleted .png files upstream, the mirror still holds them
-        gone = up.catalog.query("SELECT r.name, f.name AS file, f.md5 FROM files f JOIN runs r ON r.pk = f.run_pk "
+        gone = up.catalog.query("SELECT r.run_id, f.name AS file, f.md5 FROM files f JOIN runs r ON r.pk = f.run_pk "
                                 "WHERE f.tombstoned_at IS NOT NULL")
         assert gone and all(g["file"].endswith(".png") for g in gone)
         for g in gone:

@@ -115,7 +115,7 @@ def test_seed_is_reproducible(tmp_path):
         with Store(tmp_path / name) as store:
             seed(store, demo_fixture())
             digests.append(sorted(o.md5 for o in store.objects.iter_objects()))
-            digests.append(store.catalog.query("SELECT name, config, summary, history_keys FROM runs ORDER BY pk"))
+            digests.append(store.catalog.query("SELECT run_id, config, summary, history_keys FROM runs ORDER BY pk"))
     assert digests[0] == digests[2] and digests[1] == digests[3]
 
 

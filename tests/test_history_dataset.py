@@ -27,10 +27,10 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def _counts(store_path: Path) -> dict[str, tuple[int, int]]:
     with Store(store_path, create=False, readonly=True) as s:
         out = {}
-        for r in s.catalog.query("SELECT r.pk, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk "
+        for r in s.catalog.query("SELECT r.pk, r.run_id FROM runs r JOIN projects p ON p.pk = r.project_pk "
                                  "WHERE p.name = ?", [PROJECT]):
             if s.history.count(r["pk"]):
-                out[r["name"]] = (s.history.count(r["pk"]), s.history.last_step(r["pk"]))
+                out[r["run_id"]] = (s.history.count(r["pk"]), s.history.last_step(r["pk"]))
         return out
 
 

@@ -23,7 +23,7 @@ def _mirror(tmp_path: Path, server: Any, name: str, last_step: int) -> tuple[Any
                          api_key="k" * 40)
     store = Store(tmp_path / "mirror")
     from wandb_mirror.models import Project, Run
-    pk = store.catalog.upsert_run(store.catalog.upsert_project(Project(entity=ENTITY, name=PROJECT)), Run(name=name))
+    pk = store.catalog.upsert_run(store.catalog.upsert_project(Project(entity=ENTITY, name=PROJECT)), Run(run_id=name))
     server.reset_log()
     return client, store, pk
 
@@ -77,7 +77,7 @@ def test_a_bad_export_is_rejected_and_nothing_is_stored(writable_store: Path, st
         if damage == "garbage":  # a file that is not Parquet (its md5 is its own: the transfer was fine)
             info = up.objects.put_bytes(b"this is not a parquet file" * 100)
             up.catalog.conn.execute("UPDATE history_segments SET md5 = ?, size = ? WHERE run_pk = "
-                                    "(SELECT pk FROM runs WHERE name = 'r01')", [info.md5, info.size])
+                                    "(SELECT pk FROM runs WHERE run_id = 'r01')", [info.md5, info.size])
             up.catalog.conn.commit()
         else:  # the upstream says the run has more steps than its exports hold, and none is live
             last = 260

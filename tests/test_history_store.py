@@ -38,7 +38,7 @@ def _store_with_tails(path: Path, runs: dict[str, tuple[str, int]]) -> tuple[Sto
     ppk = store.catalog.upsert_project(Project(entity="e", name="p"))
     pks = {}
     for name, (state, n) in runs.items():
-        pk = store.catalog.upsert_run(ppk, Run(name=name, state=state))
+        pk = store.catalog.upsert_run(ppk, Run(run_id=name, state=state))
         store.history.append(pk, ((r["_step"], json.dumps(r)) for r in _rows(n, seed=pk)))
         pks[name] = pk
     return store, pks

@@ -72,7 +72,7 @@ def test_writer_against_the_official_client(world, make_wandb_api) -> None:
     assert sorted(run.tags) == ["keep", "x", "y"] and run.notes == "checked by a plugin"
     assert run.summary["extra"] == 1.5 and run.summary["loss"] == 0.3
     with Store(up, create=False, readonly=True) as s:
-        raw = json.loads(s.catalog.scalar("SELECT config FROM runs WHERE name = 'a1'"))
+        raw = json.loads(s.catalog.scalar("SELECT config FROM runs WHERE run_id = 'a1'"))
     assert raw["lr"] == {"value": 0.5, "desc": None} and "_wandb" in raw  # wrapped, _wandb kept
     got = api.artifact(f"{ENTITY}/{PROJECT}/weights:champion")
     assert got.version == "v0"
@@ -112,7 +112,7 @@ def test_delete_refused_unless_local_copy_verifies_and_errors_are_journaled(worl
     assert w.delete_file(a2, f).result == "ok"
     with Store(up, create=False, readonly=True) as s:
         assert s.catalog.scalar("SELECT f.tombstoned_at FROM files f JOIN runs r ON r.pk = f.run_pk "
-                                "WHERE r.name = 'a2' AND f.name = 'model.ckpt'")
+                                "WHERE r.run_id = 'a2' AND f.name = 'model.ckpt'")
     # a file already gone upstream is done, not an error (nothing is sent)
     assert w.delete_file(a2, f).result == "ok: already done upstream"
     # an upstream error is journaled and raised (so the event is retried): a wrong file id for a file

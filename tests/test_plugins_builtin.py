@@ -45,7 +45,7 @@ def cycle(cfg: Path, **kw: Any) -> Daemon:
 
 def up_run(upstream_path: Path, name: str) -> dict[str, Any]:
     with Store(upstream_path, create=False, readonly=True) as s:
-        return s.catalog.query_one("SELECT * FROM runs WHERE name = ?", [name])
+        return s.catalog.query_one("SELECT * FROM runs WHERE run_id = ?", [name])
 
 
 def journal(cfg_tmp: Path, plugin: str | None = None) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ def test_summary_backfill_dry_run_then_real_then_idempotent(upstream, tmp_path: 
     cycle(cfg)
     assert len(journal(tmp_path, "summary_backfill")) == 2
     with Store(tmp_path / "mirror", create=False, readonly=True) as s:
-        mirrored = json.loads(s.catalog.scalar("SELECT summary FROM runs WHERE name = 'a1'"))
+        mirrored = json.loads(s.catalog.scalar("SELECT summary FROM runs WHERE run_id = 'a1'"))
     assert mirrored == new
 
 
@@ -147,7 +147,7 @@ def test_best_run_tags_aliases_and_materializes(upstream, tmp_path: Path) -> Non
 
     # the best changes: a1's summary improves upstream -> a1 tagged, a2 untagged
     with Store(up) as s:
-        s.catalog.conn.execute("UPDATE runs SET summary = ?, updated_at = '2030-01-01T00:00:00' WHERE name = 'a1'",
+        s.catalog.conn.execute("UPDATE runs SET summary = ?, updated_at = '2030-01-01T00:00:00' WHERE run_id = 'a1'",
                                [json.dumps({"loss": 0.1})])
         s.catalog.conn.commit()
     n_before = len(journal(tmp_path, "best_run"))
@@ -201,7 +201,7 @@ def test_cleanup_deletes_verified_files_of_finished_runs(upstream, tmp_path: Pat
     # a corrupted local copy is never deleted upstream
     with Store(tmp_path / "mirror") as s:
         md5 = s.catalog.scalar("SELECT f.md5 FROM files f JOIN runs r ON r.pk = f.run_pk "
-                               "WHERE r.name = 'a2' AND f.name = 'plot.png'")
+                               "WHERE r.run_id = 'a2' AND f.name = 'plot.png'")
         p = s.objects.path(md5)
         p.chmod(0o600)
         p.write_bytes(b"rotten")
@@ -210,7 +210,7 @@ def test_cleanup_deletes_verified_files_of_finished_runs(upstream, tmp_path: Pat
     cycle(cfg)
     with Store(up, create=False, readonly=True) as s:
         gone = {r["name"] for r in s.catalog.query(
-            "SELECT r.name || '/' || f.name AS name FROM files f JOIN runs r ON r.pk = f.run_pk "
+            "SELECT r.run_id || '/' || f.name AS name FROM files f JOIN runs r ON r.pk = f.run_pk "
             "WHERE f.tombstoned_at IS NOT NULL")}
     assert gone == {"a1/plot.png", "a1/media/x.PNG"}
     real = [r for r in journal(tmp_path, "cleanup") if not r["dry_run"]]
@@ -219,7 +219,7 @@ def test_cleanup_deletes_verified_files_of_finished_runs(upstream, tmp_path: Pat
     # the mirror keeps the files (catalog rows and verified bytes), tombstoned after the next pass
     with Store(tmp_path / "mirror", create=False, readonly=True) as s:
         rows = s.catalog.query("SELECT f.name, f.md5, f.tombstoned_at FROM files f JOIN runs r ON r.pk = f.run_pk "
-                               "WHERE r.name = 'a1' AND f.name LIKE '%png' COLLATE NOCASE")
+                               "WHERE r.run_id = 'a1' AND f.name LIKE '%png' COLLATE NOCASE")
         assert len(rows) == 2 and all(r["tombstoned_at"] for r in rows)
         assert all(s.objects.has(r["md5"]) for r in rows)
 
@@ -252,7 +252,7 @@ def test_export_writes_runs_and_changed_histories(upstream, tmp_path: Path) -> N
     # only runs that changed are rewritten
     mtimes = {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("history.*")}
     with Store(up) as s:
-        s.catalog.conn.execute("UPDATE runs SET summary = ?, updated_at = '2030-01-01T00:00:00' WHERE name = 'b1'",
+        s.catalog.conn.execute("UPDATE runs SET summary = ?, updated_at = '2030-01-01T00:00:00' WHERE run_id = 'b1'",
                                [json.dumps({"loss": 0.5})])
         s.catalog.conn.commit()
     cycle(cfg)

@@ -80,7 +80,7 @@ EXPECTED = [
 
 def expected(store: Store) -> list:
     md5 = store.catalog.scalar(
-        "SELECT f.md5 FROM files f JOIN runs r ON r.pk = f.run_pk WHERE r.name = 'a1' AND f.name = 'plot.png'")
+        "SELECT f.md5 FROM files f JOIN runs r ON r.pk = f.run_pk WHERE r.run_id = 'a1' AND f.name = 'plot.png'")
     out = list(EXPECTED)
     out[3] = ("file_mirrored", ("a1", "plot.png", md5))
     return out
@@ -116,7 +116,7 @@ def test_event_objects_are_plain_catalog_dataclasses(store: Store) -> None:
     d = Dispatcher(store, plugin_set(p=P()), settings=fast())
     d.deliver()
     run = seen["run"]
-    assert (run.entity, run.project, run.name, run.state, run.sweep_name) == (ENTITY, PROJECT, "a1", "finished", "sw")
+    assert (run.entity, run.project, run.run_id, run.state, run.sweep_name) == (ENTITY, PROJECT, "a1", "finished", "sw")
     assert run.summary_values()["loss"] == 0.3 and run.is_finished and run.path == f"{ENTITY}/{PROJECT}/a1"
     assert seen["changes"]["summary"].before == {"loss": 1} and seen["changes"]["summary"].after == {"loss": 0.3}
     assert seen["config"] == {"enabled": True}
@@ -179,7 +179,7 @@ def test_raising_plugin_is_retried_then_disabled_and_others_go_on(store: Store, 
     class Bad:
         @hookimpl
         def run_created(self, run):
-            attempts.append(run.name)
+            attempts.append(run.run_id)
             raise RuntimeError("boom")
 
     rec = Recorder()

@@ -90,8 +90,8 @@ def emit(store: Store, kind: str, payload: dict[str, Any] | None = None, *, run:
 
 
 def emit_runs_created(store: Store) -> None:
-    for r in store.catalog.query("SELECT name, state FROM runs ORDER BY pk"):
-        emit(store, "run_created", {"state": r["state"]}, run=r["name"])
+    for r in store.catalog.query("SELECT run_id, state FROM runs ORDER BY pk"):
+        emit(store, "run_created", {"state": r["state"]}, run=r["run_id"])
 
 
 class Recorder:
@@ -107,23 +107,23 @@ class Recorder:
 
     @hookimpl
     def run_created(self, run):
-        self._add("run_created", run.name)
+        self._add("run_created", run.run_id)
 
     @hookimpl
     def run_state_changed(self, run, old, new):
-        self._add("run_state_changed", (run.name, old, new))
+        self._add("run_state_changed", (run.run_id, old, new))
 
     @hookimpl
     def run_updated(self, run, changes):
-        self._add("run_updated", (run.name, sorted(changes)))
+        self._add("run_updated", (run.run_id, sorted(changes)))
 
     @hookimpl
     def history_appended(self, run, first_step, last_step):
-        self._add("history_appended", (run.name, first_step, last_step))
+        self._add("history_appended", (run.run_id, first_step, last_step))
 
     @hookimpl
     def file_mirrored(self, run, file):
-        self._add("file_mirrored", (run.name, file.name, file.md5))
+        self._add("file_mirrored", (run.run_id, file.name, file.md5))
 
     @hookimpl
     def artifact_version_mirrored(self, artifact):

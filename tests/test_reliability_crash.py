@@ -206,7 +206,7 @@ def test_kill_9_during_incremental_passes(world: World) -> None:
         done.append(survive_kill(world, "incr", counts, rng, "run" if k % 2 == 0 else "sync"))
     assert len(set(done)) >= 8, done
     with Store(world.base / "incr", create=False) as s:
-        assert s.catalog.scalar("SELECT COUNT(*) FROM runs WHERE name LIKE 'n%'") == 10
+        assert s.catalog.scalar("SELECT COUNT(*) FROM runs WHERE run_id LIKE 'n%'") == 10
         assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'failed'") >= 3  # killed mid-pass
 
 

@@ -61,8 +61,8 @@ def consistent_subset(up: Path, mirror: Path) -> list[str]:
     a, b = mirror_state(up), mirror_state(mirror)
     problems = []
     with Store(mirror, create=False) as s:
-        done = {(r["project"], r["name"]) for r in s.catalog.query(
-            "SELECT p.name AS project, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk "
+        done = {(r["project"], r["run_id"]) for r in s.catalog.query(
+            "SELECT p.name AS project, r.run_id FROM runs r JOIN projects p ON p.pk = r.project_pk "
             "WHERE r.mirrored_at IS NOT NULL")}
     for project, data in b.items():
         for name, run in data["runs"].items():
@@ -117,7 +117,7 @@ def test_the_daemon_survives_a_full_disk_and_catches_up(upstream: Any, tmp_path:
     up, server = upstream
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "count.py").write_text(
-        "from wandb_mirror.hooks import hookimpl\nSEEN = []\n\n@hookimpl\ndef run_created(run):\n    SEEN.append(run.name)\n")
+        "from wandb_mirror.hooks import hookimpl\nSEEN = []\n\n@hookimpl\ndef run_created(run):\n    SEEN.append(run.run_id)\n")
     cfg = write_config(tmp_path, server.url, extra='[daemon]\nplugins_dir = "plugins"\n\n[plugins.count]\nenabled = true\n')
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     faults.configure("dbfull@catalog.begin#20+")

@@ -189,11 +189,11 @@ def test_a_run_that_keeps_failing_is_skipped_without_holding_up_the_others(start
         assert r.status == "errors", r.errors
         assert took < 20
         with Store(tmp_path / "mirror") as s:
-            mirrored = [x["name"] for x in s.catalog.query(
-                "SELECT name FROM runs WHERE mirrored_at IS NOT NULL ORDER BY name")]
+            mirrored = [x["run_id"] for x in s.catalog.query(
+                "SELECT run_id FROM runs WHERE mirrored_at IS NOT NULL ORDER BY run_id")]
             assert mirrored == [f"good{i}" for i in range(5)] or mirrored == ["bad"] + [f"good{i}" for i in range(5)]
             assert s.catalog.scalar("SELECT COUNT(*) FROM files f JOIN runs r ON r.pk = f.run_pk "
-                                    "WHERE r.name LIKE 'good%'") == 5
+                                    "WHERE r.run_id LIKE 'good%'") == 5
             # the run is marked to be tried again
             assert s.catalog.scalar("SELECT COUNT(*) FROM sync_state WHERE key = 'retry:bad'") == 1 or "bad" not in mirrored
         text = " | ".join(r.errors)

@@ -95,7 +95,7 @@ def make_hostile(path: Path) -> Path:
                 conn.execute(f"UPDATE {table} SET name = replace(name, '<NUL>', char(0))")
             # malformed JSON where W&B sends JSON strings
             conn.execute("UPDATE runs SET summary = '{\"b\": 2,', config = '[1, 2]', system_metrics = '{oops' "
-                         "WHERE project_pk = ? AND name = 'badjson'", [ppk])
+                         "WHERE project_pk = ? AND run_id = 'badjson'", [ppk])
             rpk = cat.run_pk(ppk, "badjson")
             conn.execute("UPDATE events SET row = 'not json' WHERE run_pk = ? AND seq = 1", [rpk])
             hpk = cat.run_pk(ppk, "badhist")
@@ -217,7 +217,7 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
         for name in UNSAFE_FILES:
             assert any(p.startswith(f"{E}/{P}/files/") and name[:100] in p for p in paths), (name, reasons)
         stored_files = {x["name"] for x in q("SELECT f.name FROM files f JOIN runs r ON r.pk = f.run_pk "
-                                              "WHERE r.name = 'files'")}
+                                              "WHERE r.run_id = 'files'")}
         assert stored_files == set(GOOD_FILES)
         # every unsafe artifact entry: its version quarantined, with the path and the entry named
         for i, bad in enumerate(UNSAFE_ENTRIES):
@@ -231,11 +231,11 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
         for needle in ("summaryMetrics: malformed JSON", "config: expected a JSON object", "systemMetrics",
                        "malformed system-metrics row", "outside the requested window"):
             assert needle in reasons, (needle, reasons)
-        bj = q("SELECT config, summary, system_metrics FROM runs WHERE name = 'badjson'")[0]
+        bj = q("SELECT config, summary, system_metrics FROM runs WHERE run_id = 'badjson'")[0]
         for v in bj.values():
             assert v is None or isinstance(json.loads(v), dict)
         def texts(name: str) -> list[tuple[int, str]]:
-            return list(s.history.texts(q("SELECT pk FROM runs WHERE name = ?", [name])[0]["pk"]))
+            return list(s.history.texts(q("SELECT pk FROM runs WHERE run_id = ?", [name])[0]["pk"]))
 
         steps = [step for step, _ in texts("badhist")]
         assert steps == [0, 1, 2, 4, 6, 8, 9, 10, 11]
@@ -243,15 +243,15 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
         arts = {x["name"]: x["n"] for x in q("SELECT c.name, COUNT(a.pk) AS n FROM artifact_collections c "
                                              "LEFT JOIN artifacts a ON a.collection_pk = c.pk GROUP BY c.name")}
         assert arts.get("good") == 1 and arts.get("unsafe", 0) == 0 and arts.get("liar", 0) == 0
-        nan = q("SELECT summary, config FROM runs WHERE name = 'nan'")[0]
+        nan = q("SELECT summary, config FROM runs WHERE run_id = 'nan'")[0]
         s_ = jsontext.loads(nan["summary"])
         assert math.isnan(s_["loss"]) and s_["best"] == -math.inf and s_["n"]["deep"] == math.inf
         rows = [json.loads(t) for _, t in texts("nan")]
         assert math.isnan(rows[0]["loss"]) and rows[1]["loss"] == math.inf and rows[2]["loss"] == -math.inf
-        big = q("SELECT length(summary) AS s, length(config) AS c FROM runs WHERE name = 'big'")[0]
+        big = q("SELECT length(summary) AS s, length(config) AS c FROM runs WHERE run_id = 'big'")[0]
         assert big["s"] > 1_000_000 and big["c"] > 500_000
         assert len(texts("big")[0][1]) > 2_000_000
-        names = {x["name"] for x in q("SELECT name FROM runs WHERE mirrored_at IS NOT NULL")}
+        names = {x["run_id"] for x in q("SELECT run_id FROM runs WHERE mirrored_at IS NOT NULL")}
         assert {"ünïcode-rün", LONG_ID, "nan", "big", "files"} <= names and {f"r{i:02d}" for i in range(9)} <= names
         created = q("SELECT run, COUNT(*) AS n FROM changes WHERE kind = 'run_created' GROUP BY run")
         assert all(x["n"] == 1 for x in created) and len(created) == 16  # duplicates announced once
@@ -272,7 +272,7 @@ def test_hostile_upstream(tmp_path: Path, start_mirror_server, monkeypatch: pyte
         proxy.stop()
     assert r2.stats.get("incomplete_listings") == 1
     with Store(mirror, create=False) as s:
-        assert s.catalog.scalar("SELECT tombstoned_at FROM runs WHERE name = 'r03'") is None
+        assert s.catalog.scalar("SELECT tombstoned_at FROM runs WHERE run_id = 'r03'") is None
         assert s.catalog.scalar("SELECT COUNT(*) FROM changes WHERE kind = 'tombstoned'") == 0
 
     # the mirror serves exactly what it accepted; an export stays in its directory

@@ -36,7 +36,7 @@ def _md5(mirror: Path, sql: str) -> str:
         return s.catalog.scalar(sql)
 
 
-FILE_MD5 = ("SELECT v.md5 FROM file_versions v JOIN runs r ON r.pk = v.run_pk WHERE r.name = '{run}' "
+FILE_MD5 = ("SELECT v.md5 FROM file_versions v JOIN runs r ON r.pk = v.run_pk WHERE r.run_id = '{run}' "
             "AND v.name = '{name}'")
 
 

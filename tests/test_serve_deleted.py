@@ -36,7 +36,7 @@ def test_cleanup_deleted_upstream_file_is_served_with_include_deleted(upstream: 
     mirror = tmp_path / "mirror"
     with Store(mirror, create=False, readonly=True) as s:
         kept = s.catalog.query_one("SELECT f.md5, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
-                                   "WHERE r.name = 'a1' AND f.name = 'plot.png' AND f.tombstoned_at IS NOT NULL")
+                                   "WHERE r.run_id = 'a1' AND f.name = 'plot.png' AND f.tombstoned_at IS NOT NULL")
         assert kept is not None and s.objects.has(kept["md5"])
 
     plain = start_mirror_server(mirror, read_only=True)
@@ -57,7 +57,7 @@ def test_cleanup_deleted_upstream_file_is_served_with_include_deleted(upstream: 
     with pytest.raises(Exception, match="read-only"):
         run.summary.update({"x": 1})
     with Store(mirror, create=False, readonly=True) as s:
-        assert '"x"' not in s.catalog.scalar("SELECT summary FROM runs WHERE name = 'a1'")
+        assert '"x"' not in s.catalog.scalar("SELECT summary FROM runs WHERE run_id = 'a1'")
 
     # restore --include-deleted gives the deleted file and run back, as live, to a new server
     Store(tmp_path / "target").close()

@@ -25,10 +25,10 @@ def stored_rows(seeded_store: Any) -> dict[str, list[dict[str, Any]]]:
     store = Store(seeded_store, create=False, readonly=True)
     try:
         out: dict[str, list[dict[str, Any]]] = {}
-        for r in store.catalog.query("SELECT pk, name FROM runs ORDER BY name"):
+        for r in store.catalog.query("SELECT pk, run_id FROM runs ORDER BY run_id"):
             rows = [json.loads(t) for _, t in store.history.texts(r["pk"])]
             if rows:
-                out[r["name"]] = rows
+                out[r["run_id"]] = rows
         return out
     finally:
         store.close()

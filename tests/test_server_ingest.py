@@ -154,7 +154,7 @@ def test_file_stream_is_idempotent_and_bounded(tmp_path: Path, start_mirror_serv
     assert done.status_code == 200
     assert requests.post(empty_server.url + "/files/x/y/nope/file_stream", json={}, timeout=10).status_code == 404
     with Store(Path(empty_server._store.path), create=False, readonly=True) as store:
-        run = store.catalog.query_one("SELECT pk, state, last_step, history_line_count FROM runs WHERE name = 'r'")
+        run = store.catalog.query_one("SELECT pk, state, last_step, history_line_count FROM runs WHERE run_id = 'r'")
         assert (run["state"], run["last_step"], run["history_line_count"]) == ("failed", 4, 5)
         f = store.catalog.query_one("SELECT md5 FROM files WHERE name = 'output.log'")
         assert store.objects.read_bytes(f["md5"]) == b"one\ntwo\n"

@@ -112,7 +112,7 @@ def test_run_config_summary_and_metadata(api: Any, seeded_store: Any) -> None:
     store = Store(seeded_store, create=False, readonly=True)
     try:
         row = store.catalog.query_one("SELECT r.storage_id, p.internal_id FROM runs r JOIN projects p "
-                                      "ON p.pk = r.project_pk WHERE r.name = 'r01'")
+                                      "ON p.pk = r.project_pk WHERE r.run_id = 'r01'")
     finally:
         store.close()
     assert run.storage_id == row["storage_id"]  # upstream ids are served verbatim

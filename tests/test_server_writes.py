@@ -51,13 +51,13 @@ def fresh_run(api: Any, run_id: str) -> Any:
 
 
 def test_summary_update(api: Any, store_path: Path) -> None:
-    before = catalog_row(store_path, "SELECT heartbeat_at, updated_at FROM runs WHERE name = 'r01'", [])
+    before = catalog_row(store_path, "SELECT heartbeat_at, updated_at FROM runs WHERE run_id = 'r01'", [])
     run = api.run(f"{PATH}/r01")
     run.summary.update({"best_acc": 0.99})
     again = fresh_run(api, "r01")
     assert again.summary["best_acc"] == 0.99
     assert again.summary["loss"] == 0.30  # the whole summary is sent and kept
-    after = catalog_row(store_path, "SELECT heartbeat_at, updated_at FROM runs WHERE name = 'r01'", [])
+    after = catalog_row(store_path, "SELECT heartbeat_at, updated_at FROM runs WHERE run_id = 'r01'", [])
     assert after["heartbeat_at"] > before["heartbeat_at"]  # a mirroring client sees the run as changed
     assert after["updated_at"] != before["updated_at"]
 
@@ -138,7 +138,7 @@ def test_run_delete(api: Any, store_path: Path) -> None:
     run.delete()
     api.flush()
     assert "r05" not in [r.id for r in api.runs(PATH)]
-    row = catalog_row(store_path, "SELECT tombstoned_at FROM runs WHERE name = 'r05'", [])
+    row = catalog_row(store_path, "SELECT tombstoned_at FROM runs WHERE run_id = 'r05'", [])
     assert row["tombstoned_at"]  # a tombstone, not a deleted row
 
 
@@ -195,7 +195,7 @@ def test_external_catalog_writes_are_seen(api: Any, store_path: Path) -> None:
     assert "r06" in {r.id for r in api.runs(PATH, filters={"tags": "resnet"})}
     with Store(store_path, create=False) as store:
         with store.catalog.transaction() as conn:
-            conn.execute("UPDATE runs SET tags = '[\"moved\"]', state = 'killed' WHERE name = 'r06'")
+            conn.execute("UPDATE runs SET tags = '[\"moved\"]', state = 'killed' WHERE run_id = 'r06'")
     api.flush()
     assert "r06" not in {r.id for r in api.runs(PATH, filters={"tags": "resnet"})}
     assert [r.id for r in api.runs(PATH, filters={"state": "killed"})] == ["r06"]

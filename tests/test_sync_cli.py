@@ -118,10 +118,10 @@ def test_killed_pass_is_completed_by_the_next(seeded_store: Path, start_mirror_s
     assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
     a, b = Store(up), Store(tmp_path / "mirror")
     try:
-        sql = ("SELECT r.name, r.state, r.summary, r.last_step, ((SELECT COUNT(*) FROM history h WHERE h.run_pk = r.pk) + "
+        sql = ("SELECT r.run_id, r.state, r.summary, r.last_step, ((SELECT COUNT(*) FROM history h WHERE h.run_pk = r.pk) + "
                "(SELECT COALESCE(SUM(s.rows), 0) FROM history_segments s WHERE s.run_pk = r.pk)) AS rows, "
                "(SELECT group_concat(name || ':' || md5, ',') FROM (SELECT name, md5 FROM files f WHERE f.run_pk = r.pk ORDER BY name)) AS files "
-               "FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY p.name, r.name")
+               "FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY p.name, r.run_id")
         assert a.catalog.query(sql, [ENTITY]) == b.catalog.query(sql, [ENTITY])
         killed = b.catalog.query_one("SELECT status, errors FROM passes ORDER BY id LIMIT 1")
         assert killed["status"] == "failed" and "interrupted" in killed["errors"]

@@ -85,21 +85,21 @@ def test_first_pass_mirrors_the_default_entity(world: World) -> None:
     assert r.stats["projects"] == 2 and r.stats["runs_new"] == 8
     up, mi = world.upstream(), world.mirror()
     try:
-        sql_runs = ("SELECT p.entity, p.name AS project, r.name, r.state, r.config, r.summary, r.tags, r.notes, "
+        sql_runs = ("SELECT p.entity, p.name AS project, r.run_id, r.state, r.config, r.summary, r.tags, r.notes, "
                     "r.display_name, r.created_at, r.heartbeat_at, r.sweep_name, r.last_step, r.history_keys, r.host "
                     "FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY 1, 2, 3")
         a, b = q(up, sql_runs, [ENTITY]), q(mi, sql_runs, [ENTITY])
-        assert [x["name"] for x in a] == [x["name"] for x in b]
+        assert [x["run_id"] for x in a] == [x["run_id"] for x in b]
         for x, y in zip(a, b):
             for k in ("config", "summary", "history_keys"):
-                assert json.loads(x[k]) == json.loads(y[k]) or (x[k] == y[k]), (x["name"], k)
+                assert json.loads(x[k]) == json.loads(y[k]) or (x[k] == y[k]), (x["run_id"], k)
             for k in ("state", "tags", "notes", "display_name", "created_at", "heartbeat_at", "sweep_name", "last_step",
                       "host"):
-                assert x[k] == y[k], (x["name"], k)
-        sql_hist = ("SELECT r.name, COUNT(h.step) AS n, MAX(h.step) AS last FROM runs r JOIN projects p ON p.pk = r.project_pk "
-                    "LEFT JOIN history h ON h.run_pk = r.pk WHERE p.entity = ? GROUP BY r.name ORDER BY r.name")
+                assert x[k] == y[k], (x["run_id"], k)
+        sql_hist = ("SELECT r.run_id, COUNT(h.step) AS n, MAX(h.step) AS last FROM runs r JOIN projects p ON p.pk = r.project_pk "
+                    "LEFT JOIN history h ON h.run_pk = r.pk WHERE p.entity = ? GROUP BY r.run_id ORDER BY r.run_id")
         assert q(up, sql_hist, [ENTITY]) == q(mi, sql_hist, [ENTITY])
-        sql_files = ("SELECT r.name, f.name AS file, f.md5, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
+        sql_files = ("SELECT r.run_id, f.name AS file, f.md5, f.size FROM files f JOIN runs r ON r.pk = f.run_pk "
                      "JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? ORDER BY 1, 2")
         files = q(mi, sql_files, [ENTITY])
         assert files == q(up, sql_files, [ENTITY]) and len(files) == 35
@@ -113,8 +113,8 @@ def test_first_pass_mirrors_the_default_entity(world: World) -> None:
         assert refs and all(mi.objects.has(x["md5"]) for x in refs)
         # producer and consumer links
         # (ordered by artifact id: the mirror records artifacts concurrently, so its pks follow no fixed order)
-        assert q(mi, "SELECT a.id, r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id") == \
-            q(up, "SELECT a.id, r.name FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id")
+        assert q(mi, "SELECT a.id, r.run_id FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id") == \
+            q(up, "SELECT a.id, r.run_id FROM artifacts a JOIN runs r ON r.pk = a.producer_run_pk ORDER BY a.id")
         assert q(mi, "SELECT COUNT(*) AS n FROM artifact_usage")[0]["n"] == 1
         assert q(mi, "SELECT name, state, best_loss, metric_name FROM sweeps") == \
             q(up, "SELECT name, state, best_loss, metric_name FROM sweeps")
@@ -240,7 +240,7 @@ def test_no_change_pass_costs_a_constant_number_of_requests(world: World) -> Non
     try:
         ppk = up.catalog.project_pk(ENTITY, "nlp")
         for i in range(120):
-            up.catalog.upsert_run(ppk, Run(name=f"bulk{i:03d}", state="finished", created_at=f"2024-02-02T00:{i // 60:02d}:{i % 60:02d}",
+            up.catalog.upsert_run(ppk, Run(run_id=f"bulk{i:03d}", state="finished", created_at=f"2024-02-02T00:{i // 60:02d}:{i % 60:02d}",
                                            heartbeat_at="2024-02-03T00:00:00", updated_at="2024-02-03T00:00:00"))
     finally:
         up.close()
@@ -338,7 +338,7 @@ def test_deleted_run_becomes_a_tombstone_with_its_data(world: World, make_wandb_
     mi = world.mirror()
     try:
         ppk = mi.catalog.project_pk(ENTITY, PROJECT)
-        row = q(mi, "SELECT pk, tombstoned_at FROM runs WHERE project_pk = ? AND name = 'r01'", [ppk])[0]
+        row = q(mi, "SELECT pk, tombstoned_at FROM runs WHERE project_pk = ? AND run_id = 'r01'", [ppk])[0]
         assert row["tombstoned_at"]
         assert mi.history.count(row["pk"]) == 250
         assert mi.catalog.scalar("SELECT COUNT(*) FROM files WHERE run_pk = ?", [row["pk"]]) == 5
@@ -418,7 +418,7 @@ def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> 
         with up.catalog.transaction() as conn:
             conn.execute("UPDATE runs SET updated_at = '2024-06-02T00:00:00' WHERE pk = ?", [rpk])
             # and a run disappears upstream in the same pass
-            conn.execute("UPDATE runs SET tombstoned_at = '2024-06-02T00:00:00' WHERE project_pk = ? AND name = 'n1'",
+            conn.execute("UPDATE runs SET tombstoned_at = '2024-06-02T00:00:00' WHERE project_pk = ? AND run_id = 'n1'",
                          [up.catalog.project_pk(ENTITY, "nlp")])
     finally:
         up.close()
@@ -439,7 +439,7 @@ def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> 
         assert q(mi, "SELECT COUNT(*) AS n FROM files WHERE name = 'results.txt'")[0]["n"] == 0
         # errors in the pass: the vanished run is not tombstoned
         nlp = mi.catalog.project_pk(ENTITY, "nlp")
-        assert q(mi, "SELECT tombstoned_at FROM runs WHERE project_pk = ? AND name = 'n1'", [nlp])[0]["tombstoned_at"] is None
+        assert q(mi, "SELECT tombstoned_at FROM runs WHERE project_pk = ? AND run_id = 'n1'", [nlp])[0]["tombstoned_at"] is None
         assert q(mi, "SELECT status FROM passes WHERE id = ?", [r.pass_id])[0]["status"] == "errors"
     finally:
         mi.close()
@@ -453,7 +453,7 @@ def test_corrupt_download_is_quarantined_and_blocks_tombstones(world: World) -> 
         assert mi.objects.has(info.md5)
         assert q(mi, "SELECT md5 FROM files WHERE name = 'results.txt'")[0]["md5"] == info.md5
         nlp = mi.catalog.project_pk(ENTITY, "nlp")
-        assert q(mi, "SELECT tombstoned_at FROM runs WHERE project_pk = ? AND name = 'n1'", [nlp])[0]["tombstoned_at"]
+        assert q(mi, "SELECT tombstoned_at FROM runs WHERE project_pk = ? AND run_id = 'n1'", [nlp])[0]["tombstoned_at"]
     finally:
         mi.close()
 

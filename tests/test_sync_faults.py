@@ -31,11 +31,11 @@ def test_pass_survives_an_unreliable_upstream(seeded_store: Path, start_mirror_s
         assert {429, 500} <= statuses  # the faults really happened
         up = Store(seeded_store, create=False, readonly=True)
         try:
-            sql = ("SELECT r.name, r.summary, r.last_step, ((SELECT COUNT(*) FROM history h WHERE h.run_pk = r.pk) + "
+            sql = ("SELECT r.run_id, r.summary, r.last_step, ((SELECT COUNT(*) FROM history h WHERE h.run_pk = r.pk) + "
                "(SELECT COALESCE(SUM(s.rows), 0) FROM history_segments s WHERE s.run_pk = r.pk)) AS n, "
                    "(SELECT group_concat(name || ':' || md5, ',') FROM (SELECT name, md5 FROM files f "
                    "WHERE f.run_pk = r.pk ORDER BY name)) AS files FROM runs r JOIN projects p ON p.pk = r.project_pk "
-                   "WHERE p.entity = ? ORDER BY p.name, r.name")
+                   "WHERE p.entity = ? ORDER BY p.name, r.run_id")
             assert up.catalog.query(sql, [ENTITY]) == store.catalog.query(sql, [ENTITY])
             art = "SELECT a.digest, a.manifest_md5 FROM artifacts a ORDER BY a.digest"
             assert [x["digest"] for x in up.catalog.query(art)] == [x["digest"] for x in store.catalog.query(art)]

@@ -191,7 +191,7 @@ def test_sparse_huge_steps_cost_requests_per_row(tmp_path: Path, start_mirror_se
     assert r.status == "ok", r.errors
     assert ops["HistoryPage"] <= 3 + 12, ops  # dense: 3 windows of 1000 rows; sparse: a few growing windows
     with Store(tmp_path / "mirror") as mi, Store(up) as u:
-        q = "SELECT r.name, h.step, h.row FROM history h JOIN runs r ON r.pk = h.run_pk ORDER BY 1, 2"
+        q = "SELECT r.run_id, h.step, h.row FROM history h JOIN runs r ON r.pk = h.run_pk ORDER BY 1, 2"
         assert mi.catalog.query(q) == u.catalog.query(q)
 
 

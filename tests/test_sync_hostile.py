@@ -43,7 +43,7 @@ def hostile(tmp_path: Path, start_mirror_server) -> tuple[Path, Any]:
         ppk = cat.project_pk("evil", "p")
         with cat.transaction() as conn:
             # malformed JSON in summary, a config that is not an object
-            conn.execute("UPDATE runs SET summary = '{\"b\": 2,', config = '[1, 2]' WHERE project_pk = ? AND name = 'h2'",
+            conn.execute("UPDATE runs SET summary = '{\"b\": 2,', config = '[1, 2]' WHERE project_pk = ? AND run_id = 'h2'",
                          [ppk])
             # a history row that is not JSON, and one whose _step lies about where it is
             h3 = cat.run_pk(ppk, "h3")

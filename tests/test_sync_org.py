@@ -45,7 +45,7 @@ class OrgRecorder:
 
     @hookimpl
     def console_appended(self, run, first_line, last_line):
-        self.calls.append(("console_appended", (run.name, first_line, last_line)))
+        self.calls.append(("console_appended", (run.run_id, first_line, last_line)))
 
     @hookimpl
     def automation_changed(self, automation, changes):
@@ -111,7 +111,7 @@ def _edit_upstream(path: Path) -> None:
                      [coll])
         conn.execute("INSERT INTO artifact_links (collection_pk, artifact_pk, membership_id, version_index, aliases, "
                      "created_at) VALUES (?, ?, 'QUNNOm5ldw==', 2, '[\"latest\"]', '2024-05-01T00:00:00')", [coll, cnn])
-        run = conn.execute("SELECT pk FROM runs WHERE name = 'r04'").fetchone()[0]
+        run = conn.execute("SELECT pk FROM runs WHERE run_id = 'r04'").fetchone()[0]
         conn.executemany("INSERT INTO console_lines (run_pk, number, timestamp, level, label, line) VALUES (?,?,?,?,?,?)",
                          [(run, 2500 + i, "2024-06-01T00:00:00", "", "", f"late line {i}") for i in range(7)])
         conn.execute("UPDATE automations SET enabled = 0, description = 'paused', updated_at = '2024-06-01T00:00:00' "

@@ -57,7 +57,7 @@ def test_file_deleted_upstream_in_a_pass_with_errors_is_tombstoned(seeded_store:
         with s.catalog.transaction() as conn:  # r01's output.log is deleted upstream
             conn.execute("UPDATE files SET tombstoned_at = '2024-07-01T00:00:00' WHERE name = 'output.log' AND "
                          "run_pk = ?", [s.catalog.run_pk(ppk, "r01")])
-            conn.execute("UPDATE runs SET updated_at = '2024-07-01T00:00:00' WHERE project_pk = ? AND name = 'r01'",
+            conn.execute("UPDATE runs SET updated_at = '2024-07-01T00:00:00' WHERE project_pk = ? AND run_id = 'r01'",
                          [ppk])
         rpk = s.catalog.run_pk(ppk, "r05")  # and r05 gains a file whose download fails verification
         info = s.objects.put_bytes(good)
@@ -225,7 +225,7 @@ def test_readers_never_see_a_run_before_its_row_is_complete(tmp_path: Path, star
                 assert run.state, (project.name, run.id, run.state)
                 assert run.config is not None and isinstance(run.summary._json_dict, dict)
         with Store(mirror, readonly=True) as mi:
-            assert mi.catalog.query("SELECT name FROM runs WHERE mirrored_at IS NULL") == []
+            assert mi.catalog.query("SELECT run_id FROM runs WHERE mirrored_at IS NULL") == []
             assert seen == mi.catalog.scalar("SELECT COUNT(*) FROM runs")
     finally:
         release.set()

@@ -64,9 +64,9 @@ def test_manifest_digests() -> None:
 
 
 def test_run_diff() -> None:
-    old = Run(name="r", summary='{"loss": 0.5, "acc": 0.9, "nan": NaN}', config='{"lr": {"value": 0.1, "desc": null}}',
+    old = Run(run_id="r", summary='{"loss": 0.5, "acc": 0.9, "nan": NaN}', config='{"lr": {"value": 0.1, "desc": null}}',
               tags='["a"]', notes=None)
-    new = Run(name="r", summary='{"loss": 0.4, "acc": 0.9, "nan": NaN, "extra": 1}',
+    new = Run(run_id="r", summary='{"loss": 0.4, "acc": 0.9, "nan": NaN, "extra": 1}',
               config='{"lr": {"value": 0.1, "desc": null}}', tags='["a", "b"]', notes="hi")
     d = run_diff(old, new)
     assert d["summary"] == {"before": {"loss": 0.5}, "after": {"loss": 0.4, "extra": 1}}

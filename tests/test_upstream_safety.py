@@ -57,10 +57,10 @@ def test_summary_backfill_keeps_a_key_the_user_added_upstream(upstream, tmp_path
     _cycle(cfg)  # the mirror's copy of a1 (summary {"loss": 0.3}); the repair journaled in dry-run
     run = make_wandb_api(server.url).run(f"{ENTITY}/{PROJECT}/a1")
     run.summary.update({"user_eval": 0.93})  # the user's edit, through the official client
-    assert json.loads(_up(up, "SELECT summary FROM runs WHERE name = 'a1'", []))["user_eval"] == 0.93
+    assert json.loads(_up(up, "SELECT summary FROM runs WHERE run_id = 'a1'", []))["user_eval"] == 0.93
     cfg.write_text(cfg.read_text().replace("dry_run = true", "dry_run = false"))
     _cycle(cfg)
-    summary = json.loads(_up(up, "SELECT summary FROM runs WHERE name = 'a1'", []))
+    summary = json.loads(_up(up, "SELECT summary FROM runs WHERE run_id = 'a1'", []))
     assert summary == {"loss": 0.05, "acc": 0.7, "user_eval": 0.93}
     with Store(tmp_path / "mirror", create=False, readonly=True) as s:
         row = s.catalog.query_one("SELECT before, after, result FROM journal WHERE plugin = 'summary_backfill' "
@@ -169,7 +169,7 @@ def test_write_ahead_journal_survives_a_kill_and_settles(upstream, tmp_path: Pat
                        env={**os.environ}, capture_output=True, text=True, timeout=120)
     assert p.returncode == -9, p.stderr
     assert _up(up, "SELECT tombstoned_at FROM files WHERE name = 'plot.png' AND run_pk = "
-                   "(SELECT pk FROM runs WHERE name = 'a1')", [])  # the deletion did happen upstream
+                   "(SELECT pk FROM runs WHERE run_id = 'a1')", [])  # the deletion did happen upstream
     with Store(mirror) as store:
         rows = store.catalog.query("SELECT pk, action, result FROM journal WHERE plugin = 'cleanup'")
         assert [(r["action"], r["result"]) for r in rows] == [("delete_files", "pending")]

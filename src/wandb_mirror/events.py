@@ -4,24 +4,24 @@ A sync unit builds an event in the transaction that records its data (`changes` 
 `run` and `subject` columns, and the JSON `payload`); delivery reads the row back with
 `event_from_row` and calls the plugin hook named like the kind with `event.hook_args(view)`.
 
-    run_created                run=NAME   {"state", "display_name", "created_at"}
-    run_state_changed          run=NAME   {"old", "new"}
-    run_updated                run=NAME   {"changes": {"summary"|"config"|"tags"|"notes"|...: {"before", "after"}}}
+    run_created                run=ID     {"state", "display_name", "created_at"}
+    run_state_changed          run=ID     {"old", "new"}
+    run_updated                run=ID     {"changes": {"summary"|"config"|"tags"|"notes"|...: {"before", "after"}}}
                                (summary/config: only the keys that differ, absent keys left out;
                                 config values in W&B's wrapped form {"value": v, "desc": null})
-    history_appended           run=NAME   {"first_step", "last_step", "rows"}
-    file_mirrored              run=NAME subject=FILE  {"name", "md5", "size", "changed"}
+    history_appended           run=ID     {"first_step", "last_step", "rows"}
+    file_mirrored              run=ID subject=FILE  {"name", "md5", "size", "changed"}
     artifact_version_mirrored  run=PRODUCER|None subject=ARTIFACT_ID
                                {"id", "collection", "type", "version_index", "digest", "aliases", "size", "file_count"}
     artifact_aliases_changed   subject=ARTIFACT_ID {"id", "collection", "version_index", "added", "removed", "aliases"}
     sweep_updated              subject=SWEEP {"name", "state", "changes"}   (changes: {"field": {"before", "after"}})
     sweep_finished             subject=SWEEP {"name", "state", "best_loss"}
-    tombstoned                 run=NAME if a run or its file, subject=KEY {"kind", "key"}
+    tombstoned                 run=ID if a run or its file, subject=KEY {"kind", "key"}
     artifact_linked            subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "aliases"}
     artifact_unlinked          subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "aliases"}
     registry_aliases_changed   subject=ARTIFACT_ID {"id", "registry", "collection", "version_index", "added", "removed"}
                                (events of a registry carry the organization's entity and the registry project)
-    console_appended           run=NAME   {"first_line", "last_line"}
+    console_appended           run=ID     {"first_line", "last_line"}
     automation_changed         subject=AUTOMATION_ID {"id", "name", "changes", "automation"}
 
 Rows written by older versions may lack payload keys: a missing key reads as its default, and a
@@ -44,7 +44,7 @@ JSON_FIELDS = frozenset({"config", "summary", "system_metrics", "tags", "history
 class Subjects(Protocol):
     """Where an event finds the catalog objects its hook receives (a `hooks.StoreView`)."""
 
-    def run(self, entity: str, project: str, name: str) -> Run | None: ...
+    def run(self, entity: str, project: str, run_id: str) -> Run | None: ...
     def file(self, run: Run, name: str) -> File | None: ...
     def artifact(self, artifact_id: str) -> Artifact | None: ...
     def artifacts(self, entity: str | None = None, project: str | None = None, *, run: Run | None = None,
@@ -62,7 +62,7 @@ class Event:
     # where it happened: filled in from the scope that emits it (sync) or the row it is read from
     entity: str = ""
     project: str = ""
-    run: str | None = None  # the `run` column (the run name), None for events about no run
+    run: str | None = None  # the `run` column (the run id), None for events about no run
 
     @property
     def hook(self) -> str:

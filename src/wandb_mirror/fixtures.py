@@ -415,9 +415,9 @@ def _parse_project(path: str, pr: dict[str, Any], idgen: _Ids, seen: set[tuple[s
     for j, r in enumerate(_list(f"{path}.runs", pr.get("runs", []))):
         run = _parse_run(f"{path}.runs[{j}]", r, idgen, entity, name, base + timedelta(minutes=10 * (j + 1)),
                          sweep_names, username, j)
-        if run.run.name in run_names:
-            raise FixtureError(f"{path}.runs[{j}].id", f"duplicate run id {run.run.name!r}")
-        run_names.add(run.run.name)
+        if run.run.run_id in run_names:
+            raise FixtureError(f"{path}.runs[{j}].id", f"duplicate run id {run.run.run_id!r}")
+        run_names.add(run.run.run_id)
         plan.runs.append(run)
 
     for s in plan.sweeps:
@@ -581,7 +581,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
                  else times.wandb_time(created_dt + timedelta(seconds=max(runtime, 1))))
 
     run = Run(
-        name=run_id, storage_id=ids.run_storage_id(entity, project, run_id),
+        run_id=run_id, storage_id=ids.run_storage_id(entity, project, run_id),
         display_name=_str(f"{path}.display_name", r.get("display_name", run_id)), state=state,
         config=json.dumps(wrapped, allow_nan=True), summary=json.dumps(summary, allow_nan=True),
         system_metrics=json.dumps(_obj(f"{path}.system_metrics", r.get("system_metrics", system_metrics))),
@@ -591,7 +591,7 @@ def _parse_run(path: str, r: dict[str, Any], idgen: _Ids, entity: str, project: 
         job_type=_str(f"{path}.job_type", r.get("job_type"), allow_none=True),
         host=_str(f"{path}.host", r.get("host", "gpu-node-1"), allow_none=True),
         commit_hash=_str(f"{path}.commit", r.get("commit"), allow_none=True),
-        username=_str(f"{path}.user", r.get("user", username)), user_name=_str(f"{path}.user", r.get("user", username)),
+        username=_str(f"{path}.user", r.get("user", username)), user_display_name=_str(f"{path}.user", r.get("user", username)),
         sweep_name=sweep, created_at=created, heartbeat_at=heartbeat, updated_at=heartbeat,
         history_keys=json.dumps(history_keys, allow_nan=False), last_step=last_step,
         history_line_count=n_rows, events_line_count=len(events),
@@ -802,7 +802,7 @@ def write_plan(store: Store, plan: Plan) -> SeedReport:
             run_pks: dict[str, int] = {}
             for pr in pp.runs:
                 rpk = cat.upsert_run(ppk, pr.run)
-                run_pks[pr.run.name] = rpk
+                run_pks[pr.run.run_id] = rpk
                 store.history.delete(rpk)
                 rep.history_rows += store.history.append(rpk, ((int(r["_step"]), _rowtext(r)) for r in pr.history.iter_rows()))
                 rep.event_rows += cat.replace_events(rpk, pr.events)

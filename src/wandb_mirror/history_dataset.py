@@ -62,14 +62,14 @@ def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by wandb-mirror dataset; parts are links into the store\n")
     rep = DatasetReport()
-    sql = ("SELECT r.pk, p.entity, p.name AS project, r.name FROM runs r JOIN projects p ON p.pk = r.project_pk "
+    sql = ("SELECT r.pk, p.entity, p.name AS project, r.run_id FROM runs r JOIN projects p ON p.pk = r.project_pk "
            "WHERE r.tombstoned_at IS NULL")
     args: list[str] = []
     if project:
         sql += " AND p.entity = ? AND p.name = ?"
         args = list(project)
-    for pk, entity, proj, name in store.catalog.conn.execute(sql, args).fetchall():
-        run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", name)
+    for pk, entity, proj, run_id in store.catalog.conn.execute(sql, args).fetchall():
+        run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", run_id)
         want: dict[str, Path] = {}
         for i, seg in enumerate(store.history.segments(pk)):
             want[f"part-{i:05d}-{seg.md5[:12]}.parquet"] = require_local(store.objects, "the history dataset").path(seg.md5)

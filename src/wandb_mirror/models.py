@@ -7,6 +7,7 @@ fields hold JSON *text* exactly as W&B sent it; `Run.config_values()` and friend
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -73,9 +74,9 @@ class Project(Record):
 
 @dataclass
 class Run(Record):
-    name: str  # the run id in URLs
+    run_id: str  # the SDK's run.id, the id in URLs (GraphQL's Run.name)
     storage_id: str | None = None  # GraphQL Run.id
-    display_name: str | None = None
+    display_name: str | None = None  # the SDK's run.name
     state: str | None = None
     config: str = "{}"  # wrapped: {"k": {"value": v, "desc": null}}
     summary: str = "{}"
@@ -87,8 +88,8 @@ class Run(Record):
     job_type: str | None = None
     host: str | None = None
     commit_hash: str | None = None
-    username: str | None = None
-    user_name: str | None = None
+    username: str | None = None  # the user's login
+    user_display_name: str | None = None  # the user's display name (GraphQL's User.name)
     sweep_name: str | None = None
     read_only: int = 0
     created_at: str | None = None
@@ -114,6 +115,25 @@ class Run(Record):
 
     def tag_list(self) -> list[str]:
         return list(loads_lenient(self.tags, []) or [])
+
+    # The names before the catalog took the SDK's (docs/plugins.md, "Renamed fields"): kept one
+    # release for plugins written against them.
+    @property
+    def name(self) -> str:
+        """Deprecated: the run id, now `run_id` (the SDK's `run.name` is `display_name`)."""
+        _renamed("Run.name", "Run.run_id (the SDK's run.name is Run.display_name)")
+        return self.run_id
+
+    @property
+    def user_name(self) -> str | None:
+        """Deprecated: now `user_display_name`."""
+        _renamed("Run.user_name", "Run.user_display_name")
+        return self.user_display_name
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated and goes away in the next release: use {new}", DeprecationWarning,
+                  stacklevel=3)
 
 
 @dataclass

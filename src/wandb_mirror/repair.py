@@ -64,7 +64,7 @@ def references(store: Store, md5: str) -> list[Ref]:
     """Every catalog reference to object `md5`, run files first (their listing is cheapest)."""
     cat = store.catalog
     refs = [Ref("file", r["entity"], r["project"], r["run"], r["name"], size=r["size"]) for r in cat.query(
-        "SELECT p.entity, p.name AS project, r.name AS run, v.name, v.size FROM file_versions v "
+        "SELECT p.entity, p.name AS project, r.run_id AS run, v.name, v.size FROM file_versions v "
         "JOIN runs r ON r.pk = v.run_pk JOIN projects p ON p.pk = r.project_pk WHERE v.md5 = ?", [md5])]
     arts = ("SELECT p.entity, p.name AS project, c.name AS collection, a.version_index, a.id{extra} "
             "FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "

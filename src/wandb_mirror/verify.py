@@ -41,12 +41,12 @@ def verify_store(store: Store, *, deep: bool = False, progress: Callable[[int, i
     expected_size: dict[str, int] = {}
     needs_xxh: set[str] = set()
     for md5, size, what in cat.conn.execute(
-        "SELECT md5, size, 'run file ' || p.entity || '/' || p.name || '/' || r.name || '/' || v.name "
+        "SELECT md5, size, 'run file ' || p.entity || '/' || p.name || '/' || r.run_id || '/' || v.name "
         "FROM file_versions v JOIN runs r ON r.pk = v.run_pk JOIN projects p ON p.pk = r.project_pk "
         "UNION ALL SELECT f.md5, f.size, 'artifact file ' || a.id || ' ' || f.path "
         "FROM artifact_files f JOIN artifacts a ON a.pk = f.artifact_pk WHERE f.md5 IS NOT NULL "
         "UNION ALL SELECT manifest_md5, NULL, 'manifest of artifact ' || id FROM artifacts WHERE manifest_md5 IS NOT NULL "
-        "UNION ALL SELECT s.md5, s.size, 'history segment ' || p.entity || '/' || p.name || '/' || r.name || '@' || "
+        "UNION ALL SELECT s.md5, s.size, 'history segment ' || p.entity || '/' || p.name || '/' || r.run_id || '@' || "
         "s.first_step FROM history_segments s JOIN runs r ON r.pk = s.run_pk JOIN projects p ON p.pk = r.project_pk"
     ):
         rep.references += 1

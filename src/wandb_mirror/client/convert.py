@@ -180,7 +180,7 @@ def run_from_node(node: dict[str, Any], *, full: bool, where: str) -> RunListing
     if isinstance(tags_in, list) and len(tags) != len(tags_in):
         problems.append(Problem("run", path, "non-string tags dropped", _detail(tags_in)))
     run = Run(
-        name=name if isinstance(name, str) else "",
+        run_id=name if isinstance(name, str) else "",
         storage_id=_str(node.get("id")),
         display_name=_str(node.get("displayName")),
         state=_str(node.get("state")),
@@ -192,7 +192,7 @@ def run_from_node(node: dict[str, Any], *, full: bool, where: str) -> RunListing
         commit_hash=_str(node.get("commit")),
         host=_str(node.get("host")),
         username=_str(user.get("username")),
-        user_name=_str(user.get("name")),
+        user_display_name=_str(user.get("name")),
         sweep_name=_str(node.get("sweepName")),
         read_only=1 if node.get("readOnly") else 0,
         created_at=_str(node.get("createdAt")),

@@ -25,7 +25,7 @@ TABLES: dict[str, str] = {
     "entities": "W&B entities (users and teams) seen upstream.",
     "users": "W&B users: username (login), name (display name), teams (JSON list).",
     "projects": "One row per mirrored project; tombstoned_at is set when it vanished upstream.",
-    "runs": "One row per run. name is the run id (the SDK's run.id), display_name the SDK's run.name; "
+    "runs": "One row per run. run_id is the SDK's run.id, display_name the SDK's run.name; "
             "config is W&B's wrapped JSON, summary and tags JSON. See runs_flat for SDK names.",
     "history": "Every logged history row of every run (unsampled): run_pk, step and the row as JSON. "
                "See history_long for one row per key.",
@@ -63,8 +63,8 @@ TABLES: dict[str, str] = {
 }
 
 COLUMNS: dict[str, dict[str, str]] = {
-    "runs": {"name": "run id (the SDK's run.id)", "display_name": "the SDK's run.name",
-             "username": "the user's login", "user_name": "the user's display name",
+    "runs": {"run_id": "the run id (the SDK's run.id)", "display_name": "the SDK's run.name",
+             "username": "the user's login", "user_display_name": "the user's display name",
              "config": "W&B's wrapped form {key: {value, desc}}", "last_step": "last history step mirrored",
              "tombstoned_at": "set when the run was deleted upstream (the mirror keeps it)"},
     "history": {"row": "JSON; NaN is stored as \"NaN\", Infinity as 9e999 (docs/catalog.md)"},

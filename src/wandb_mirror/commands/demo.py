@@ -263,7 +263,7 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
         conn.execute("UPDATE runs SET state = 'finished', summary = ?, history_keys = ?, last_step = ?, "
                      "history_line_count = history_line_count + ?, heartbeat_at = ?, updated_at = ? WHERE pk = ?",
                      [jsontext.dumps(summary), jsontext.dumps(keys), rows[-1]["_step"], len(rows), now, now, running["pk"]])
-    out.append(f"run {running['name']} finished with {len(rows)} more history rows")
+    out.append(f"run {running['run_id']} finished with {len(rows)} more history rows")
 
     sweep = cat.query_one("SELECT * FROM sweeps WHERE project_pk = ? LIMIT 1", [ppk])
     metric = sweep["metric_name"]
@@ -271,8 +271,8 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
         "SELECT * FROM runs WHERE project_pk = ? AND sweep_name = ? AND state = 'finished' "
         f"ORDER BY json_extract(summary, '$.\"{metric}\"') ASC LIMIT 1", [ppk, sweep["name"]])
     new = Run.from_row(best)
-    new.name = "sweep-new-best"
-    new.storage_id = run_storage_id(entity, project, new.name)
+    new.run_id = "sweep-new-best"
+    new.storage_id = run_storage_id(entity, project, new.run_id)
     new.display_name = "lucky-comet-99"
     s = jsontext.loads(best["summary"])
     s[metric] = round(s[metric] * 0.5, 6)
@@ -285,7 +285,7 @@ def simulate_activity(up: Any, entity: str, project: str) -> list[str]:
         conn.execute("UPDATE sweeps SET run_count = run_count + 1, best_loss = ?, updated_at = ? WHERE pk = ?",
                      [s[metric], utcnow(), sweep["pk"]])
     up.history.compact_due()  # both runs are finished: their history into segments, as a sync pass leaves it
-    out.append(f"new sweep run {new.name} reached {metric}={s[metric]}, better than {best['name']}")
+    out.append(f"new sweep run {new.run_id} reached {metric}={s[metric]}, better than {best['run_id']}")
     return out
 
 

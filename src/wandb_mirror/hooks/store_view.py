@@ -7,6 +7,7 @@ never write the catalog's mirrored data: that belongs to the sync engine.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,11 +25,11 @@ _RUN_SQL = (
     "FROM runs r JOIN projects p ON p.pk = r.project_pk"
 )
 _FILE_SQL = (
-    "SELECT f.*, r.name AS run, p.entity AS entity, p.name AS project "
+    "SELECT f.*, r.run_id AS run, p.entity AS entity, p.name AS project "
     "FROM files f JOIN runs r ON r.pk = f.run_pk JOIN projects p ON p.pk = r.project_pk"
 )
 _ARTIFACT_SQL = (
-    "SELECT a.*, c.name AS collection_name, p.entity AS entity, p.name AS project, pr.name AS producer_run "
+    "SELECT a.*, c.name AS collection_name, p.entity AS entity, p.name AS project, pr.run_id AS producer_run "
     "FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
     "JOIN projects p ON p.pk = c.project_pk LEFT JOIN runs pr ON pr.pk = a.producer_run_pk"
 )
@@ -104,8 +105,12 @@ class StoreView:
         return self._store.catalog.query(sql, list(params))
 
     # -- runs ------------------------------------------------------------------------------
-    def run(self, entity: str, project: str, name: str) -> Run | None:
-        rows = self._q(_RUN_SQL + " WHERE p.entity = ? AND p.name = ? AND r.name = ?", [entity, project, name])
+    def run(self, entity: str, project: str, run_id: str | None = None, *, name: str | None = None) -> Run | None:
+        """The run `entity/project/run_id` (`name=` is the deprecated spelling of `run_id`)."""
+        if name is not None:
+            warnings.warn("StoreView.run(name=...) is deprecated: pass run_id", DeprecationWarning, stacklevel=2)
+            run_id = name if run_id is None else run_id
+        rows = self._q(_RUN_SQL + " WHERE p.entity = ? AND p.name = ? AND r.run_id = ?", [entity, project, run_id])
         return run_from_row(rows[0]) if rows else None
 
     def runs(
@@ -124,7 +129,7 @@ class StoreView:
         where, params = _where(("p.entity = ?", entity), ("p.name = ?", project), ("r.sweep_name = ?", sweep),
                                (f"r.state IN ({', '.join('?' * len(states or []))})", states),
                                ("r.tombstoned_at IS NULL", None if include_tombstoned else ()))
-        sql = _RUN_SQL + where + " ORDER BY p.entity, p.name, r.created_at, r.name"
+        sql = _RUN_SQL + where + " ORDER BY p.entity, p.name, r.created_at, r.run_id"
         return [run_from_row(r) for r in self._q(sql, params)]
 
     def history(
@@ -185,8 +190,8 @@ class StoreView:
             return run.pk
         return self._store.catalog.scalar(
             "SELECT r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk "
-            "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
-            [run.entity, run.project, run.name],
+            "WHERE p.entity = ? AND p.name = ? AND r.run_id = ?",
+            [run.entity, run.project, run.run_id],
         )
 
     # -- files -----------------------------------------------------------------------------

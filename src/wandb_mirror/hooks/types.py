@@ -26,7 +26,8 @@ FINISHED_STATES = frozenset({"finished", "crashed", "failed", "killed"})
 class Run(models.Run):
     """A run as mirrored (all `models.Run` fields) plus where it lives.
 
-    `name` is the run id used in URLs; `storage_id` is the id W&B mutations take.
+    `run_id` is the run id used in URLs (the SDK's `run.id`); `display_name` is the SDK's `run.name`;
+    `storage_id` is the id W&B mutations take.
     """
 
     entity: str = ""
@@ -38,8 +39,8 @@ class Run(models.Run):
 
     @property
     def path(self) -> str:
-        """`entity/project/run`, the form W&B's `Api.run()` takes."""
-        return f"{self.entity}/{self.project}/{self.name}"
+        """`entity/project/run_id`, the form W&B's `Api.run()` takes."""
+        return f"{self.entity}/{self.project}/{self.run_id}"
 
     @property
     def is_finished(self) -> bool:
@@ -53,7 +54,7 @@ class File(models.RunFile):
 
     entity: str = ""
     project: str = ""
-    run: str = ""  # the run's name (id)
+    run: str = ""  # the run id
     mirrored_at: str | None = None
     tombstoned_at: str | None = None
     changed: bool = True  # False when a pass re-listed the file with the same content
@@ -71,7 +72,7 @@ class Artifact(models.Artifact):
 
     entity: str = ""
     project: str = ""
-    producer_run: str | None = None  # the name of the run that logged it, when known
+    producer_run: str | None = None  # the id of the run that logged it, when known
     mirrored_at: str | None = None
     tombstoned_at: str | None = None
     pk: int | None = None

@@ -191,7 +191,7 @@ class Upstream:
         """
         if self._live:
             try:
-                node = J.run_state(self._gql, run.entity, run.project, run.name)
+                node = J.run_state(self._gql, run.entity, run.project, run.run_id)
             except Exception as e:  # noqa: BLE001 - journaled by the caller's write attempt
                 raise UpstreamWriteError(f"cannot read {self._run_target(run)} upstream: {e}") from e
             if node is None:
@@ -200,15 +200,15 @@ class Upstream:
                     "tags": json.dumps(node.get("tags") or []), "notes": node.get("notes")}
         row = self._store.catalog.query_one(
             "SELECT r.storage_id, r.summary, r.config, r.tags, r.notes FROM runs r JOIN projects p ON p.pk = r.project_pk "
-            "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
-            [run.entity, run.project, run.name],
+            "WHERE p.entity = ? AND p.name = ? AND r.run_id = ?",
+            [run.entity, run.project, run.run_id],
         )
         return row or {"storage_id": run.storage_id, "summary": run.summary, "config": run.config,
                        "tags": run.tags, "notes": run.notes}
 
     @staticmethod
     def _run_target(run: Run) -> str:
-        return f"{run.entity}/{run.project}/{run.name}"
+        return f"{run.entity}/{run.project}/{run.run_id}"
 
     def _storage_id(self, run: Run, cur: dict[str, Any]) -> str:
         sid = cur.get("storage_id") or run.storage_id
@@ -307,7 +307,7 @@ class Upstream:
         The mirror keeps the file (catalog row and bytes): deleting upstream is the point. A file
         already gone upstream is `ok: already done upstream`, not an error.
         """
-        target = f"{run.entity}/{run.project}/{run.name}/{file.name}"
+        target = f"{run.entity}/{run.project}/{run.run_id}/{file.name}"
         before = {"name": file.name, "md5": file.md5, "size": file.size, "id": file.id}
         if not self._verified(file):
             result = "error: local copy missing or does not match its md5; not deleting upstream"
@@ -319,7 +319,7 @@ class Upstream:
             raise UpstreamWriteError(f"delete {target}: {result[7:]}")
 
         def gone() -> bool:
-            return not J.file_exists(self._gql, run.entity, run.project, run.name, file.name)
+            return not J.file_exists(self._gql, run.entity, run.project, run.run_id, file.name)
 
         if self._live and self._done_anyway(gone):
             return self._already("delete_files", target, before, None)

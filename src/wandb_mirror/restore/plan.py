@@ -90,12 +90,12 @@ def plan_project(reader: StoreReader, move: Move) -> ProjectPlan:
         plan.history_rows += r.run.history_line_count
         plan.events += r.run.events_line_count
         if r.deleted:
-            plan.deleted.append(f"run {r.run.name}")
+            plan.deleted.append(f"run {r.run.run_id}")
         for f in reader.files(r.pk):
             plan.files += 1
             plan.file_bytes += f.file.size
             if f.deleted:
-                plan.deleted.append(f"file {r.run.name}/{f.file.name}")
+                plan.deleted.append(f"file {r.run.run_id}/{f.file.name}")
     arts = reader.artifacts(pk)
     plan.artifact_versions = len(arts)
     plan.collections = len({a.collection for a in arts})

@@ -105,7 +105,7 @@ class ProjectRestore:
         for sweep in self.reader.sweeps(pk):
             self.restore_sweep(sweep)
         runs = self.reader.runs(pk)
-        self.run_names = {r.run.name for r in runs}
+        self.run_names = {r.run.run_id for r in runs}
         for stored in runs:
             self.restore_run(stored)
         for art in self.reader.artifacts(pk):
@@ -131,30 +131,30 @@ class ProjectRestore:
     # -- runs -------------------------------------------------------------------------------
     def restore_run(self, stored: StoredRun) -> None:
         run = stored.run
-        self.progress(f"run {self.move.dst}/{run.name}")
+        self.progress(f"run {self.move.dst}/{run.run_id}")
         fields = {"displayName": run.display_name, "notes": run.notes, "tags": run.tag_list(), "config": run.config,
                   "groupName": run.group_name, "jobType": run.job_type, "host": run.host, "commit": run.commit_hash,
                   "description": run.description,
                   "sweep": self.sweep_names.get(run.sweep_name or "", run.sweep_name) if run.sweep_name else None}
         fields = {k: v for k, v in fields.items() if v is not None}
-        self._step(self.key("run", run.name, "meta"),
-                   lambda: self.target.upsert_run(self.entity, self.project, run.name, fields))
+        self._step(self.key("run", run.run_id, "meta"),
+                   lambda: self.target.upsert_run(self.entity, self.project, run.run_id, fields))
         self._history(stored)
         self._events(stored)
         self._console(stored)
         self._files(stored)
 
         def finish() -> None:
-            self.target.upsert_run(self.entity, self.project, run.name, {"summaryMetrics": run.summary})
+            self.target.upsert_run(self.entity, self.project, run.run_id, {"summaryMetrics": run.summary})
             code = EXIT_CODES.get((run.state or "").lower())
             if code is not None:
-                self.target.file_stream(self.entity, self.project, run.name, {"complete": True, "exitcode": code})
+                self.target.file_stream(self.entity, self.project, run.run_id, {"complete": True, "exitcode": code})
             self.counts.runs += 1
 
-        self._step(self.key("run", run.name, "final"), finish)
+        self._step(self.key("run", run.run_id, "final"), finish)
 
     def _history(self, stored: StoredRun) -> None:
-        key = self.key("run", stored.run.name, "history")
+        key = self.key("run", stored.run.run_id, "history")
         if self.journal.done(key):
             self.counts.skipped += 1
             return
@@ -162,7 +162,7 @@ class ProjectRestore:
         offset, last = int(sent.get("offset", 0)), sent.get("step")
         rows = self.reader.history(stored.pk, after_step=last)
         while chunk := list(islice(rows, HISTORY_CHUNK)):
-            self.target.file_stream(self.entity, self.project, stored.run.name,
+            self.target.file_stream(self.entity, self.project, stored.run.run_id,
                                     {"files": {"wandb-history.jsonl": {"offset": offset,
                                                                        "content": [r for _, r in chunk]}}})
             offset += len(chunk)
@@ -174,11 +174,11 @@ class ProjectRestore:
         def send() -> None:
             lines = self.reader.events(stored.pk)
             for i, chunk in enumerate(_batches(lines, HISTORY_CHUNK)):
-                self.target.file_stream(self.entity, self.project, stored.run.name, {
+                self.target.file_stream(self.entity, self.project, stored.run.run_id, {
                     "files": {"wandb-events.jsonl": {"offset": i * HISTORY_CHUNK, "content": chunk}}})
             self.counts.events += len(lines)
 
-        self._step(self.key("run", stored.run.name, "events"), send)
+        self._step(self.key("run", stored.run.run_id, "events"), send)
 
     def _console(self, stored: StoredRun) -> None:
         """Console lines travel as wandb-core sends them: `output.log` lines `[ERROR ]TIMESTAMP text` at
@@ -188,13 +188,13 @@ class ProjectRestore:
             for chunk in _runs_of_numbers(lines, HISTORY_CHUNK):
                 content = [("ERROR " if ln.level == "error" else "") + (f"{ln.timestamp} " if ln.timestamp else "")
                            + ln.line for ln in chunk]
-                self.target.file_stream(self.entity, self.project, stored.run.name,
+                self.target.file_stream(self.entity, self.project, stored.run.run_id,
                                         {"files": {"output.log": {"offset": chunk[0].number, "content": content}}})
 
-        self._step(self.key("run", stored.run.name, "console"), send)
+        self._step(self.key("run", stored.run.run_id, "console"), send)
 
     def _files(self, stored: StoredRun) -> None:
-        name = stored.run.name
+        name = stored.run.run_id
         files = [f.file for f in self.reader.files(stored.pk)]
         todo = [f for f in files if not self.journal.done(self.key("file", name, f.name, f.md5))]
         self.counts.skipped += len(files) - len(todo)

@@ -438,7 +438,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.data.connection() as conn:
             row = conn.execute(
                 "SELECT f.md5, f.mimetype FROM files f JOIN runs r ON r.pk = f.run_pk "
-                "JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ? AND r.name = ? "
+                "JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ? AND r.run_id = ? "
                 "AND f.name = ? AND f.tombstoned_at IS NULL AND r.tombstoned_at IS NULL", [entity, project, run, name]
             ).fetchone()
         if row is None:
@@ -578,7 +578,7 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.data.write(conn):
                 r = conn.execute(
                     "SELECT r.pk, r.storage_id FROM runs r JOIN projects p ON p.pk = r.project_pk "
-                    "WHERE p.entity = ? AND p.name = ? AND r.name = ? AND r.tombstoned_at IS NULL",
+                    "WHERE p.entity = ? AND p.name = ? AND r.run_id = ? AND r.tombstoned_at IS NULL",
                     [entity, project, run]).fetchone()
                 if r is None:
                     found = False

@@ -27,8 +27,8 @@ from ..models import loads_lenient
 from . import filters as F
 
 RUN_LIGHT_COLUMNS = (
-    "pk, project_pk, name, storage_id, display_name, state, tags, notes, description, group_name, job_type, "
-    "host, commit_hash, username, user_name, sweep_name, read_only, created_at, heartbeat_at, updated_at, "
+    "pk, project_pk, run_id, storage_id, display_name, state, tags, notes, description, group_name, job_type, "
+    "host, commit_hash, username, user_display_name, sweep_name, read_only, created_at, heartbeat_at, updated_at, "
     "last_step, history_line_count, events_line_count"
 )
 
@@ -78,7 +78,7 @@ class ProjectRuns:
             self.docs.append(
                 {
                     "_row": r,
-                    "name": r["name"],
+                    "name": r["run_id"],
                     "displayName": r["display_name"],
                     "state": r["state"],
                     "tags": loads_lenient(r["tags"], []) or [],
@@ -258,7 +258,7 @@ class Data:
                 f"SELECT {RUN_LIGHT_COLUMNS} FROM runs WHERE project_pk = ? AND tombstoned_at IS NULL",
                 [project["pk"]],
             ).fetchall()
-            return ProjectRuns(project, F.upstream_order([dict(r) for r in rows]))
+            return ProjectRuns(project, F.upstream_order([dict(r) for r in rows], name="run_id"))
 
         return self.cached(self.runs_cache, project["pk"], load)
 

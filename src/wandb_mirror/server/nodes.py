@@ -274,7 +274,7 @@ class ProjectNode:
 
     def run(self, info: GraphQLResolveInfo, name: str) -> RunNode | None:
         r = self._ctx.conn.execute(
-            "SELECT * FROM runs WHERE project_pk = ? AND name = ? AND tombstoned_at IS NULL", [self.pk, name]
+            "SELECT * FROM runs WHERE project_pk = ? AND run_id = ? AND tombstoned_at IS NULL", [self.pk, name]
         ).fetchone()
         return RunNode(self._ctx, dict(r), self._row) if r else None
 
@@ -377,8 +377,8 @@ class RunNode:
         self._project = project
         self._heavy_row: dict[str, Any] | None = None
         self.pk = row["pk"]
-        self.name = row["name"]
-        self.id = row["storage_id"] or ids.run_storage_id(project["entity"], project["name"], row["name"])
+        self.name = row["run_id"]
+        self.id = row["storage_id"] or ids.run_storage_id(project["entity"], project["name"], row["run_id"])
         self.projectId = str(project["internal_id"] if project["internal_id"] is not None else project["pk"])
         self.displayName = row["display_name"]
         self.description = row["description"]
@@ -430,9 +430,9 @@ class RunNode:
         return hk
 
     def user(self, info: GraphQLResolveInfo) -> dict[str, Any] | None:
-        if not self._row["username"] and not self._row["user_name"]:
+        if not self._row["username"] and not self._row["user_display_name"]:
             return None
-        return {"name": self._row["user_name"] or self._row["username"], "username": self._row["username"],
+        return {"name": self._row["user_display_name"] or self._row["username"], "username": self._row["username"],
                 "id": ids.typed_id("User", self._row["username"] or ""), "entity": self._row["username"],
                 "email": None, "admin": False, "flags": "{}", "deletedAt": None, "photoUrl": None,
                 "apiKeys": {"edges": []}, "teams": {"edges": []}}
@@ -988,7 +988,7 @@ class ArtifactNode:
         nodes = []
         for (run_pk,) in self._ctx.conn.execute(
                 "SELECT u.run_pk FROM artifact_usage u JOIN runs r ON r.pk = u.run_pk WHERE u.artifact_pk = ? "
-                "ORDER BY r.created_at, r.name", [self.pk]):
+                "ORDER BY r.created_at, r.run_id", [self.pk]):
             n = run_node_by_pk(self._ctx, run_pk)
             if n:
                 nodes.append(n)

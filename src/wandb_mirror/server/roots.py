@@ -119,7 +119,7 @@ def _run_by_storage_id(ctx: N.Ctx, storage_id: str) -> dict[str, Any] | None:
         _, _, name, project, entity = parts
         r = ctx.conn.execute(
             "SELECT r.* FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? AND p.name = ? "
-            "AND r.name = ? AND r.storage_id IS NULL AND r.tombstoned_at IS NULL", [entity, project, name]).fetchone()
+            "AND r.run_id = ? AND r.storage_id IS NULL AND r.tombstoned_at IS NULL", [entity, project, name]).fetchone()
         return dict(r) if r else None
     return None
 
@@ -128,7 +128,7 @@ def _run_by_path(ctx: N.Ctx, entity: str | None, project: str | None, name: str)
     p = N.get_project(ctx, entity, project)
     if p is None:
         return None
-    r = ctx.conn.execute("SELECT * FROM runs WHERE project_pk = ? AND name = ? AND tombstoned_at IS NULL",
+    r = ctx.conn.execute("SELECT * FROM runs WHERE project_pk = ? AND run_id = ? AND tombstoned_at IS NULL",
                          [p["pk"], name]).fetchone()
     return dict(r) if r else None
 
@@ -190,7 +190,7 @@ class Mutation(CollectionMutations):
                 run = _run_by_path(ctx, entity, project_name, input["name"])
                 if run is None:
                     project = _ensure_project(ctx, entity, project_name)
-                    old = conn.execute("SELECT pk FROM runs WHERE project_pk = ? AND name = ?",
+                    old = conn.execute("SELECT pk FROM runs WHERE project_pk = ? AND run_id = ?",
                                        [project["pk"], input["name"]]).fetchone()
                     t = times.wandb_time()
                     viewer = N.default_entity(ctx)
@@ -199,13 +199,13 @@ class Mutation(CollectionMutations):
                                      [input.get("state") or "running", t, old["pk"]])
                     else:
                         conn.execute(
-                            "INSERT INTO runs (project_pk, name, storage_id, display_name, state, created_at, "
-                            "heartbeat_at, updated_at, username, user_name) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            "INSERT INTO runs (project_pk, run_id, storage_id, display_name, state, created_at, "
+                            "heartbeat_at, updated_at, username, user_display_name) VALUES (?,?,?,?,?,?,?,?,?,?)",
                             [project["pk"], input["name"],
                              ids.run_storage_id(project["entity"], project["name"], input["name"]),
                              input.get("displayName") or input["name"], input.get("state") or "running", t, t, t,
                              viewer, viewer])
-                    run = dict(conn.execute("SELECT * FROM runs WHERE project_pk = ? AND name = ?",
+                    run = dict(conn.execute("SELECT * FROM runs WHERE project_pk = ? AND run_id = ?",
                                             [project["pk"], input["name"]]).fetchone())
                     inserted = True
             else:

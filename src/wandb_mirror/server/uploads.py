@@ -41,7 +41,7 @@ def file_stream(h: Any, path: str, body: bytes) -> None:
         return
     with h.server.data.connection() as conn:
         r = conn.execute("SELECT r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk WHERE p.entity = ? "
-                         "AND p.name = ? AND r.name = ? AND r.tombstoned_at IS NULL", [entity, project, run]).fetchone()
+                         "AND p.name = ? AND r.run_id = ? AND r.tombstoned_at IS NULL", [entity, project, run]).fetchone()
         if r is None:
             h._send_json(404, {"errors": [{"message": f"run {entity}/{project}/{run} not found"}]})
             return

@@ -17,7 +17,7 @@ from .history import History
 from .lock import StoreLock
 from .object_api import ObjectInfo, Objects, StoredObject
 from .objects import LocalObjects
-from .opening import SIDE_FILES, check_catalog, open_error
+from .opening import SIDE_FILES, check_catalog, open_error, upgrade_for_reader
 
 __all__ = ["Store", "Catalog", "History", "Objects", "LocalObjects", "ObjectInfo", "StoredObject",
            "StoreLock"]
@@ -110,6 +110,8 @@ class Store:
             warn_if_root_on_foreign_store(self.path)
         self.objects: Objects = objects if objects is not None else LocalObjects(self.path / "objects",
                                                                                   create=not readonly)
+        if readonly:
+            upgrade_for_reader(catalog)
         self.catalog = Catalog(catalog, readonly=readonly)
         check_catalog(self.catalog)
         self.history = History(self.catalog, self.objects)

@@ -230,13 +230,13 @@ class Catalog(SyncRecords):
         row["tombstoned_at"] = None
         if mirrored_at is not None:
             row["mirrored_at"] = mirrored_at
-        return self._upsert("runs", row, ("project_pk", "name"))
+        return self._upsert("runs", row, ("project_pk", "run_id"))
 
-    def run_pk(self, project_pk: int, name: str) -> int | None:
-        return self.scalar("SELECT pk FROM runs WHERE project_pk = ? AND name = ?", [project_pk, name])
+    def run_pk(self, project_pk: int, run_id: str) -> int | None:
+        return self.scalar("SELECT pk FROM runs WHERE project_pk = ? AND run_id = ?", [project_pk, run_id])
 
-    def get_run(self, project_pk: int, name: str) -> Run | None:
-        row = self.query_one("SELECT * FROM runs WHERE project_pk = ? AND name = ?", [project_pk, name])
+    def get_run(self, project_pk: int, run_id: str) -> Run | None:
+        row = self.query_one("SELECT * FROM runs WHERE project_pk = ? AND run_id = ?", [project_pk, run_id])
         return Run.from_row(row) if row else None
 
     def append_history(self, run_pk: int, rows: Iterable[tuple[int, str]]) -> int:

@@ -494,6 +494,28 @@ WHERE j.key != '_step';
 )
 PYTHON_STEPS["m004_analyst_catalog"] = declare_foreign_keys_and_strict_json
 
+# Column names that no longer invert the SDK's: `runs.name` held the run id (GraphQL's Run.name,
+# the SDK's run.id) and `runs.user_name` the user's display name beside `username`, the login.
+# RENAME COLUMN rewrites every reference in the schema: the UNIQUE key, indexes and the views
+# (runs_flat, history_long). No other table holds a run id under `name`: files, history,
+# artifacts and the rest reference runs by `run_pk`, and `changes.run` already says what it holds.
+migration(
+    "m005_run_id_columns",
+    """
+ALTER TABLE runs RENAME COLUMN name TO run_id;
+ALTER TABLE runs RENAME COLUMN user_name TO user_display_name;
+""",
+)
+
+
+def pending(conn: sqlite3.Connection) -> int:
+    """How many migrations a catalog lacks; 0 for one without bookkeeping (not a catalog of ours)."""
+    try:
+        done = conn.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+    return max(0, len(MIGRATIONS) - int(done))
+
 
 def apply(db: sqlite_utils.Database) -> int:
     """Bring the catalog to the newest schema; returns the resulting version."""

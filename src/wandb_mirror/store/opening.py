@@ -40,6 +40,30 @@ def open_error(path: Path, e: BaseException, *, creating: bool) -> MirrorError:
     return StoreUnusable(f"store {path} cannot be {what}: {reason}")
 
 
+def upgrade_for_reader(path: Path) -> None:
+    """A read-only command on a store an older version made brings its schema up to date first, as
+    any writer would (the migration changes names and views, never mirrored data): otherwise `serve`
+    or `status` after an upgrade would fail on a column the old schema named differently."""
+    from . import migrations
+    from .catalog import Catalog
+
+    probe = Catalog(path, readonly=True)
+    try:
+        tables = {r[0] for r in probe.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        behind = migrations.pending(probe.conn) if {"runs", "projects", "journal"} <= tables else 0
+    except sqlite3.DatabaseError:
+        return  # check_catalog says what is wrong with it
+    finally:
+        probe.close()
+    if not behind:
+        return
+    try:
+        Catalog(path).close()
+    except (OSError, sqlite3.Error) as e:
+        raise StoreUnusable(f"{path} was made by an older wandb-mirror ({behind} schema migration(s) to apply) "
+                            f"and cannot be upgraded here ({e}): run `wandb-mirror sync` on it once") from None
+
+
 def check_catalog(catalog: Catalog) -> None:
     """Refuse a catalog.db that is not ours (garbage, another program's database, or a store whose
     creation was interrupted by an older version and has no tables)."""

@@ -133,8 +133,8 @@ def runs_for_console(conn: sqlite3.Connection, pass_id: int | None, entities: li
         return []
     marks = ",".join("?" * len(entities))
     return _dicts(conn.execute(
-        f"SELECT p.entity, p.name AS project, r.name, r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk "
+        f"SELECT p.entity, p.name AS project, r.run_id, r.pk FROM runs r JOIN projects p ON p.pk = r.project_pk "
         f"WHERE r.tombstoned_at IS NULL AND p.entity IN ({marks}) AND (r.state NOT IN "
         "('finished', 'crashed', 'failed', 'killed') OR EXISTS (SELECT 1 FROM changes c WHERE c.pass_id = ? "
-        "AND c.entity = p.entity AND c.project = p.name AND c.run = r.name)) ORDER BY r.pk",
+        "AND c.entity = p.entity AND c.project = p.name AND c.run = r.run_id)) ORDER BY r.pk",
         [*entities, pass_id]))

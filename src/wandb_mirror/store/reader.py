@@ -47,8 +47,8 @@ class StoredArtifact:
     collection: str
     artifact: Artifact
     manifest_md5: str | None
-    producer: str | None  # run name
-    consumers: list[str] = field(default_factory=list)  # run names
+    producer: str | None  # run id
+    consumers: list[str] = field(default_factory=list)  # run ids
     deleted: bool = False
 
 
@@ -67,11 +67,11 @@ class StoreReader:
 
     def runs(self, project_pk: int) -> list[StoredRun]:
         rows = self._q(f"SELECT * FROM runs r WHERE project_pk = ?{_live('r', self.include_deleted)} "
-                       "ORDER BY created_at, name", [project_pk])
+                       "ORDER BY created_at, run_id", [project_pk])
         return [StoredRun(r["pk"], Run.from_row(r), bool(r["tombstoned_at"])) for r in rows]
 
-    def run(self, project_pk: int, name: str) -> StoredRun | None:
-        return next((r for r in self.runs(project_pk) if r.run.name == name), None)
+    def run(self, project_pk: int, run_id: str) -> StoredRun | None:
+        return next((r for r in self.runs(project_pk) if r.run.run_id == run_id), None)
 
     def history(self, run_pk: int, *, after_step: int | None = None) -> Iterator[tuple[int, str]]:
         """(step, row JSON) in step order, from the store's one history reader (segments and tail)."""
@@ -94,16 +94,16 @@ class StoreReader:
     def artifacts(self, project_pk: int) -> list[StoredArtifact]:
         """Committed versions of every collection, collection by collection, oldest version first."""
         rows = self._q(
-            "SELECT a.*, c.name AS collection, r.name AS producer, c.tombstoned_at AS coll_deleted "
+            "SELECT a.*, c.name AS collection, r.run_id AS producer, c.tombstoned_at AS coll_deleted "
             "FROM artifacts a JOIN artifact_collections c ON c.pk = a.collection_pk "
             "LEFT JOIN runs r ON r.pk = a.producer_run_pk "
             f"WHERE c.project_pk = ? AND a.state = 'COMMITTED'{_live('a', self.include_deleted)}"
             f"{_live('c', self.include_deleted)} ORDER BY c.created_at, c.name, a.version_index", [project_pk])
         out = []
         for r in rows:
-            consumers = [u["name"] for u in self._q(
-                "SELECT r.name FROM artifact_usage u JOIN runs r ON r.pk = u.run_pk WHERE u.artifact_pk = ? "
-                f"{_live('r', self.include_deleted)} ORDER BY r.name", [r["pk"]])]
+            consumers = [u["run_id"] for u in self._q(
+                "SELECT r.run_id FROM artifact_usage u JOIN runs r ON r.pk = u.run_pk WHERE u.artifact_pk = ? "
+                f"{_live('r', self.include_deleted)} ORDER BY r.run_id", [r["pk"]])]
             art = Artifact.from_row({k: v for k, v in r.items() if k not in ("collection", "producer", "coll_deleted")})
             out.append(StoredArtifact(r["pk"], r["collection"], art, r["manifest_md5"], r["producer"], consumers,
                                       bool(r["tombstoned_at"] or r["coll_deleted"])))

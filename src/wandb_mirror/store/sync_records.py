@@ -204,12 +204,12 @@ class SyncRecords:
 
     # -- runs ------------------------------------------------------------------------------
     def stored_runs(self: _Core, project_pk: int) -> dict[str, dict[str, Any]]:
-        """A project's runs with their change markers, by name."""
+        """A project's runs with their change markers, by run id."""
         rows = self.query(
-            "SELECT pk, name, state, heartbeat_at, updated_at, history_line_count, last_step, tags, notes, "
+            "SELECT pk, run_id, state, heartbeat_at, updated_at, history_line_count, last_step, tags, notes, "
             "display_name, description, group_name, job_type, sweep_name, commit_hash, mirrored_at, tombstoned_at "
             "FROM runs WHERE project_pk = ?", [project_pk])
-        return {r["name"]: r for r in rows}
+        return {r["run_id"]: r for r in rows}
 
     def run_payload(self: _Core, run_pk: int) -> tuple[str | None, str | None, str | None] | None:
         """(config, summary, system_metrics) as stored."""
@@ -241,7 +241,7 @@ class SyncRecords:
                 conn.execute("DELETE FROM history WHERE run_pk = ?", [rec.staged_history])
                 # rows from parquet exports went straight into segments under the staging pk
                 conn.execute("UPDATE history_segments SET run_pk = ? WHERE run_pk = ?", [run_pk, rec.staged_history])
-                _set_state(conn, rec.project_pk, {_staging_key(rec.run.name): None})
+                _set_state(conn, rec.project_pk, {_staging_key(rec.run.run_id): None})
             _set_state(conn, rec.project_pk, rec.state)
             now = utcnow()
             for c in rec.changes:
@@ -252,10 +252,10 @@ class SyncRecords:
         value = self.scalar("SELECT row FROM history WHERE run_pk = ? AND step = ?", [run_pk, step])
         return None if value is None else str(value)
 
-    def staging_run_pk(self: _Core, project_pk: int, name: str) -> int:
+    def staging_run_pk(self: _Core, project_pk: int, run_id: str) -> int:
         """A negative stand-in pk under which a new run's history is written before its row exists
         (no run has it, so no reader sees those rows). The same run gets the same one until recorded."""
-        key = _staging_key(name)
+        key = _staging_key(run_id)
         with self.transaction() as conn:
             row = conn.execute("SELECT value FROM sync_state WHERE project_pk = ? AND key = ?",
                                [project_pk, key]).fetchone()

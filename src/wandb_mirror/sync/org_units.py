@@ -204,7 +204,7 @@ def sync_console(cat: Catalog, reader: OrgReader, pass_id: int | None, entity: s
 class RunRef:
     entity: str
     project: str
-    name: str
+    run_id: str
     pk: int
 
 
@@ -238,8 +238,8 @@ def sync_org_side(cat: Catalog, client: Any, pass_id: int | None, entities: list
     for org in orgs.values() if registries else ():
         attempt(f"{org.name}: registries", sync_registries, org)
     for run in runs:
-        where = f"{run.entity}/{run.project}/{run.name}: console"
-        attempt(where, sync_console, run.entity, run.project, run.name, run.pk)
+        where = f"{run.entity}/{run.project}/{run.run_id}: console"
+        attempt(where, sync_console, run.entity, run.project, run.run_id, run.pk)
         if stats.unsupported and stats.unsupported[-1] == where:
             break  # the server has no console API: do not ask once per run
     return stats, errors

@@ -143,7 +143,7 @@ class ProjectSync:
                     runs = client.runs(proj.entity, proj.name, full=(mode == "initial"), info=info,
                                        per_page=None if mode == "initial" else max(MARKER_PAGE, client.page_size))
                 for lr in runs:
-                    name = lr.run.name
+                    name = lr.run.run_id
                     reason = unsafe_id_reason(name)
                     if reason:
                         ledger.quarantine("run", f"{proj.where}/{name!r}"[:500], f"unsafe run id: {reason}")
@@ -217,9 +217,9 @@ class ProjectSync:
             self.note_failed(lr, old)
             return
         try:
-            with cx.ledger.unit(f"{proj.where}/{lr.run.name}", on_fail=lambda: self._run_failed(lr, old)):
+            with cx.ledger.unit(f"{proj.where}/{lr.run.run_id}", on_fail=lambda: self._run_failed(lr, old)):
                 if not lr.full:
-                    full = cx.client.run(proj.entity, proj.name, lr.run.name)
+                    full = cx.client.run(proj.entity, proj.name, lr.run.run_id)
                     if full is None:
                         return  # deleted between the listing and now; the next reconcile tombstones it
                     lr = full

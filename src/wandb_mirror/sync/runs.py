@@ -65,11 +65,11 @@ class RunWork:
         self.proj = proj
         self.lr = lr
         self.run = lr.run
-        self.name = lr.run.name
+        self.run_id = lr.run.run_id
         self.old = old
         self.files_marker = files_marker
         self.retry = retry
-        self.where = f"{proj.where}/{self.name}"
+        self.where = f"{proj.where}/{self.run_id}"
         self.failed = False  # something of this run must be tried again next pass
         self.failures = 0    # calls of this run that failed for good in this pass
         self.staged: int | None = None  # where a new run's history waits for its row
@@ -86,7 +86,7 @@ class RunWork:
     def process(self) -> None:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
         # a row without mirrored_at is a placeholder an older version left when it crashed: new
-        old_run = cx.catalog.get_run(proj.pk, self.name) if self.old and self.old.get("mirrored_at") else None
+        old_run = cx.catalog.get_run(proj.pk, self.run_id) if self.old and self.old.get("mirrored_at") else None
         run = self.run
         new = old_run is None
 
@@ -98,7 +98,7 @@ class RunWork:
             for col, src in (("config", "config"), ("summary", "summaryMetrics"), ("system_metrics", "systemMetrics"),
                              ("history_keys", "historyKeys")):
                 if src in bad:
-                    setattr(run, col, getattr(old_run, col) if old_run else getattr(Run(name=""), col))
+                    setattr(run, col, getattr(old_run, col) if old_run else getattr(Run(run_id=""), col))
 
         rec = RunRecord(project_pk=proj.pk, run=run, mirrored_at="")
 
@@ -140,7 +140,7 @@ class RunWork:
         if proj.opts.files and (new or self.retry or moved or self.lr.file_count is None
                                 or str(self.lr.file_count) != (self.files_marker or "")
                                 or (old_run is not None and old_run.updated_at != run.updated_at)):
-            files, file_tombs, files_listed = self.sync_files(cx.catalog.run_pk(proj.pk, self.name))
+            files, file_tombs, files_listed = self.sync_files(cx.catalog.run_pk(proj.pk, self.run_id))
 
         unfinished = run.state not in TERMINAL_STATES
         want_artifacts = proj.opts.artifacts and (new or self.retry or unfinished
@@ -151,28 +151,28 @@ class RunWork:
         # they are done makes the next pass redo this run.
         changes = rec.changes
         if old_run is None:
-            ch.emit(changes, proj.scope, ev.RunCreated(run=self.name, state=run.state, display_name=run.display_name,
+            ch.emit(changes, proj.scope, ev.RunCreated(run=self.run_id, state=run.state, display_name=run.display_name,
                                                        created_at=run.created_at))
         else:
             if old_run.state != run.state:
-                ch.emit(changes, proj.scope, ev.RunStateChanged(run=self.name, old=old_run.state, new=run.state))
+                ch.emit(changes, proj.scope, ev.RunStateChanged(run=self.run_id, old=old_run.state, new=run.state))
             diff = run_diff(old_run, run)
             if diff:
-                ch.emit(changes, proj.scope, ev.RunUpdated(run=self.name, changes=diff))
+                ch.emit(changes, proj.scope, ev.RunUpdated(run=self.run_id, changes=diff))
         first, last, rows = appended.first, appended.last, appended.rows
         if rows and first is not None and last is not None:
-            ch.emit(changes, proj.scope, ev.HistoryAppended(run=self.name, first_step=first, last_step=last, rows=rows))
+            ch.emit(changes, proj.scope, ev.HistoryAppended(run=self.run_id, first_step=first, last_step=last, rows=rows))
         for f, changed in files:
             rec.files.append(f)
-            ch.emit(rec.changes, proj.scope, ev.FileMirrored(run=self.name, name=f.name, md5=f.md5, size=f.size,
+            ch.emit(rec.changes, proj.scope, ev.FileMirrored(run=self.run_id, name=f.name, md5=f.md5, size=f.size,
                                                              changed=changed))
         if files_listed:
             # deletions a complete file listing proves are recorded with the markers that say it was
             # read: a pass that later ends with errors cannot lose them
             rec.tombstones = file_tombs
             if self.lr.file_count is not None:
-                rec.state[f"files:{self.name}"] = str(self.lr.file_count)
-        rec.state[f"retry:{self.name}"] = "1" if (self.failed or want_artifacts) else None
+                rec.state[f"files:{self.run_id}"] = str(self.lr.file_count)
+        rec.state[f"retry:{self.run_id}"] = "1" if (self.failed or want_artifacts) else None
         rec.staged_history = self.staged
         rec.mirrored_at = utcnow()
         recorded = cx.catalog.record_run(rec)
@@ -188,7 +188,7 @@ class RunWork:
             if unit.failed:
                 self.failed = True
             if not self.failed:
-                cx.catalog.set_sync_state(proj.pk, {f"retry:{self.name}": None})
+                cx.catalog.set_sync_state(proj.pk, {f"retry:{self.run_id}": None})
         ledger.stats.add("runs_new" if new else "runs_updated")
 
     # -- history -------------------------------------------------------------------------------
@@ -207,10 +207,10 @@ class RunWork:
         replacement, every row under a staging pk that no reader knows: they move to the run when
         its row is recorded, whole (a crash leaves them staged; the next pass fetches them again)."""
         cx, proj = self.cx, self.proj
-        run_pk = None if replace else cx.catalog.run_pk(proj.pk, self.name)
+        run_pk = None if replace else cx.catalog.run_pk(proj.pk, self.run_id)
         expect = None
         if run_pk is None:
-            run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.name)
+            run_pk = self.staged = cx.catalog.staging_run_pk(proj.pk, self.run_id)
             start = 0
         else:
             row = None
@@ -220,9 +220,9 @@ class RunWork:
             expect = (stored_last, row) if row is not None else None
             start = stored_last if expect else stored_last + 1
         if expect is not None:  # an append checks its first row through HistoryPage
-            return history.fetch(cx, proj, self.name, run_pk, start, stop, expect)
+            return history.fetch(cx, proj, self.run_id, run_pk, start, stop, expect)
         first, last, rows, start = self._history_from_exports(run_pk, start, stop)
-        paged = history.fetch(cx, proj, self.name, run_pk, start, stop)
+        paged = history.fetch(cx, proj, self.run_id, run_pk, start, stop)
         firsts = [x for x in (first, paged.first) if x is not None]
         lasts = [x for x in (last, paged.last) if x is not None]
         return Fetched(min(firsts) if firsts else None, max(lasts) if lasts else None, rows + paged.rows)
@@ -234,7 +234,7 @@ class RunWork:
         try:
             tmp = cx.objects.tmp if isinstance(cx.objects, LocalObjects) else Path(tempfile.gettempdir())
             out = mirror_history_exports(cx.client, History(cx.catalog, cx.objects), tmp, proj.entity,
-                                         proj.name, self.name, run_pk, start, stop)
+                                         proj.name, self.run_id, run_pk, start, stop)
         except GraphQLError as e:  # a server that predates parquetHistory: page everything, as before
             log.info("%s: no parquet history (%s); reading HistoryPage", self.where, e)
             return None, None, 0, start
@@ -254,10 +254,10 @@ class RunWork:
         # ask again for more while the answer is full (it may be downsampled): the run's system
         # metrics come whole, whatever events_samples says, up to EVENTS_MAX rows
         samples = cx.settings.events_samples
-        rows = cx.client.events(proj.entity, proj.name, self.name, samples)
+        rows = cx.client.events(proj.entity, proj.name, self.run_id, samples)
         while len(rows) >= samples and samples < EVENTS_MAX:
             samples = min(EVENTS_MAX, samples * 4)
-            rows = cx.client.events(proj.entity, proj.name, self.name, samples)
+            rows = cx.client.events(proj.entity, proj.name, self.run_id, samples)
         out: list[str] = []
         bad = 0
         for raw in rows:
@@ -286,7 +286,7 @@ class RunWork:
         problems: list[Problem] = []
         out: list[tuple[RunFile, bool]] = []
         listed: set[str] = set()
-        for rf in client.run_files(proj.entity, proj.name, self.name, problems):
+        for rf in client.run_files(proj.entity, proj.name, self.run_id, problems):
             f = rf.file
             listed.add(f.name)
             if not proj.opts.want_file(f.name):
@@ -320,7 +320,7 @@ class RunWork:
                 cx.progress.add(files=1)
         else:
             ledger.problems(problems)
-            tombs = [tombstone("files", r["pk"], proj.scope, "file", f"{self.where}/{n}", run=self.name)
+            tombs = [tombstone("files", r["pk"], proj.scope, "file", f"{self.where}/{n}", run=self.run_id)
                      for n, r in stored.items() if n not in listed and r["tombstoned_at"] is None]
             return out, tombs, True
         # given up part-way: what was downloaded is recorded, the listing is incomplete (no tombstones,
@@ -332,13 +332,13 @@ class RunWork:
     def sync_run_artifacts(self, run_pk: int) -> None:
         cx, proj = self.cx, self.proj
         for direction in ("output", "input"):
-            for ra in cx.client.run_artifacts(proj.entity, proj.name, self.name, direction):
+            for ra in cx.client.run_artifacts(proj.entity, proj.name, self.run_id, direction):
                 if not proj.opts.want_artifact_type(ra.artifact.type_name):
                     continue
                 if ra.artifact.state != "COMMITTED":
                     continue
                 if direction == "output":
-                    pk = mirror_artifact(cx, proj, ra, producer=(self.name, run_pk))
+                    pk = mirror_artifact(cx, proj, ra, producer=(self.run_id, run_pk))
                 else:
                     pk = mirror_artifact(cx, proj, ra, consumer_pk=run_pk)
                 if pk is None and self.call_failed():
