@@ -188,6 +188,10 @@ def make_wandb_api(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., An
     counter = iter(range(1_000_000))
 
     def make(url: str, api_key: str = "x" * 40, timeout: int = 60) -> Any:
+        # Only the first Api of a process starts wandb-core, which reads WANDB_CACHE_DIR then, once:
+        # every later Api shares that cache, where history exports are cached by
+        # entity_project_run_i whatever the server. A scan whose rows must come from this server
+        # passes use_cache=False.
         cache = tmp_path_factory.mktemp(f"wbcache{next(counter)}")
         os.environ["WANDB_CACHE_DIR"] = str(cache)
         return wandb.Api(api_key=api_key, overrides={"base_url": url}, timeout=timeout)
