@@ -26,6 +26,7 @@ from ..store.history import History
 from . import filters as F
 from . import parquet as PQ
 from .data import Data, parse_filters
+from .guard import MAX_ANSWER_ROWS
 from .org import EntityOrgFields
 from .urls import Urls
 
@@ -132,7 +133,11 @@ def loads_or(text: Any, default: Any) -> Any:
 
 
 def sample_indices(n: int, samples: int | None) -> range | list[int]:
-    """Deterministic downsampling: evenly spaced indices, always keeping the first and last row."""
+    """Deterministic downsampling: evenly spaced indices, always keeping the first and last row.
+    An answer of more than MAX_ANSWER_ROWS rows is refused (the guard let its `samples` through)."""
+    if min(n, n if samples is None or samples < 0 else samples) > MAX_ANSWER_ROWS:
+        raise GraphQLError(f"the answer would hold {n} rows, over {MAX_ANSWER_ROWS}: ask a narrower step range "
+                           "or fewer samples")
     if samples is None or samples < 0 or n <= samples:
         return range(n)
     if samples == 0:
