@@ -23,11 +23,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from test_sync_fidelity import _sync as sync_once
 
 from wandb_mirror.config import minimal_config
 from wandb_mirror.fixtures import seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import SyncEngine, make_client
 
 KEY = "k" * 40
 TOKENS = [0, 10**9, 2 * 10**9, 3 * 10**9]
@@ -56,13 +56,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Any:
         seed(s, doc)
     up = start_server(base / "up")
     cfg = minimal_config(up.url, base / "mirror", retry_wait_min=0.01, retry_wait_max=0.05)
-    store, client = Store(cfg.store_path), make_client(cfg, api_key=KEY)
-    try:
-        with store.lock("test"):
-            result = SyncEngine(cfg, store, client).run_pass()
-    finally:
-        client.close()
-        store.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_API_KEY", KEY)
+        result, _ = sync_once(cfg)
     assert result.status == "ok", result.errors
     first_pass = _ops(up)
     mirror = start_server(base / "mirror")
