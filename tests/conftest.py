@@ -186,9 +186,18 @@ def make_wandb_api(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., An
     import wandb
 
     counter = iter(range(1_000_000))
+    made = [Path(os.environ["WANDB_CACHE_DIR"])]
 
     def make(url: str, api_key: str = "x" * 40, timeout: int = 60) -> Any:
+        # wandb-core reads WANDB_CACHE_DIR once, when the first Api of the process starts it, and
+        # caches history exports there by entity_project_run_i whatever the server: an earlier
+        # test's files would be read instead of this server's. They go; a test comparing two
+        # servers' scans of the same run passes use_cache=False (the second would read the first's).
+        for d in made:
+            for f in d.glob("*.runhistory.parquet"):
+                f.unlink(missing_ok=True)
         cache = tmp_path_factory.mktemp(f"wbcache{next(counter)}")
+        made.append(cache)
         os.environ["WANDB_CACHE_DIR"] = str(cache)
         return wandb.Api(api_key=api_key, overrides={"base_url": url}, timeout=timeout)
 

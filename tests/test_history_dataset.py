@@ -70,7 +70,7 @@ def test_dataset_refresh_follows_compaction_and_refuses_foreign_dirs(store_with_
     with Store(store_with_live_tail) as s:
         pk = s.catalog.run_pk(s.catalog.project_pk(ENTITY, PROJECT), "r04")
         s.history.append(pk, [(LIVE_TO, json.dumps({"_step": LIVE_TO, "loss": 0.0}))])
-        s.catalog.conn.execute("UPDATE runs SET state = 'finished' WHERE pk = ?", [pk])
+        s.catalog.conn.execute("UPDATE runs SET state = 'finished', last_step = ? WHERE pk = ?", [LIVE_TO, pk])
         s.catalog.conn.commit()
         s.history.compact_due()
     r = cli("dataset", "--store", str(store_with_live_tail), "--out", str(out))

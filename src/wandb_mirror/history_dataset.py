@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from .errors import UsageError
 from .store import Store, segments
+from .store.history import Segment
 from .store.objects import require_local
 
 MARKER = "_wandb_mirror_dataset"
@@ -71,9 +72,10 @@ def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) ->
     for pk, entity, proj, run_id in store.catalog.conn.execute(sql, args).fetchall():
         run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", run_id)
         want: dict[str, Path] = {}
-        for i, seg in enumerate(store.history.segments(pk)):
+        linked = _linkable(store, pk)
+        for i, seg in enumerate(linked):
             want[f"part-{i:05d}-{seg.md5[:12]}.parquet"] = require_local(store.objects, "the history dataset").path(seg.md5)
-        tail = [(s, r) for s, r in store.history.rows(pk, min_step=_after_segments(store, pk))]
+        tail = [(s, r) for s, r in store.history.rows(pk, min_step=linked[-1].last_step + 1 if linked else None)]
         if not want and not tail:
             continue
         rep.runs += 1
@@ -96,6 +98,8 @@ def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) ->
     return rep
 
 
-def _after_segments(store: Store, run_pk: int) -> int | None:
-    segs = store.history.segments(run_pk)
-    return segs[-1].last_step + 1 if segs else None
+def _linkable(store: Store, run_pk: int) -> list[Segment]:
+    """The run's segments that end within its lastStep (linked whole); what follows them, up to
+    lastStep, is written as the run's tail part."""
+    stop = store.history.stop(run_pk)
+    return [s for s in store.history.segments(run_pk) if stop is None or s.last_step < stop]

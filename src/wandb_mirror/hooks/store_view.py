@@ -163,10 +163,6 @@ class StoreView:
         pk = self._run_pk(run)
         if pk is None:
             return
-        # never beyond the run's lastStep (a mirror appending to a run writes rows before its marker)
-        last = self._store.catalog.scalar("SELECT last_step FROM runs WHERE pk = ?", [pk])
-        if isinstance(last, int) and last >= 0:
-            max_step = last + 1 if max_step is None else min(max_step, last + 1)
         yield from self._store.history.texts(pk, min_step=min_step, max_step=max_step)
 
     def system_metrics(self, run: Run) -> Iterator[dict[str, Any]]:

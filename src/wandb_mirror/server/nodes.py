@@ -26,6 +26,7 @@ from ..store.history import History
 from . import filters as F
 from . import parquet as PQ
 from .data import Data, parse_filters
+from .guard import MAX_ANSWER_ROWS
 from .org import EntityOrgFields
 from .urls import Urls
 
@@ -132,7 +133,11 @@ def loads_or(text: Any, default: Any) -> Any:
 
 
 def sample_indices(n: int, samples: int | None) -> range | list[int]:
-    """Deterministic downsampling: evenly spaced indices, always keeping the first and last row."""
+    """Deterministic downsampling: evenly spaced indices, always keeping the first and last row.
+    An answer of more than MAX_ANSWER_ROWS rows is refused (the guard let its `samples` through)."""
+    if min(n, n if samples is None or samples < 0 else samples) > MAX_ANSWER_ROWS:
+        raise GraphQLError(f"the answer would hold {n} rows, over {MAX_ANSWER_ROWS}: ask a narrower step range "
+                           "or fewer samples")
     if samples is None or samples < 0 or n <= samples:
         return range(n)
     if samples == 0:
@@ -424,8 +429,10 @@ class RunNode:
         if not isinstance(hk, dict):
             hk = {}
         if "lastStep" not in hk:
-            last = self._history().last_step(self.pk)
-            hk = {"lastStep": last if last is not None else self._row.get("last_step", -1), **hk}
+            last = self._row.get("last_step")
+            if not isinstance(last, int) or last < 0:
+                last = self._history().last_step(self.pk)
+            hk = {"lastStep": last if last is not None else -1, **hk}
         hk.setdefault("keys", {})
         return hk
 
@@ -450,23 +457,15 @@ class RunNode:
             "SELECT count(*) FROM files WHERE run_pk = ? AND tombstoned_at IS NULL", [self.pk]).fetchone()[0]
 
     # history -----------------------------------------------------------------------------------
-    def _below_last(self, max_step: int | None) -> int | None:
-        """An exclusive max_step that serves no row beyond the run's lastStep (a mirror appending
-        to a run writes its rows before it moves the run's marker)."""
-        last = self._row.get("last_step")
-        if isinstance(last, int) and last >= 0:
-            return last + 1 if max_step is None else min(max_step, last + 1)
-        return max_step
-
     def _history(self) -> History:
         return History(None, self._ctx.objects, lambda: self._ctx.conn)
 
     def history(self, info: GraphQLResolveInfo, samples: int | None = None, minStep: int | None = None,
                 maxStep: int | None = None) -> list[str]:
-        # maxStep is exclusive, as W&B's HistoryPage
+        # maxStep is exclusive, as W&B's HistoryPage; the reader stops at the run's lastStep
         rows = [t for _, t in self._history().texts(
             self.pk, min_step=None if minStep is None else int(minStep),
-            max_step=self._below_last(None if maxStep is None else int(maxStep)))]
+            max_step=None if maxStep is None else int(maxStep))]
         return [rows[i] for i in sample_indices(len(rows), samples)]
 
     def events(self, info: GraphQLResolveInfo, samples: int | None = None) -> list[str]:
@@ -487,7 +486,7 @@ class RunNode:
             lo, hi = spec.get("minStep"), spec.get("maxStep")  # maxStep is inclusive for sampledHistory
             rows = []
             for _, row in self._history().rows(self.pk, min_step=None if lo is None else int(lo),
-                                                max_step=self._below_last(None if hi is None else int(hi) + 1),
+                                                max_step=None if hi is None else int(hi) + 1,
                                                 keys=keys or None):
                 picked = {}
                 for k in keys:

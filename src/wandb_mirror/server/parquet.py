@@ -43,17 +43,20 @@ def _age_seconds(created_at: str | None, now: float) -> float:
 
 def exported_segments(conn: sqlite3.Connection, history: History, run_pk: int, delay: float) -> list[Segment]:
     """The run's segments offered as exports: the longest run of segments from the first step that
-    are old enough and that no tail row rewrites, cut so that the live part starts on a multiple of
+    are old enough, that no tail row rewrites and that end within the run's lastStep, cut so that the live part starts on a multiple of
     CLIENT_PAGE. (The official client reads a page that holds the first live step entirely through
     HistoryPage, on top of the rows it already read from the files for that page: a live part that
     starts mid-page would give it those rows twice.)"""
     now = time.time()
+    stop = history.stop(run_pk)  # rows beyond the run's lastStep are neither exported nor live
     created = dict(conn.execute("SELECT first_step, created_at FROM history_segments WHERE run_pk = ?", [run_pk]).fetchall())
-    tail_steps = [r[0] for r in conn.execute("SELECT step FROM history WHERE run_pk = ?", [run_pk])]
-    segs = history.segments(run_pk)
+    tail_steps = [r[0] for r in conn.execute("SELECT step FROM history WHERE run_pk = ? AND step < ?",
+                                             [run_pk, 2 ** 63 - 1 if stop is None else stop])]
+    segs = [s for s in history.segments(run_pk) if stop is None or s.first_step < stop]
     out: list[Segment] = []
     for s in segs:
-        if _age_seconds(created.get(s.first_step), now) < delay or any(s.first_step <= t <= s.last_step for t in tail_steps):
+        if (_age_seconds(created.get(s.first_step), now) < delay or (stop is not None and s.last_step >= stop)
+                or any(s.first_step <= t <= s.last_step for t in tail_steps)):
             break
         out.append(s)
     live = [t for t in tail_steps if not out or t > out[-1].last_step] + [s.first_step for s in segs[len(out):]]

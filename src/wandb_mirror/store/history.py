@@ -11,7 +11,9 @@ step in a segment (W&B rewrites a step now and then; the next compaction folds i
 Reading. `History.rows` / `History.texts` are the one reader every consumer uses (serve's
 HistoryPage, sampledHistory and parquetHistory, the plugins' store view, export, status): they
 merge segments and tail by step, read only the columns asked for, and stream segments row group
-by row group.
+by row group. They never yield a step beyond the run's `lastStep` (`runs.last_step`): a pass
+writes a run's rows before it moves the run's marker (and a crash between leaves them there), and
+no reader may serve rows the run does not have yet (`within_last=False` reads them all).
 
 Without pyarrow nothing is compacted: history stays in the tail and is read from there, as before.
 """
@@ -146,6 +148,14 @@ class History:
             "WHERE s.run_pk = h.run_pk AND h.step BETWEEN s.first_step AND s.last_step)", [run_pk]) or 0
         return seg + tail
 
+    def stop(self, run_pk: int, max_step: int | None = None) -> int | None:
+        """The exclusive max step a reader may serve: `max_step`, never beyond the run's lastStep.
+        A run whose lastStep is unknown (NULL or negative, a staging pk) is not bounded."""
+        last = self._scalar("SELECT last_step FROM runs WHERE pk = ?", [run_pk])
+        if isinstance(last, int) and last >= 0:
+            return last + 1 if max_step is None else min(max_step, last + 1)
+        return max_step
+
     def last_step(self, run_pk: int) -> int | None:
         a = self._scalar("SELECT MAX(last_step) FROM history_segments WHERE run_pk = ?", [run_pk])
         b = self._scalar("SELECT MAX(step) FROM history WHERE run_pk = ?", [run_pk])
@@ -164,12 +174,15 @@ class History:
 
     # -- reading ----------------------------------------------------------------------------
     def rows(self, run_pk: int, *, min_step: int | None = None, max_step: int | None = None,
-             keys: Iterable[str] | None = None) -> Iterator[Row]:
-        """(step, row) in step order, `min_step` inclusive, `max_step` exclusive (as HistoryPage).
+             keys: Iterable[str] | None = None, within_last: bool = True) -> Iterator[Row]:
+        """(step, row) in step order, `min_step` inclusive, `max_step` exclusive (as HistoryPage),
+        never beyond the run's lastStep unless `within_last` is False (module docstring).
 
         With `keys`, rows hold only the columns those keys live in (plus `_step`); rows are not
         dropped, so the caller decides what a row without the keys means.
         """
+        if within_last:
+            max_step = self.stop(run_pk, max_step)
         cols = _columns(keys)
         segs, tail = self._snapshot(run_pk, min_step, max_step)
         tail_rows: list[Row] = []
@@ -182,8 +195,12 @@ class History:
             tail_rows.append((step, row))
         yield from _merge(self._segment_rows(segs, min_step, max_step, cols), iter(tail_rows))
 
-    def texts(self, run_pk: int, *, min_step: int | None = None, max_step: int | None = None) -> Iterator[tuple[int, str]]:
-        """(step, row JSON text): tail rows exactly as mirrored, segment rows re-encoded."""
+    def texts(self, run_pk: int, *, min_step: int | None = None, max_step: int | None = None,
+              within_last: bool = True) -> Iterator[tuple[int, str]]:
+        """(step, row JSON text): tail rows exactly as mirrored, segment rows re-encoded; bounded
+        as `rows`."""
+        if within_last:
+            max_step = self.stop(run_pk, max_step)
         segs, tail = self._snapshot(run_pk, min_step, max_step)
         seg_texts = ((s, row_text(r)) for s, r in self._segment_rows(segs, min_step, max_step, None))
         yield from _merge(seg_texts, ((s, from_catalog(t)) for s, t in tail))
