@@ -43,7 +43,7 @@ def test_official_client_creates_a_registry_links_and_moves_aliases(api: Any) ->
     assert listed == {"v0", "v1"}
     assert got == {"v0": ["old"], "v1": ["best", "latest"]}
     assert api.artifact("wandb-registry-staging/candidates:best").source_name == "mnist:v1"
-    with pytest.raises(Exception):  # `model` is not an allowed type of this registry
+    with pytest.raises(Exception, match="not allowed"):  # `model` is not an allowed type of this registry
         api.artifact(f"{ENTITY}/{PROJECT}/cnn:v0").link("wandb-registry-staging/models")
     assert [c.name for c in api.registry("staging", organization=ORG).collections()] == ["candidates"]
 

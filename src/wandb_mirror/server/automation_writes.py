@@ -2,7 +2,9 @@
 
 The automation belongs to the entity of its scope (a project's, a collection's project's, or the
 entity itself); its name is unique in that entity, as on W&B. Actions name an integration of that
-entity by id; one that does not exist, or of the wrong kind, is refused. Queue-job and other
+entity by id; one that does not exist, or of the wrong kind, is refused. A registry's collection
+lives in the organization's entity: its automation may use the integration of any team of the
+organization, and then belongs to that team (as the mirror records such automations upstream). Queue-job and other
 actions this server cannot carry out are refused rather than stored half.
 """
 
@@ -59,7 +61,8 @@ def _entity_name(scope_id: str) -> str:
     return name if kind == "Entity" else ""
 
 
-def _action(conn: Any, entity: str, action_type: str, config: dict[str, Any]) -> dict[str, Any]:
+def _action(conn: Any, entity: str, action_type: str, config: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The stored action and the entity the automation belongs to."""
     if action_type not in _ACTIONS:
         raise GraphQLError(f"automation action {action_type!r} is not supported by this server")
     key, typename, kind = _ACTIONS[action_type]
@@ -67,14 +70,17 @@ def _action(conn: Any, entity: str, action_type: str, config: dict[str, Any]) ->
     if given is None:
         raise GraphQLError(f"triggeredActionConfig.{key} is required for a {action_type} action")
     if kind is None:
-        return {"typename": typename, "noOp": True}
+        return {"typename": typename, "noOp": True}, entity
     row = conn.execute("SELECT * FROM integrations WHERE id = ? AND tombstoned_at IS NULL",
                        [given.get("integrationID")]).fetchone()
-    if row is None or row["kind"] != kind or row["entity"] != entity:
+    in_org = row is not None and conn.execute(
+        "SELECT 1 FROM organizations o JOIN entities e ON e.organization = o.name WHERE o.org_entity = ? AND "
+        "e.name = ?", [entity, row["entity"]]).fetchone() is not None
+    if row is None or row["kind"] != kind or (row["entity"] != entity and not in_org):
         raise GraphQLError(f"no {kind} {given.get('integrationID')} in entity {entity!r}")
     out = {"typename": typename, "integration": row["id"]}
     out.update({f: given.get(f) for f in _ACTION_FIELDS[typename] if given.get(f) is not None})
-    return out
+    return out, row["entity"]
 
 
 class AutomationMutations:
@@ -88,11 +94,11 @@ class AutomationMutations:
             raise GraphQLError("eventFilter is not valid JSON") from None
         with ctx.data.write(ctx.conn) as conn:
             scope, entity = _scope(conn, input["scopeType"], input["scopeID"])
+            action, entity = _action(conn, entity, input["triggeredActionType"], input.get("triggeredActionConfig") or {})
             if conn.execute("SELECT 1 FROM automations WHERE entity = ? AND name = ? AND tombstoned_at IS NULL",
                             [entity, input["name"]]).fetchone():
                 raise GraphQLError(f"an automation named {input['name']!r} already exists in {entity!r}",
                                    extensions={"code": "CONFLICT"})
-            action = _action(conn, entity, input["triggeredActionType"], input.get("triggeredActionConfig") or {})
             t = times.wandb_time()
             row = {"id": ids.b64id(f"Trigger:{uuid.uuid4().hex}"), "entity": entity, "name": input["name"],
                    "description": input.get("description"), "enabled": int(bool(input["enabled"])),
