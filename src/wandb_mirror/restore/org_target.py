@@ -61,6 +61,10 @@ CREATE_AUTOMATION = """mutation CreateAutomation($input: CreateFilterTriggerInpu
   createFilterTrigger(input: $input) { trigger { id name } }
 }"""
 
+# What restore asks the target before it writes (a re-run may ask again; it never writes again).
+READ_OPERATIONS = frozenset({"OrgOfEntity", "Organization", "EntityId", "ProjectIds", "CollectionId", "Integrations",
+                             "Triggers"})
+
 
 @dataclass
 class TargetOrg:
