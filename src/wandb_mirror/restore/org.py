@@ -117,10 +117,10 @@ class OrgRestore:
                                              *(o.org_entity for o in orgs)]))
             org = self._org = self.target.organization(self.organization, candidates)
             if org is None:
-                where = f"organization {self.organization!r}" if self.organization else \
-                    "an organization of " + ", ".join(candidates[:3])
+                where = f"no organization {self.organization!r}" if self.organization else \
+                    "no organization for " + ", ".join(candidates[:3])
                 for r in regs:
-                    self.counts.leave(f"registries (the target has no {where}; name one with --organization)", r.name)
+                    self.counts.leave(f"registries (the target has {where}; name one with --organization)", r.name)
             else:
                 for r in regs:
                     self._registry(org, r)
