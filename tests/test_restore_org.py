@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import ENTITY
-from org_fixture import ORG, ORG_ENTITY, seed_org_store
+from org_fixture import ORG, ORG_ENTITY, org_fixture_doc
 
 from wandb_mirror.cli import main
 from wandb_mirror.config import minimal_config
@@ -29,7 +29,12 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from wandb_mirror.server import start_server
 
     base = tmp_path_factory.mktemp("orgrestore")
-    up = start_server(seed_org_store(base / "up"), read_only=True)
+    doc = org_fixture_doc()
+    for run in doc["projects"][0]["runs"]:
+        run.pop("console", None)  # restoring console lines is tested in test_restore.py; here it would only cost
+    with Store(base / "up") as st:
+        seed(st, doc)
+    up = start_server(base / "up", read_only=True)
     os.environ["WANDB_API_KEY"] = KEY
     try:
         cfg = minimal_config(up.url, base / "mirror")
@@ -117,3 +122,25 @@ def test_restore_recreates_registries_links_and_automations(mirror: Path, tmp_pa
     assert main(args) == 0
     assert [e for e in target.request_log() if e["method"] != "GET" and e["operation"] not in READ_OPERATIONS] == []
     assert "0 registries, 0 links, 0 collection descriptions and tags, 0 automations written" in capsys.readouterr().out
+
+
+def test_restore_into_a_server_without_organization_says_what_it_left(mirror: Path, tmp_path: Path,
+                                                                       start_mirror_server: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    Store(tmp_path / "target").close()  # an empty server: no organization, no integration
+    target = start_mirror_server(tmp_path / "target", writable=True)
+    args = ["restore", "--store", str(mirror), "--to", target.url, "--journal", str(tmp_path / "j.jsonl"),
+            "--project", "nlp"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{ENTITY}/nlp -> {ENTITY}/nlp: 2 runs" in out  # the projects are restored regardless
+    assert "organization side: 0 registries, 0 links, 0 collection descriptions and tags, 0 automations" in out
+    assert f"not restored: 2 registries (the target has no organization for {ENTITY}" in out
+    assert "not restored: 2 automations whose" in out
+    assert main([*args, "--organization", "elsewhere"]) == 0
+    assert "not restored: 2 registries (the target has no organization 'elsewhere'" in capsys.readouterr().out
+    writes = [e["operation"] for e in target.request_log() if e["operation"] in
+              ("UpsertRegistry", "LinkArtifact", "CreateAutomation")]
+    assert writes == []

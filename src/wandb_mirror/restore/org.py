@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ..store.org_reader import OrgStoreReader, StoredAutomation, StoredRegistry, StoredRegistryCollection
+from ..store.org_reader import (
+    OrgStoreReader,
+    StoredAutomation,
+    StoredIntegration,
+    StoredRegistry,
+    StoredRegistryCollection,
+)
 from .journal import Journal
 from .org_target import OrgTarget, TargetOrg
 from .plan import Move
@@ -77,6 +83,7 @@ class OrgRestore:
         self._names: dict[str, set[str]] = {}
         self._integrations: dict[str, list[dict[str, Any]]] = {}
         self._org: TargetOrg | None = None
+        self._sources: dict[str, StoredIntegration] | None = None
 
     # -- the plan (--dry-run) ----------------------------------------------------------------
     def plan_lines(self) -> list[str]:
@@ -255,7 +262,9 @@ class OrgRestore:
         if kind not in ("GenericWebhookTriggeredAction", "NotificationTriggeredAction"):
             return ("automations whose action needs what the mirror does not hold (e.g. a launch queue)",
                     f" ({kind or 'unknown action'})")
-        source = self.reader.integrations().get(str(act.get("integration")))
+        if self._sources is None:
+            self._sources = self.reader.integrations()
+        source = self._sources.get(str(act.get("integration")))
         if entity not in self._integrations:
             self._integrations[entity] = self.target.integrations(entity)
         match = None
