@@ -4,7 +4,6 @@ the mirror; what the API cannot re-create is said, one line per kind; a second r
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,12 @@ from typing import Any
 import pytest
 from conftest import ENTITY
 from org_fixture import ORG, ORG_ENTITY, org_fixture_doc
+from restore_support import sync_mirror
 
 from wandb_mirror.cli import main
-from wandb_mirror.config import minimal_config
 from wandb_mirror.fixtures import seed
 from wandb_mirror.restore.org_target import READ_OPERATIONS
 from wandb_mirror.store import Store
-from wandb_mirror.sync import SyncEngine, make_client
 
 KEY = "o" * 40
 
@@ -35,20 +33,10 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Store(base / "up") as st:
         seed(st, doc)
     up = start_server(base / "up", read_only=True)
-    os.environ["WANDB_API_KEY"] = KEY
     try:
-        cfg = minimal_config(up.url, base / "mirror")
-        store, client = Store(base / "mirror"), make_client(cfg)
-        try:
-            with store.lock("test"):
-                assert SyncEngine(cfg, store, client).run_pass().status == "ok"
-        finally:
-            client.close()
-            store.close()
+        return sync_mirror(up.url, base / "mirror", KEY)
     finally:
-        os.environ.pop("WANDB_API_KEY", None)
         up.stop()
-    return base / "mirror"
 
 
 def _target_doc(slack: bool) -> dict[str, Any]:

@@ -107,12 +107,8 @@ class OrgRestore:
     # -- the restore -------------------------------------------------------------------------
     def _step(self, key: str, send: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
         assert self.journal is not None
-        if self.journal.done(key):
-            self.counts.skipped += 1
-            return self.journal.data(key)
-        self.journal.intent(key)
-        data = send() or {}
-        self.journal.mark_done(key, data)
+        data, skipped = self.journal.step(key, send)
+        self.counts.skipped += skipped
         return data
 
     def run(self) -> OrgCounts:

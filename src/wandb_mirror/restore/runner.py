@@ -82,12 +82,8 @@ class ProjectRestore:
         return "|".join([self.move.dst, *parts])
 
     def _step(self, key: str, send: Callable[[], Any]) -> dict[str, Any]:
-        if self.journal.done(key):
-            self.counts.skipped += 1
-            return self.journal.data(key)
-        self.journal.intent(key)
-        data = send() or {}
-        self.journal.mark_done(key, data)
+        data, skipped = self.journal.step(key, send)
+        self.counts.skipped += skipped
         return data
 
     def _verified(self, md5: str) -> Callable[[], Any]:
