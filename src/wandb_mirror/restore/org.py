@@ -276,7 +276,7 @@ class OrgRestore:
             if match:
                 break
         if match is None:
-            what = (f"webhook {source.name!r}" if source and source.name else
+            what = (f"webhook {source.name!r} at {source.url_endpoint}" if source and source.name else
                     f"Slack channel {source.channel_name!r}" if source else "an integration the mirror lacks")
             return ("automations whose integration does not exist on the target (create it there, then restore "
                     "again)", f" ({what})")
