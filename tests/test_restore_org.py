@@ -111,6 +111,19 @@ def test_restore_recreates_registries_links_and_automations(mirror: Path, tmp_pa
     assert [e for e in target.request_log() if e["method"] != "GET" and e["operation"] not in READ_OPERATIONS] == []
     assert "0 registries, 0 links, 0 collection descriptions and tags, 0 automations written" in capsys.readouterr().out
 
+    # a restore killed after its writes reached the target but before it journaled them: sent again, they
+    # find what they made (the registries and automations are looked up, a link already held is answered)
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(x for x in journal.read_text().splitlines(keepends=True) if '"org|' not in x))
+    target.reset_log()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 registries, 3 links, 1 collection descriptions and tags, 0 automations written" in out
+    assert "not restored: 2 registries already on the target" in out
+    assert "not restored: 2 automations already on the target" in out
+    assert {e["operation"] for e in target.request_log()} & {"UpsertRegistry", "CreateAutomation"} == set()
+    assert _view(make_wandb_api(target.url)) == want  # no second version, no moved alias, no duplicate
+
 
 def test_restore_into_a_server_without_organization_says_what_it_left(mirror: Path, tmp_path: Path,
                                                                        start_mirror_server: Any,
