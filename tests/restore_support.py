@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 # What W&B does not let a client set, per docs/restore.md: not compared.
@@ -83,3 +85,24 @@ def diff(a: dict[str, Any], b: dict[str, Any], where: str = "") -> list[str]:
     elif a != b:
         out.append(f"{where}: {str(a)[:200]} != {str(b)[:200]}")
     return out[:20]
+
+
+def sync_mirror(upstream_url: str, path: Path, key: str) -> Path:
+    """One sync pass of `upstream_url` into a new mirror at `path` (the store restore reads)."""
+    from wandb_mirror.config import minimal_config
+    from wandb_mirror.store import Store
+    from wandb_mirror.sync import SyncEngine, make_client
+
+    os.environ["WANDB_API_KEY"] = key
+    try:
+        cfg = minimal_config(upstream_url, path)
+        store, client = Store(path), make_client(cfg)
+        try:
+            with store.lock("test"):
+                assert SyncEngine(cfg, store, client).run_pass().status == "ok"
+        finally:
+            client.close()
+            store.close()
+    finally:
+        os.environ.pop("WANDB_API_KEY", None)
+    return path

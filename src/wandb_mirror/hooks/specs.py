@@ -108,8 +108,8 @@ def sweep_finished(sweep, upstream, config, store) -> None:
 def tombstoned(kind, key, upstream, config, store) -> None:
     """Something was deleted upstream; the mirror keeps it and marks it with a tombstone.
 
-    `kind` is "project", "run", "file", "artifact", "collection", "sweep" or "report"; `key` is its path,
-    e.g. "entity/project/run" or "entity/project/run/file.txt".
+    `kind` is "project", "run", "file", "artifact", "collection", "sweep", "report" or "registry"; `key`
+    is its path, e.g. "entity/project/run", "entity/project/run/file.txt" or "org-entity/wandb-registry-NAME".
     """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ class Journal:
 
     def mark_done(self, key: str, data: dict[str, Any] | None = None) -> None:
         self._write(key, "done", data)
+
+    def step(self, key: str, send: Callable[[], dict[str, Any] | None]) -> tuple[dict[str, Any], bool]:
+        """`send` once: journaled as an intent before, done with its data after. A step already done is
+        not sent again. Returns (its data, whether it was already done)."""
+        if self.done(key):
+            return self.data(key), True
+        self.intent(key)
+        data = send() or {}
+        self.mark_done(key, data)
+        return data, False
 
     def close(self) -> None:
         self._f.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
+from ..org_models import REGISTRY_PREFIX
 from ..store.reader import StoredProject, StoreReader
 
 
@@ -54,7 +55,8 @@ def _split(text: str, what: str) -> tuple[str | None, str]:
 
 def resolve_moves(reader: StoreReader, projects: list[str], entity: str | None) -> list[Move]:
     """`--project SRC=DST` (or just SRC) and `--entity E` turned into moves; every project when none is named."""
-    stored = reader.projects()
+    # registries are projects too, but restored by restore/org.py: links, not logged versions
+    stored = [p for p in reader.projects() if not p.project.name.startswith(REGISTRY_PREFIX)]
     if not stored:
         raise UsageError(f"the store {reader.store.path} holds no projects to restore")
     if not projects:

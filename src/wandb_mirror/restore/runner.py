@@ -76,17 +76,14 @@ class ProjectRestore:
         self.counts = Counts()
         self.sweep_names: dict[str, str] = {}
         self.run_names: set[str] = set()
+        self.artifact_ids: dict[int, str] = {}  # stored artifact pk -> its id on the target (registry links)
 
     def key(self, *parts: str) -> str:
         return "|".join([self.move.dst, *parts])
 
     def _step(self, key: str, send: Callable[[], Any]) -> dict[str, Any]:
-        if self.journal.done(key):
-            self.counts.skipped += 1
-            return self.journal.data(key)
-        self.journal.intent(key)
-        data = send() or {}
-        self.journal.mark_done(key, data)
+        data, skipped = self.journal.step(key, send)
+        self.counts.skipped += skipped
         return data
 
     def _verified(self, md5: str) -> Callable[[], Any]:
@@ -228,6 +225,7 @@ class ProjectRestore:
             self.progress(f"artifact {self.move.dst}/{label}")
             new_id = self._artifact(stored)
             self.journal.mark_done(key, {"id": new_id})
+        self.artifact_ids[stored.pk] = new_id
         for run in (r for r in stored.consumers if r in self.run_names):
             self._step(self.key("use", label, run), partial(self.target.use_artifact, self.entity, self.project,
                                                             run, new_id))

@@ -426,7 +426,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.data.connection() as conn:
             result, op = self.server.executor.execute(request, self._ctx(conn), read_only=self.server.read_only)
         self._operation = op
-        self._send_json(200, result)
+        # W&B answers a name already taken (an automation's) with 409, which the client turns into its own error
+        conflict = any((e.get("extensions") or {}).get("code") == "CONFLICT" for e in result.get("errors") or [])
+        self._send_json(409 if conflict else 200, result)
 
     # -- file bodies ----------------------------------------------------------------------------
     def _run_file(self, path: str, method: str, fault: str | None) -> None:

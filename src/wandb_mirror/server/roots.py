@@ -18,7 +18,9 @@ from graphql import GraphQLError, GraphQLResolveInfo
 from .. import ids, jsontext, times
 from . import nodes as N
 from . import org
+from .automation_writes import AutomationMutations
 from .collection_writes import CollectionMutations
+from .registry_writes import RegistryMutations, apply_registry
 
 FEATURES = [
     "TOTAL_COUNT_IN_FILE_CONNECTION",
@@ -28,6 +30,8 @@ FEATURES = [
     "ARTIFACT_DIGEST_ALGORITHM",
     "ARTIFACT_REGISTRY_SEARCH",
     "QUERY_AUTOMATIONS_ON_ENTITY",
+    "INCLUDE_ARTIFACT_TYPES_IN_REGISTRY_CREATION",
+    "ARTIFACT_MEMBERSHIP_IN_LINK_ARTIFACT_RESPONSE",
 ]
 
 
@@ -173,7 +177,7 @@ UPSERT_COLUMNS = {
 }
 
 
-class Mutation(CollectionMutations):
+class Mutation(CollectionMutations, RegistryMutations, AutomationMutations):
     def upsertBucket(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         ctx = N.ctx_of(info)
         inserted = False
@@ -321,6 +325,7 @@ class Mutation(CollectionMutations):
             if "description" in input:
                 conn.execute("UPDATE projects SET description = ?, updated_at = ? WHERE pk = ?",
                              [input["description"], times.wandb_time(), p["pk"]])
+            apply_registry(conn, p, input)
         row = ctx.conn.execute("SELECT * FROM projects WHERE pk = ?", [p["pk"]]).fetchone()
         node = N.ProjectNode(ctx, dict(row))
         return {"project": node, "model": node, "inserted": existed is None}

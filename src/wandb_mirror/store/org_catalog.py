@@ -138,3 +138,28 @@ def runs_for_console(conn: sqlite3.Connection, pass_id: int | None, entities: li
         "('finished', 'crashed', 'failed', 'killed') OR EXISTS (SELECT 1 FROM changes c WHERE c.pass_id = ? "
         "AND c.entity = p.entity AND c.project = p.name AND c.run = r.run_id)) ORDER BY r.pk",
         [*entities, pass_id]))
+
+
+def live_registries(conn: sqlite3.Connection, org_entity: str, prefix: str) -> dict[str, int]:
+    """Registry project name -> pk, of the organization's registries not tombstoned."""
+    rows = conn.execute("SELECT name, pk FROM projects WHERE entity = ? AND substr(name, 1, ?) = ? AND "
+                        "tombstoned_at IS NULL", [org_entity, len(prefix), prefix]).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def live_portfolios(conn: sqlite3.Connection, registries: dict[str, int]) -> dict[tuple[str, str], int]:
+    """(registry project name, collection name) -> pk of the registries' collections not tombstoned."""
+    if not registries:
+        return {}
+    names = {pk: name for name, pk in registries.items()}
+    rows = conn.execute(f"SELECT project_pk, name, pk FROM artifact_collections WHERE project_pk IN "
+                        f"({','.join('?' * len(names))}) AND tombstoned_at IS NULL", list(names)).fetchall()
+    return {(names[r[0]], r[1]): r[2] for r in rows}
+
+
+def tombstone_pks(conn: sqlite3.Connection, table: str, pks: list[int], at: str) -> None:
+    """Tombstone registry projects or their collections (upstream deleted them; the mirror keeps them)."""
+    if table not in ("projects", "artifact_collections") or not pks:
+        return
+    conn.execute(f"UPDATE {table} SET tombstoned_at = ? WHERE tombstoned_at IS NULL AND pk IN "
+                 f"({','.join('?' * len(pks))})", [at, *pks])

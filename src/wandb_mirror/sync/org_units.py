@@ -26,6 +26,7 @@ from ..events import (
     AutomationChanged,
     ConsoleAppended,
     RegistryAliasesChanged,
+    Tombstoned,
 )
 from ..org_models import REGISTRY_PREFIX, Organization
 from ..store import Catalog
@@ -34,10 +35,13 @@ from ..store.org_catalog import (
     artifact_pk_by_id,
     console_tail_number,
     links_of,
+    live_portfolios,
+    live_registries,
     record_event,
     runs_for_console,
     stored_rows,
     tombstone_link,
+    tombstone_pks,
     tombstone_rows,
     upsert_automation,
     upsert_integration,
@@ -62,6 +66,8 @@ class OrgStats:
     linked: int = 0
     unlinked: int = 0
     aliases_changed: int = 0
+    registries_deleted: int = 0
+    collections_deleted: int = 0
     links_skipped: list[str] = field(default_factory=list)  # links to versions the mirror does not hold
     console_lines: int = 0
     automations_changed: int = 0
@@ -124,6 +130,9 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
     remote_links = reader.registry_links(org)
     now = utcnow()
     with cat.transaction() as conn:
+        # what the mirror held before this listing: a registry or collection it no longer has was deleted
+        held_regs = live_registries(conn, org.org_entity, REGISTRY_PREFIX)
+        held_colls = live_portfolios(conn, held_regs)
         project_pks: dict[str, int] = {}
         for r in regs:
             project_pks[r.project.name] = cat.upsert_project(r.project)
@@ -133,7 +142,9 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
             if registry in project_pks:
                 coll_pks[(registry, c.name)] = cat.upsert_collection(project_pks[registry], c)
                 cat.upsert_artifact_type(project_pks[registry], c.type_name, created_at=c.created_at)
-        stored = links_of(conn, list(coll_pks.values()))
+        gone_regs = {name: pk for name, pk in held_regs.items() if name not in project_pks}
+        gone_colls = {key: pk for key, pk in held_colls.items() if key not in coll_pks}
+        stored = links_of(conn, [*coll_pks.values(), *gone_colls.values()])  # a gone collection's links go too
         seen: set[tuple[int, int]] = set()
         for rl in remote_links:
             cpk = coll_pks.get((rl.registry, rl.collection))
@@ -163,7 +174,7 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
                     entity=org.org_entity, project=rl.registry, artifact_id=rl.artifact_id, registry=registry,
                     collection=rl.collection, version_index=rl.link.version_index, added=added, removed=removed), now)
                 stats.aliases_changed += 1
-        names = {pk: key for key, pk in coll_pks.items()}
+        names = {pk: key for key, pk in {**gone_colls, **coll_pks}.items()}
         for key, row in stored.items():
             if key in seen or row["tombstoned_at"] is not None:
                 continue
@@ -174,8 +185,24 @@ def sync_registries(cat: Catalog, reader: OrgReader, pass_id: int | None, org: O
                 registry=registry[len(REGISTRY_PREFIX):], collection=collection, version_index=key[1],
                 aliases=_aliases(row["aliases"])), now)
             stats.unlinked += 1
+        _tombstone_registries(conn, pass_id, org, gone_regs, gone_colls, now)
+        stats.registries_deleted, stats.collections_deleted = len(gone_regs), len(gone_colls)
     stats.registries, stats.collections = len(project_pks), len(coll_pks)
     return stats
+
+
+def _tombstone_registries(conn: Any, pass_id: int | None, org: Organization, regs: dict[str, int],
+                          colls: dict[tuple[str, str], int], now: str) -> None:
+    """Registries and registry collections upstream no longer lists: tombstoned (never deleted), each
+    with its `tombstoned` event, as runs are."""
+    tombstone_pks(conn, "artifact_collections", list(colls.values()), now)
+    tombstone_pks(conn, "projects", list(regs.values()), now)
+    for (registry, name) in colls:
+        record_event(conn, pass_id, Tombstoned(entity=org.org_entity, project=registry, what="collection",
+                                               key=f"{org.org_entity}/{registry}/{name}"), now)
+    for registry in regs:
+        record_event(conn, pass_id, Tombstoned(entity=org.org_entity, project=registry, what="registry",
+                                               key=f"{org.org_entity}/{registry}"), now)
 
 
 def sync_console(cat: Catalog, reader: OrgReader, pass_id: int | None, entity: str, project: str, run: str,
@@ -262,7 +289,8 @@ def sync_org_pass(cx: Any, entities: list[str]) -> OrgStats:
         where, _, message = e.partition(": ")
         cx.ledger.error(where, message)
     for key, n in (("registries", stats.registries), ("registry_links", stats.links), ("links_new", stats.linked), ("links_removed", stats.unlinked),
-                   ("link_alias_moves", stats.aliases_changed), ("console_lines", stats.console_lines),
+                   ("link_alias_moves", stats.aliases_changed), ("registries_deleted", stats.registries_deleted),
+                   ("registry_collections_deleted", stats.collections_deleted), ("console_lines", stats.console_lines),
                    ("automations_changed", stats.automations_changed)):
         if n:
             cx.ledger.stats.add(key, n)
