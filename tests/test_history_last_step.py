@@ -107,10 +107,10 @@ def test_store_readers_stop_at_last_step(store: Path, tmp_path: Path) -> None:
         view, reader = StoreView(s), StoreReader(s)
         ppk = s.catalog.project_pk("acme", "p")
         for run in view.runs():
-            assert max(r["_step"] for r in view.history(run)) == LAST, run.name
-            assert max(r["_step"] for r in view.history(run, keys=["loss"])) == LAST, run.name
-            assert max(st for st, _ in view.history_rows(run)) == LAST, run.name
-            assert max(st for st, _ in reader.history(s.catalog.run_pk(ppk, run.name))) == LAST, run.name
+            assert max(r["_step"] for r in view.history(run)) == LAST, run.run_id
+            assert max(r["_step"] for r in view.history(run, keys=["loss"])) == LAST, run.run_id
+            assert max(st for st, _ in view.history_rows(run)) == LAST, run.run_id
+            assert max(st for st, _ in reader.history(s.catalog.run_pk(ppk, run.run_id))) == LAST, run.run_id
     # the export plugin's datasets and the history dataset
     assert main(["export", "--store", str(store), "--out", str(tmp_path / "export"), "--format", "jsonl"]) == 0
     files = sorted((tmp_path / "export").rglob("history.jsonl"))
