@@ -6,9 +6,11 @@ Items upstream deleted are included (the mirror kept them to be given back).
 
 Files are hard links to the store's objects when the folder is on the same filesystem (objects are
 read-only, so a link cannot be used to damage the store by accident) and copies otherwise; each
-object is re-hashed before it is linked, and a copy is hashed as it is written. A name that is not
-safe on a filesystem (absolute, `..`, control characters, over-long, or a name checkout itself
-writes) is mapped to a safe one, and every mapping is reported.
+object is re-hashed before it is linked, and a copy is hashed as it is written. Names are kept
+exactly in the store, whatever upstream allowed; one that is not a plain relative path here (`..`,
+a leading or doubled `/`, a backslash, a control character, `%`, over-long, or a name checkout
+itself writes) is mapped by `fsnames.safe_relpath` (percent-encoding, one to one), and every
+mapping is reported.
 """
 
 from __future__ import annotations
@@ -17,20 +19,18 @@ import errno
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, UsageError
+from ..fsnames import safe_relpath
 from ..hooks.tables import atomic_write, flatten_columns, have_parquet, write_table
 from ..store import Store
 from ..store.objects import require_local
 from ..store.reader import StoreReader
 
 RUN_OUTPUTS = ("history.parquet", "events.parquet", "run.json")
-MAX_COMPONENT = 200  # bytes; filesystems allow 255, leave room for the mapping's suffix
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 @dataclass
@@ -43,23 +43,11 @@ class CheckoutReport:
     written: list[str] = field(default_factory=list)
 
 
-def safe_relpath(name: str, reserved: tuple[str, ...] = ()) -> str:
-    """A relative path inside the destination for `name` (unchanged when it is already safe)."""
-    parts = []
-    for part in name.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            part = "__"
-        part = _UNSAFE_CHARS.sub("_", part)
-        if len(part.encode()) > MAX_COMPONENT:
-            h = hashlib.md5(part.encode()).hexdigest()[:8]
-            part = part.encode()[: MAX_COMPONENT - 9].decode("utf-8", "ignore") + "~" + h
-        parts.append(part)
-    rel = "/".join(parts) or "_"
-    if rel in reserved:
-        rel = f"files/{rel}"
-    return rel
+def _dest_relpath(name: str, reserved: tuple[str, ...] = ()) -> str:
+    """Where `name` goes inside the destination: fsnames' one-to-one safe path, under files/ when
+    it would take the place of a file checkout itself writes."""
+    rel = safe_relpath(name)
+    return f"files/{rel}" if rel in reserved else rel
 
 
 def _parse(path: str) -> tuple[str, str, str, str | None]:
@@ -132,10 +120,9 @@ class Checkout:
         self.report.written += list(RUN_OUTPUTS)
 
     def _place(self, name: str, md5: str, size: int, reserved: tuple[str, ...] = ()) -> None:
-        rel = safe_relpath(name, reserved)
+        rel = base = _dest_relpath(name, reserved)
         n = 1
-        while (self.dest / rel).exists():  # two names mapped to one: the later one gets a suffix
-            base = safe_relpath(name, reserved)
+        while (self.dest / rel).exists():  # a name and a reserved one's files/ twin: the later gets a suffix
             rel, n = f"{base}~{n}", n + 1
         if rel != name:
             self.report.mapped.append((name, rel))

@@ -19,8 +19,17 @@ import secrets
 from urllib.parse import quote
 
 
+def quote_segment(text: str) -> str:
+    """One URL path segment for any name the catalog keeps. `.` and `..` are escaped as well: HTTP
+    clients (urllib3, browsers) remove such segments before sending, so a run called `..` or a
+    file `a/./b` would otherwise reach another URL; the server unquotes each segment back."""
+    seg = quote(text.encode("utf-8", "surrogatepass"), safe="")
+    return seg.replace(".", "%2E") if seg in (".", "..") else seg
+
+
 def quote_path(name: str) -> str:
-    return quote(name, safe="/")
+    """A name that may hold `/` (a run file, an artifact entry) as URL path segments."""
+    return "/".join(quote_segment(p) for p in name.split("/"))
 
 
 class Signer:
@@ -51,15 +60,16 @@ class Urls:
         return f"{self.base}{path}?sig={self.signer.sign(path)}"
 
     def run_file(self, entity: str, project: str, run: str, name: str) -> str:
-        return f"{self.base}/files/{quote_path(entity)}/{quote_path(project)}/{quote_path(run)}/{quote_path(name)}"
+        return (f"{self.base}/files/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/"
+                f"{quote_path(name)}")
 
     def object(self, md5: str, name: str) -> str:
         basename = name.rsplit("/", 1)[-1] or "object"
-        return self.signed(f"/_mirror/objects/{md5}/{quote(basename, safe='')}")
+        return self.signed(f"/_mirror/objects/{md5}/{quote_segment(basename)}")
 
     def upload(self, entity: str, project: str, run: str, name: str) -> str:
         return self.signed(
-            f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/{quote_path(name)}"
+            f"/_mirror/upload/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/{quote_path(name)}"
         )
 
     def upload_object(self, md5: str) -> str:
@@ -77,4 +87,4 @@ class Urls:
         """The artifactsV2 path the official client falls back to when a directUrl fails."""
         basename = name.rsplit("/", 1)[-1]
         parts = ["artifactsV2", "default", entity, project, collection, artifact_id, birth_id or artifact_id, md5, basename]
-        return self.base + "/" + "/".join(quote(p, safe="") for p in parts)
+        return self.base + "/" + "/".join(quote_segment(p) for p in parts)

@@ -34,9 +34,9 @@ from typing import Any
 from .. import events as ev
 from .. import times
 from ..client import Problem, RunListing, RunsInfo
-from ..client.convert import unsafe_id_reason
 from ..config import ProjectOptions
 from ..models import Project
+from ..name_rules import identifier_problem, run_id_problem
 from . import changes as ch
 from .artifacts import sync_artifacts
 from .context import Context, ProjectRef
@@ -144,9 +144,9 @@ class ProjectSync:
                                        per_page=None if mode == "initial" else max(MARKER_PAGE, client.page_size))
                 for lr in runs:
                     name = lr.run.run_id
-                    reason = unsafe_id_reason(name)
+                    reason = run_id_problem(name)
                     if reason:
-                        ledger.quarantine("run", f"{proj.where}/{name!r}"[:500], f"unsafe run id: {reason}")
+                        ledger.quarantine("run", f"{proj.where}/{name!r}"[:500], f"refused run id: {reason}")
                         continue
                     listing.add(name)
                     ledger.stats.add("runs_seen")
@@ -246,7 +246,7 @@ class ProjectSync:
         problems: list[Problem] = []
         listing: Listing[str] = Listing()
         for s in cx.client.sweeps(proj.entity, proj.name, problems):
-            if unsafe_id_reason(s.name):
+            if identifier_problem(s.name):
                 cx.ledger.quarantine("sweep", f"{proj.where}/{s.name[:200]}", "unsafe sweep name")
                 continue
             listing.add(s.name)
