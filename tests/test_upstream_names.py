@@ -41,6 +41,7 @@ def names_doc() -> dict[str, Any]:
                 {"id": "..", "state": "finished", "files": files, "history": {"steps": 5, "metrics": ["loss"], "seed": 1},
                  "config": {"lr": 0.1}},
                 {"id": "plain", "state": "finished", "files": [{"name": "ok.txt", "text": "ok\n"}]},
+                {"id": "sp ace%", "state": "finished", "history": {"steps": 3, "metrics": ["loss"], "seed": 2}},
             ],
             "artifacts": [{"name": "ds", "type": "dataset", "versions": [
                 {"files": [{"path": n, "text": f"entry {n!r}"} for n in KEPT_ENTRIES], "created_by": ".."}]}],
@@ -204,12 +205,23 @@ def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any],
     assert "mapped 'ctl\\x07ü.txt' -> 'ctl%07ü.txt'" in out
 
     # export and dataset: run `..` is one hive partition `run=..`, inside the output
+    # (a run id with a space and a `%` is URI-encoded, and the command says so)
     assert main(["export", "--store", str(mirror), "--format", "jsonl", "--out", str(tmp / "ex")]) == 0
+    out = capsys.readouterr().out
     got = inside(tmp / "ex")
     assert f"jsonl/history/entity={E}/project={P}/run=../history.jsonl" in got
+    assert f"jsonl/history/entity={E}/project={P}/run=sp%20ace%25/history.jsonl" in got
+    assert "mapped 'sp ace%' -> 'run=sp%20ace%25'" in out and "'..'" not in out
     assert main(["dataset", "--store", str(mirror), "--out", str(tmp / "ds")]) == 0
-    assert any(p.startswith(f"entity={E}/project={P}/run=../") for p in inside(tmp / "ds"))
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    got = inside(tmp / "ds")
+    assert any(p.startswith(f"entity={E}/project={P}/run=../") for p in got)
+    assert any(p.startswith(f"entity={E}/project={P}/run=sp%20ace%25/") for p in got)
+    assert "mapped 'sp ace%' -> 'run=sp%20ace%25'" in out
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(str(tmp / "ds"), format="parquet", partitioning="hive").to_table()
+    assert set(table.column("run").to_pylist()) == {"..", "sp ace%"}  # a hive reader gets the names back
 
     # best_run's materialize: the run's files under their safe names, nothing outside
     import wandb_mirror_plugins.best_run as best_run
