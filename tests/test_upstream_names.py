@@ -42,6 +42,7 @@ def names_doc() -> dict[str, Any]:
                  "config": {"lr": 0.1}},
                 {"id": "plain", "state": "finished", "files": [{"name": "ok.txt", "text": "ok\n"}]},
                 {"id": "sp ace%", "state": "finished", "history": {"steps": 3, "metrics": ["loss"], "seed": 2}},
+                {"id": "ckpt:1", "state": "finished", "files": [{"name": "w.txt", "text": "w\n"}]},
             ],
             "artifacts": [{"name": "ds", "type": "dataset", "versions": [
                 {"files": [{"path": n, "text": f"entry {n!r}"} for n in KEPT_ENTRIES], "created_by": ".."}]}],
@@ -180,7 +181,7 @@ def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any],
     tmp, cfg, mirror = world["tmp"], world["cfg"], world["mirror"]
     assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
     capsys.readouterr()
-    targets = ("co", "art", "ex", "ds", "best")
+    targets = ("co", "co2", "art", "ex", "ds", "best")
     before = snapshot(tmp, skip=(mirror, world["up"]))
 
     def inside(root: Path) -> list[str]:
@@ -198,6 +199,9 @@ def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any],
         if rel != name:
             assert f"mapped {name!r} -> {rel!r}" in out, (name, out)
     assert "mapped 'a\\\\b.txt' -> 'a%5Cb.txt'" in out and "a%2F%2Fb.txt" in got and "dir/%2E/x.txt" in got
+    # a run id with ':' is still a run (not artifact `ckpt`, version `1`)
+    assert main(["checkout", "--store", str(mirror), f"{E}/{P}/ckpt:1", str(tmp / "co2")]) == 0
+    assert (tmp / "co2" / "w.txt").read_text() == "w\n"
     # an artifact version's entries likewise
     assert main(["checkout", "--store", str(mirror), f"{E}/{P}/ds:v0", str(tmp / "art")]) == 0
     out = capsys.readouterr().out

@@ -50,16 +50,12 @@ def _dest_relpath(name: str, reserved: tuple[str, ...] = ()) -> str:
     return f"files/{rel}" if rel in reserved else rel
 
 
-def _parse(path: str) -> tuple[str, str, str, str | None]:
-    """ENTITY/PROJECT/RUN or ENTITY/PROJECT/NAME:VERSION -> (entity, project, name, version or None)."""
+def _parse(path: str) -> tuple[str, str, str]:
+    """ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT/NAME:VERSION -> (entity, project, last part)."""
     parts = path.split("/")
     if len(parts) != 3 or not all(parts):
         raise UsageError(f"PATH must be ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT/ARTIFACT:VERSION, got {path!r}")
-    entity, project, last = parts
-    name, sep, version = last.partition(":")
-    if sep and not (name and version):
-        raise UsageError(f"artifact PATH must be ENTITY/PROJECT/NAME:VERSION (vN or an alias), got {path!r}")
-    return entity, project, name, (version if sep else None)
+    return parts[0], parts[1], parts[2]
 
 
 class Checkout:
@@ -77,20 +73,24 @@ class Checkout:
         self.dest.mkdir(parents=True, exist_ok=True)
 
     def run(self, path: str) -> CheckoutReport:
-        entity, project, name, version = _parse(path)
+        entity, project, last = _parse(path)
         stored = self.reader.project(entity, project)
         if stored is None:
             raise UsageError(f"the store holds no project {entity}/{project}")
-        if version is None:
-            run = self.reader.run(stored.pk, name)
-            if run is None:
-                raise UsageError(f"the store holds no run {entity}/{project}/{name}")
+        # a run id may hold ':' (the mirror keeps any run id W&B has): a run of that id comes first
+        run = self.reader.run(stored.pk, last)
+        name, sep, version = last.partition(":")
+        if run is None and not sep:
+            raise UsageError(f"the store holds no run {entity}/{project}/{last}")
+        if run is not None:
             if not have_parquet():
                 raise UsageError("checkout of a run writes history.parquet and needs pyarrow: "
                                  "pip install 'wandb-mirror[parquet]'")
             self._prepare_dest()
             self._run(run)
         else:
+            if not (name and version):
+                raise UsageError(f"artifact PATH must be ENTITY/PROJECT/NAME:VERSION (vN or an alias), got {path!r}")
             art = self.reader.artifact_version(stored.pk, name, version)
             if art is None:
                 raise UsageError(f"the store holds no artifact version {entity}/{project}/{name}:{version}")
