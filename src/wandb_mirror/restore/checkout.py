@@ -121,9 +121,13 @@ class Checkout:
 
     def _place(self, name: str, md5: str, size: int, reserved: tuple[str, ...] = ()) -> None:
         rel = base = _dest_relpath(name, reserved)
-        n = 1
-        while (self.dest / rel).exists():  # a name and a reserved one's files/ twin: the later gets a suffix
-            rel, n = f"{base}~{n}", n + 1
+        if not self._free(rel):
+            # a reserved name's files/ twin, or a file `d` beside a file `d/x` (upstream may hold
+            # both): the later one goes flat, with a suffix
+            base = rel.replace("/", "%2F")
+            rel, n = base, 1
+            while not self._free(rel):
+                rel, n = f"{base}~{n}", n + 1
         if rel != name:
             self.report.mapped.append((name, rel))
         out = self.dest / rel
@@ -150,6 +154,13 @@ class Checkout:
                 raise IntegrityError(f"{name}: the store's object {md5} is damaged; run verify/repair")
         self.report.copied += 1
         self._count(size)
+
+    def _free(self, rel: str) -> bool:
+        """True when a file can be created at `rel`: nothing there, and no file where a parent would go."""
+        path = self.dest / rel
+        if path.exists() or path.is_symlink():
+            return False
+        return all(not (self.dest / p).exists() or (self.dest / p).is_dir() for p in Path(rel).parents)
 
     def _count(self, size: int) -> None:
         self.report.files += 1
