@@ -143,6 +143,12 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
 MARKER = ".wandb-run"  # materialize's own file in the directory: the run's path
 
 
+def _free(root: Path, rel: str) -> bool:
+    if (root / rel).exists():
+        return False
+    return all(not (root / p).exists() or (root / p).is_dir() for p in Path(rel).parents)
+
+
 def materialize(store, run, dest: Path) -> None:
     """Make `dest` hold exactly the run's files, swapped in whole (build aside, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +165,11 @@ def materialize(store, run, dest: Path) -> None:
         rel = safe_relpath(f.name)
         if rel == MARKER:
             rel = f"files/{rel}"
+        if not _free(tmp, rel):  # a file `d` beside a file `d/x`: the later one goes flat, with a suffix
+            base = rel = rel.replace("/", "%2F")
+            n = 1
+            while not _free(tmp, rel):
+                rel, n = f"{base}~{n}", n + 1
         if rel != f.name:
             log.info("best_run: mapped %r -> %r", f.name, rel)
         target = tmp / rel

@@ -176,8 +176,12 @@ def test_a_name_the_official_client_refuses_stays_refused(world: dict[str, Any],
     assert set(_files(mirror, "plain")) == {"ok.txt"} and set(_files(mirror, "..")) == set(KEPT_FILES)
 
 
-def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def caplog_lines(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
+    return sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix))
+
+
+def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     tmp, cfg, mirror = world["tmp"], world["cfg"], world["mirror"]
     assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
     capsys.readouterr()
@@ -228,15 +232,20 @@ def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any],
     assert set(table.column("run").to_pylist()) == {"..", "sp ace%"}  # a hive reader gets the names back
 
     # best_run's materialize: the run's files under their safe names, nothing outside
+    import logging
+
     import wandb_mirror_plugins.best_run as best_run
 
     from wandb_mirror.hooks import StoreView
 
+    caplog.set_level(logging.INFO, logger="wandb_mirror.plugins.best_run")
     with Store(mirror, create=False, readonly=True) as s:
         view = StoreView(s, "best_run")
         best_run.materialize(view, view.run(E, P, ".."), tmp / "best" / "sweep")
     got = inside(tmp / "best" / "sweep")
     assert set(got) == {safe_relpath(n) for n in KEPT_FILES} | {".wandb-run"}
+    assert caplog_lines(caplog, "best_run: mapped") == sorted(
+        f"best_run: mapped {n!r} -> {safe_relpath(n)!r}" for n in KEPT_FILES if safe_relpath(n) != n)
     assert hashlib.md5((tmp / "best" / "sweep" / "a%5Cb.txt").read_bytes()).hexdigest() == \
         hashlib.md5(b"file 0: 'a\\\\b.txt'\n").hexdigest()
     assert snapshot(tmp, skip=(mirror, world["up"], *(tmp / t for t in targets))) - before == set(targets)
