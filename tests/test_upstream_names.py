@@ -249,3 +249,24 @@ def test_commands_that_write_names_map_them_and_say_so(world: dict[str, Any], ca
     assert hashlib.md5((tmp / "best" / "sweep" / "a%5Cb.txt").read_bytes()).hexdigest() == \
         hashlib.md5(b"file 0: 'a\\\\b.txt'\n").hexdigest()
     assert snapshot(tmp, skip=(mirror, world["up"], *(tmp / t for t in targets))) - before == set(targets)
+
+
+def test_a_store_that_refused_them_under_the_old_rules_gets_them_next_pass(world: dict[str, Any],
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, mirror = world["cfg"], world["mirror"]
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
+    # what a mirror older than name_rules recorded: the files quarantined, not stored
+    db = sqlite3.connect(mirror / "catalog.db")
+    with db:
+        for name in ("a\\b.txt", "ctl\x01é 文件.txt"):
+            for table in ("files", "file_versions"):
+                db.execute(f"DELETE FROM {table} WHERE name = ?", [name])
+            db.execute("INSERT INTO quarantine (at, kind, upstream_path, reason) VALUES (?, 'file', ?, ?)",
+                       ["2026-01-01T00:00:00Z", f"{E}/{P}/../{name}", "unsafe file name: contains a backslash"])
+    db.close()
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0  # an incremental pass, not a reconcile
+    assert "1 updated" in capsys.readouterr().out
+    assert _files(mirror, "..") == _files(world["up"], "..")
+    with Store(mirror, create=False, readonly=True) as s:
+        assert s.catalog.query("SELECT kind FROM quarantine") == []
+        assert s.catalog.sync_states(s.catalog.project_pk(E, P), "retry:") == {}

@@ -188,6 +188,20 @@ class SyncRecords:
                 conn.execute("INSERT INTO quarantine (at, pass_id, kind, upstream_path, reason, detail) "
                              "VALUES (?, ?, ?, ?, ?, ?)", [now, pass_id, kind, upstream_path, reason, detail])
 
+    def retry_refused_files(self: _Core, project_pk: int, where: str, reason_prefix: str) -> int:
+        """Give a retry to the runs of `where` (ENTITY/PROJECT) whose files were quarantined with a
+        reason starting with `reason_prefix`, and drop those rows; returns how many runs."""
+        prefix = where + "/"
+        rows = self.query("SELECT pk, upstream_path FROM quarantine WHERE kind = 'file' AND substr(reason, 1, ?) = ? "
+                          "AND substr(upstream_path, 1, ?) = ?", [len(reason_prefix), reason_prefix, len(prefix), prefix])
+        if not rows:
+            return 0
+        runs = {r["upstream_path"][len(prefix):].split("/", 1)[0] for r in rows}  # a run id holds no '/'
+        with self.transaction() as conn:
+            _set_state(conn, project_pk, {f"retry:{run}": "1" for run in runs})
+            conn.executemany("DELETE FROM quarantine WHERE pk = ?", [(r["pk"],) for r in rows])
+        return len(runs)
+
     def apply_tombstones(self: _Core, tombstones: list[Tombstone]) -> int:
         """Mark rows deleted upstream, each with its `tombstoned` change; returns how many were new."""
         if not tombstones:

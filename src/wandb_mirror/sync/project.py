@@ -43,6 +43,8 @@ from .context import Context, ProjectRef
 from .reconcile import Listing, Verdict, judge, proves_deletions, tombstone
 from .runs import TERMINAL_STATES, sync_run
 
+OLD_FILE_REFUSAL = "unsafe file name: "  # how quarantine rows read before name_rules
+
 log = logging.getLogger("wandb_mirror.sync")
 
 UNFINISHED_STATES = ["running", "pending", "preempting", "preempted"]
@@ -125,6 +127,10 @@ class ProjectSync:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
         client = cx.client
         markers = cx.catalog.sync_states(proj.pk, "files:")
+        # files an older mirror refused under rules that kept fewer names (a backslash, a control
+        # character, `a//b`): their runs are fetched once more, and what name_rules still refuses
+        # is quarantined again under today's wording
+        cx.catalog.retry_refused_files(proj.pk, proj.where, OLD_FILE_REFUSAL)
         retry = set(cx.catalog.sync_states(proj.pk, "retry:"))
         info = RunsInfo()
         listing: Listing[str] = Listing()
