@@ -270,3 +270,20 @@ def test_a_store_that_refused_them_under_the_old_rules_gets_them_next_pass(world
     with Store(mirror, create=False, readonly=True) as s:
         assert s.catalog.query("SELECT kind FROM quarantine") == []
         assert s.catalog.sync_states(s.catalog.project_pk(E, P), "retry:") == {}
+
+
+def test_restore_gives_the_names_back(world: dict[str, Any], start_mirror_server, make_wandb_api) -> None:
+    """A mirror restored to a W&B server (here a writable `serve`) re-creates run `..` and its files
+    under their exact names: restore escapes the run in the file_stream URLs it builds."""
+    tmp, cfg, mirror = world["tmp"], world["cfg"], world["mirror"]
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0
+    Store(tmp / "target").close()
+    target = start_mirror_server(tmp / "target", writable=True, api_key=KEY)
+    assert main(["restore", "--store", str(mirror), "--to", target.url, "--journal", str(tmp / "j.jsonl")]) == 0
+    original, restored = make_wandb_api(world["server"].url, api_key=KEY), make_wandb_api(target.url, api_key=KEY)
+    for api in (original, restored):
+        run = api.run(f"{E}/{P}/..")
+        assert run.id == ".." and run.config == {"lr": 0.1}
+    a, b = original.run(f"{E}/{P}/.."), restored.run(f"{E}/{P}/..")
+    assert sorted(f.name for f in a.files()) == sorted(f.name for f in b.files())
+    assert [r["loss"] for r in a.scan_history(keys=["loss"])] == [r["loss"] for r in b.scan_history(keys=["loss"])]

@@ -18,18 +18,9 @@ import hmac
 import secrets
 from urllib.parse import quote
 
+from ..urlnames import quote_path, quote_segment
 
-def quote_segment(text: str) -> str:
-    """One URL path segment for any name the catalog keeps. `.` and `..` are escaped as well: HTTP
-    clients (urllib3, browsers) remove such segments before sending, so a run called `..` or a
-    file `a/./b` would otherwise reach another URL; the server unquotes each segment back."""
-    seg = quote(text.encode("utf-8", "surrogatepass"), safe="")
-    return seg.replace(".", "%2E") if seg in (".", "..") else seg
-
-
-def quote_path(name: str) -> str:
-    """A name that may hold `/` (a run file, an artifact entry) as URL path segments."""
-    return "/".join(quote_segment(p) for p in name.split("/"))
+__all__ = ["Signer", "Urls", "quote_path", "quote_segment"]
 
 
 class Signer:
