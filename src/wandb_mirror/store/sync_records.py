@@ -188,19 +188,21 @@ class SyncRecords:
                 conn.execute("INSERT INTO quarantine (at, pass_id, kind, upstream_path, reason, detail) "
                              "VALUES (?, ?, ?, ?, ?, ?)", [now, pass_id, kind, upstream_path, reason, detail])
 
-    def retry_refused_files(self: _Core, project_pk: int, where: str, reason_prefix: str) -> int:
-        """Give a retry to the runs of `where` (ENTITY/PROJECT) whose files were quarantined with a
-        reason starting with `reason_prefix`, and drop those rows; returns how many runs."""
+    def retry_refused(self: _Core, project_pk: int, where: str, kind: str, reason_prefix: str) -> set[str]:
+        """Drop the quarantine rows of `kind` ('run' or 'file') under `where` (ENTITY/PROJECT) whose
+        reason starts with `reason_prefix`, and give their runs a retry; returns the run ids."""
         prefix = where + "/"
-        rows = self.query("SELECT pk, upstream_path FROM quarantine WHERE kind = 'file' AND substr(reason, 1, ?) = ? "
-                          "AND substr(upstream_path, 1, ?) = ?", [len(reason_prefix), reason_prefix, len(prefix), prefix])
+        rows = self.query("SELECT pk, upstream_path FROM quarantine WHERE kind = ? AND substr(reason, 1, ?) = ? "
+                          "AND substr(upstream_path, 1, ?) = ?",
+                          [kind, len(reason_prefix), reason_prefix, len(prefix), prefix])
         if not rows:
-            return 0
-        runs = {r["upstream_path"][len(prefix):].split("/", 1)[0] for r in rows}  # a run id holds no '/'
+            return set()
+        # a file row is WHERE/RUN_ID/NAME (a run id holds no '/'); a run row is WHERE/repr(RUN_ID)
+        runs = {r["upstream_path"][len(prefix):].split("/", 1)[0] for r in rows} if kind == "file" else set()
         with self.transaction() as conn:
             _set_state(conn, project_pk, {f"retry:{run}": "1" for run in runs})
             conn.executemany("DELETE FROM quarantine WHERE pk = ?", [(r["pk"],) for r in rows])
-        return len(runs)
+        return runs
 
     def apply_tombstones(self: _Core, tombstones: list[Tombstone]) -> int:
         """Mark rows deleted upstream, each with its `tombstoned` change; returns how many were new."""

@@ -44,6 +44,7 @@ from .reconcile import Listing, Verdict, judge, proves_deletions, tombstone
 from .runs import TERMINAL_STATES, sync_run
 
 OLD_FILE_REFUSAL = "unsafe file name: "  # how quarantine rows read before name_rules
+OLD_RUN_REFUSAL = "unsafe run id: "
 
 log = logging.getLogger("wandb_mirror.sync")
 
@@ -127,10 +128,11 @@ class ProjectSync:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
         client = cx.client
         markers = cx.catalog.sync_states(proj.pk, "files:")
-        # files an older mirror refused under rules that kept fewer names (a backslash, a control
-        # character, `a//b`): their runs are fetched once more, and what name_rules still refuses
-        # is quarantined again under today's wording
-        cx.catalog.retry_refused_files(proj.pk, proj.where, OLD_FILE_REFUSAL)
+        # what an older mirror refused under rules that kept fewer names (a backslash, a control
+        # character, `a//b`, a run `..`): files' runs are fetched once more, runs come with the
+        # next full listing; what name_rules still refuses is quarantined again in today's words
+        cx.catalog.retry_refused(proj.pk, proj.where, "file", OLD_FILE_REFUSAL)
+        cx.catalog.retry_refused(proj.pk, proj.where, "run", OLD_RUN_REFUSAL)
         retry = set(cx.catalog.sync_states(proj.pk, "retry:"))
         info = RunsInfo()
         listing: Listing[str] = Listing()
