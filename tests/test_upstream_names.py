@@ -265,6 +265,8 @@ def test_a_store_that_refused_them_under_the_old_rules_gets_them_next_pass(world
                        ["2026-01-01T00:00:00Z", f"{E}/{P}/../{name}", "unsafe file name: contains a backslash"])
         db.execute("INSERT INTO quarantine (at, kind, upstream_path, reason) VALUES (?, 'run', ?, ?)",
                    ["2026-01-01T00:00:00Z", f"{E}/{P}/'..'", "unsafe run id: is '.' or '..'"])
+        db.execute("INSERT INTO quarantine (at, kind, upstream_path, reason) VALUES (?, 'artifact', ?, ?)",
+                   ["2026-01-01T00:00:00Z", f"{E}/{P}/ds:v0", "unsafe entry path 'a\\b.txt': contains a backslash"])
     db.close()
     assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0  # an incremental pass, not a reconcile
     assert "1 updated" in capsys.readouterr().out

@@ -189,7 +189,7 @@ class SyncRecords:
                              "VALUES (?, ?, ?, ?, ?, ?)", [now, pass_id, kind, upstream_path, reason, detail])
 
     def retry_refused(self: _Core, project_pk: int, where: str, kind: str, reason_prefix: str) -> set[str]:
-        """Drop the quarantine rows of `kind` ('run' or 'file') under `where` (ENTITY/PROJECT) whose
+        """Drop the quarantine rows of `kind` ('run', 'file', 'artifact') under `where` (ENTITY/PROJECT) whose
         reason starts with `reason_prefix`, and give their runs a retry; returns the run ids."""
         prefix = where + "/"
         rows = self.query("SELECT pk, upstream_path FROM quarantine WHERE kind = ? AND substr(reason, 1, ?) = ? "

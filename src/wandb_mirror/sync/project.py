@@ -45,6 +45,7 @@ from .runs import TERMINAL_STATES, sync_run
 
 OLD_FILE_REFUSAL = "unsafe file name: "  # how quarantine rows read before name_rules
 OLD_RUN_REFUSAL = "unsafe run id: "
+OLD_ENTRY_REFUSAL = "unsafe entry path "
 
 log = logging.getLogger("wandb_mirror.sync")
 
@@ -133,6 +134,7 @@ class ProjectSync:
         # next full listing; what name_rules still refuses is quarantined again in today's words
         cx.catalog.retry_refused(proj.pk, proj.where, "file", OLD_FILE_REFUSAL)
         cx.catalog.retry_refused(proj.pk, proj.where, "run", OLD_RUN_REFUSAL)
+        cx.catalog.retry_refused(proj.pk, proj.where, "artifact", OLD_ENTRY_REFUSAL)  # versions retry every pass
         retry = set(cx.catalog.sync_states(proj.pk, "retry:"))
         info = RunsInfo()
         listing: Listing[str] = Listing()
