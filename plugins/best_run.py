@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from wandb_mirror.hooks import hookimpl, utcnow
+from wandb_mirror.hooks import hookimpl, safe_relpath, utcnow
 
 PLUGIN_NAME = "best_run"
 WRITES = "upstream"  # tags (and, with materialize_dir, files)
@@ -140,6 +140,15 @@ def evaluate(sweep, upstream, config: dict[str, Any], store) -> None:
     })
 
 
+MARKER = ".wandb-run"  # materialize's own file in the directory: the run's path
+
+
+def _free(root: Path, rel: str) -> bool:
+    if (root / rel).exists():
+        return False
+    return all(not (root / p).exists() or (root / p).is_dir() for p in Path(rel).parents)
+
+
 def materialize(store, run, dest: Path) -> None:
     """Make `dest` hold exactly the run's files, swapped in whole (build aside, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -151,10 +160,19 @@ def materialize(store, run, dest: Path) -> None:
     tmp.mkdir()
     linked = copied = 0
     for f in store.files(run):
-        target = tmp / f.name
-        if not target.resolve().is_relative_to(tmp.resolve()):
-            log.warning("best_run: skipping file with unsafe name %r", f.name)
-            continue
+        # names are kept exactly as upstream has them (`a\\b`, `a//b`, control characters...); on
+        # disk each gets fsnames' one-to-one safe path, never one outside `dest`
+        rel = safe_relpath(f.name)
+        if rel == MARKER:
+            rel = f"files/{rel}"
+        if not _free(tmp, rel):  # a file `d` beside a file `d/x`: the later one goes flat, with a suffix
+            base = rel = rel.replace("/", "%2F")
+            n = 1
+            while not _free(tmp, rel):
+                rel, n = f"{base}~{n}", n + 1
+        if rel != f.name:
+            log.info("best_run: mapped %r -> %r", f.name, rel)
+        target = tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         src = store.object_path(f.md5)
         try:
@@ -166,7 +184,7 @@ def materialize(store, run, dest: Path) -> None:
             with store.open_object(f.md5) as fin, open(target, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             copied += 1
-    (tmp / ".wandb-run").write_text(f"{run.path}\n")
+    (tmp / MARKER).write_text(f"{run.path}\n")
     if dest.exists():
         os.replace(dest, old)
     os.replace(tmp, dest)

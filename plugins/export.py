@@ -46,13 +46,11 @@ runs tables once per cycle. The writer never talks to W&B, so `dry_run` does not
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from wandb_mirror.hooks import hookimpl
+from wandb_mirror.hooks import hive_part, hookimpl
 from wandb_mirror.hooks import parse_time as timestamp
 from wandb_mirror.hooks.tables import FORMATS, flatten_columns, have_parquet, write_table
 
@@ -151,19 +149,22 @@ def series_rows(run, samples) -> list[dict[str, Any]]:
 
 
 # -- paths -----------------------------------------------------------------------------------
-MAX_PART_BYTES = 200  # a file name is at most 255 bytes; leave room for the key and the temp suffix
-
-
+# The catalog keeps names exactly as upstream has them (a run may be called `..` or hold a
+# backslash); on disk each becomes one `key=value` directory, URI-escaped as hive readers expect,
+# so a name can never leave the export directory or hide a file (wandb_mirror.fsnames).
 def _part(key: str, name: str) -> str:
-    """`key=value` path component from an upstream name, URI-escaped as hive readers expect: a name
-    can never leave the export directory or hide a file; one too long for the filesystem (run ids
-    may have 256 bytes) is shortened and made unique with a hash of the whole name."""
-    part = quote(name, safe=" @+,;~-_") if name else "_"
-    if part.startswith("."):
-        part = "%2E" + part[1:]
-    if len(part.encode()) > MAX_PART_BYTES:
-        part = part[:MAX_PART_BYTES - 17] + "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{key}={part}"
+    return hive_part(key, name)
+
+
+def mapped_names(runs) -> list[tuple[str, str]]:
+    """(name, directory) for every entity, project and run name of `runs` that is written escaped."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        for key, name in (("entity", r.entity), ("project", r.project), ("run", r.run_id)):
+            part = _part(key, name)
+            if part != f"{key}={name}":
+                seen.setdefault(name, part)
+    return sorted(seen.items())
 
 
 def project_dir(out: Path, fmt: str, dataset: str, entity: str, project: str) -> Path:
@@ -263,6 +264,8 @@ def cycle_finished(config, store):
     if not runs and not dirty:
         return
     files = export(store, out, formats, runs, history=bool(config.get("history", True)))
+    for name, part in mapped_names(runs):
+        log.info("export: mapped %r -> %r", name, part)
     for key in dirty:
         store.state.delete(key)
     log.info("export: wrote %d files (%d runs, %d projects) to %s", len(files), len(runs), len(marked), out)
@@ -312,6 +315,8 @@ def _export_command(args) -> int:
         if args.project and not runs:
             raise UsageError(f"no runs of {args.project} in {store_label(args)}")
         written = export(view, out, formats, runs, history=not args.no_history)
+    for name, part in mapped_names(runs):
+        print(f"mapped {name!r} -> {part!r}")
     n = len(runs)
     print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} ({n} run{'s' if n != 1 else ''}) to {out}")
     return 0

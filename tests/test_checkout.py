@@ -71,8 +71,10 @@ def test_checkout_includes_deleted_items_and_maps_unsafe_names(seeded_store: Pat
         db.execute("UPDATE files SET tombstoned_at = '2025-01-01T00:00:00' WHERE run_pk = ? AND name = 'output.log'",
                    [pk])
         db.execute("UPDATE runs SET tombstoned_at = '2025-01-01T00:00:00' WHERE pk = ?", [pk])
-        for name in ("../../escape.txt", "__/__/escape.txt", "/abs/olute.txt", "ctl\x01name.txt", "run.json",
-                     "x" * 300):
+        # names a store may hold (an older store, or a catalog edited by hand), the official client's
+        # refused ones included: checkout still writes nothing outside DEST
+        for name in ("../../escape.txt", "%2E%2E/%2E%2E/escape.txt", "/abs/olute.txt", "ctl\x01name.txt", "run.json",
+                     "files/run.json", "a\\b.txt", "a//b.txt", "x" * 300, "d", "d/x", "e/x", "e"):
             db.execute("INSERT INTO files (run_pk, name, size, md5) VALUES (?, ?, ?, ?)", [pk, name, size, md5])
     db.close()
     dest = tmp_path / "out"
@@ -80,11 +82,18 @@ def test_checkout_includes_deleted_items_and_maps_unsafe_names(seeded_store: Pat
     out = capsys.readouterr().out
     files = tree(dest)
     assert "output.log" in files  # deleted upstream, kept, given back
-    assert files["__/__/escape.txt"] == files["config.yaml"] and "abs/olute.txt" in files
-    assert files["__/__/escape.txt~1"] == files["config.yaml"]  # two names, one safe path: both kept
-    assert "ctl_name.txt" in files and "files/run.json" in files
+    # one to one: percent-encoding, so a name that looks like another's mapping stays distinct
+    assert files["%2E%2E/%2E%2E/escape.txt"] == files["config.yaml"] == files["%252E%252E/%252E%252E/escape.txt"]
+    assert "%2Fabs/olute.txt" in files and "ctl%01name.txt" in files and "a%5Cb.txt" in files
+    assert "a%2F%2Fb.txt" in files
+    assert "files/run.json" in files and ("files%2Frun.json" in files or "files%2Frun.json~1" in files)
+    # a file `d` beside a file `d/x`: whichever comes second goes flat (e.g. `d%2Fx`), both are there
+    for d in ("d", "e"):
+        assert {d, f"{d}%2Fx"} <= set(files) or {f"{d}/x", f"{d}~1"} <= set(files), sorted(files)
     assert any(len(n) < 300 and n.startswith("x" * 100) for n in files)
-    assert "'../../escape.txt' -> '__/__/escape.txt'" in out and "'run.json' -> 'files/run.json'" in out
+    for line in ("mapped '../../escape.txt' -> '%2E%2E/%2E%2E/escape.txt'", "mapped 'run.json' -> 'files",
+                 "mapped 'a\\\\b.txt' -> 'a%5Cb.txt'", "mapped 'ctl\\x01name.txt' -> 'ctl%01name.txt'"):
+        assert line in out, (line, out)
     assert not (tmp_path / "escape.txt").exists()
     for p in dest.rglob("*"):
         assert p.resolve().is_relative_to(dest.resolve())

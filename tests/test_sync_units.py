@@ -44,7 +44,7 @@ def test_parse_manifest_entries() -> None:
     ([], "not a JSON object"),
     ({"version": 2, "contents": {}}, "unsupported manifest version"),
     ({"version": 1}, "no contents"),
-    ({"version": 1, "contents": {"../x": {"digest": "AAAAAAAAAAAAAAAAAAAAAA==", "size": 1}}}, "unsafe entry path"),
+    ({"version": 1, "contents": {"../x": {"digest": "AAAAAAAAAAAAAAAAAAAAAA==", "size": 1}}}, "refused entry path"),
     ({"version": 1, "contents": {"/x": {"digest": "AAAAAAAAAAAAAAAAAAAAAA==", "size": 1}}}, "absolute path"),
     ({"version": 1, "contents": {"x": {"digest": "nope", "size": 1}}}, "invalid md5 digest"),
     ({"version": 1, "contents": {"x": {"digest": "AAAAAAAAAAAAAAAAAAAAAA==", "size": -1}}}, "invalid size"),

@@ -6,7 +6,8 @@
 The parts are the store's own segment objects, hard-linked into place (a symbolic link where the
 output is on another filesystem), so the dataset costs no bytes and is as verified as the store.
 Partition values are percent-encoded (`segment_encoding="uri"`, pyarrow's default) when a name holds
-`/`, `=`, `%` or a space. Running it again brings the directory up to date: new parts are linked,
+`/`, `=`, `%`, a space, a backslash or a control character (`fsnames.hive_part`; a run may be called
+`..` upstream, and the catalog keeps it so); the command prints each name it escaped. Running it again brings the directory up to date: new parts are linked,
 parts a compaction replaced are removed, everything else is left alone; only directories this
 module made (marked by `_wandb_mirror_dataset`) are ever touched. Tombstoned runs are left out.
 docs/history.md has the SQL.
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from .errors import UsageError
+from .fsnames import hive_part
 from .store import Store, segments
 from .store.history import Segment
 from .store.objects import require_local
@@ -35,10 +36,7 @@ class DatasetReport:
     linked: int = 0
     removed: int = 0
     tails: int = 0
-
-
-def partition(key: str, value: str) -> str:
-    return f"{key}={quote(value, safe='-_.+@')}"
+    mapped: list[tuple[str, str]] = field(default_factory=list)  # (name, directory) of every escaped name
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -70,7 +68,12 @@ def build(store: Store, out: Path, *, project: tuple[str, str] | None = None) ->
         sql += " AND p.entity = ? AND p.name = ?"
         args = list(project)
     for pk, entity, proj, run_id in store.catalog.conn.execute(sql, args).fetchall():
-        run_dir = out / partition("entity", entity) / partition("project", proj) / partition("run", run_id)
+        parts = [(key, name, hive_part(key, name)) for key, name in (("entity", entity), ("project", proj),
+                                                                       ("run", run_id))]
+        for key, name, part in parts:
+            if part != f"{key}={name}" and (name, part) not in rep.mapped:
+                rep.mapped.append((name, part))
+        run_dir = out.joinpath(*(part for _, _, part in parts))
         want: dict[str, Path] = {}
         linked = _linkable(store, pk)
         for i, seg in enumerate(linked):

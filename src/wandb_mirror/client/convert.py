@@ -1,10 +1,9 @@
 """GraphQL nodes -> dataclasses, defensively: the upstream may be buggy or hostile.
 
 Rules: JSON-typed fields keep the upstream's text exactly (the store serves it back byte for byte)
-but are checked to parse; names that could turn into paths somewhere downstream (exports, a served
-copy, a user's script) are checked for `..`, absolute paths, NUL, control characters, backslashes
-and excessive length. Whatever fails a check becomes a `Problem` instead of an exception, so one
-bad record never stops a pass.
+but are checked to parse; names are checked by `name_rules` (file names are kept exactly unless the
+official client itself would refuse them). Whatever fails a check becomes a `Problem` instead of an
+exception, so one bad record never stops a pass.
 """
 
 from __future__ import annotations
@@ -18,50 +17,11 @@ from typing import Any, overload
 import yaml
 
 from ..models import Artifact, ArtifactCollection, Project, Report, Run, RunFile, Sweep, User
+from ..name_rules import file_path_problem, identifier_problem
 from .types import Problem, RemoteArtifact, RemoteCollection, RemoteFile, RunListing, Viewer
 
-MAX_NAME_BYTES = 1024     # file and artifact entry paths
-MAX_ID_BYTES = 256        # run ids, project, entity, collection, sweep names
 MAX_JSON_DETAIL = 4096    # how much of a malformed value the quarantine keeps
 VERSION_ALIAS = re.compile(r"^v\d+$")
-
-
-# ---------------------------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------------------------
-def unsafe_path_reason(name: Any, *, max_bytes: int = MAX_NAME_BYTES) -> str | None:
-    """Why `name` is not a safe relative path (None when it is)."""
-    if not isinstance(name, str):
-        return f"not a string ({type(name).__name__})"
-    if not name:
-        return "empty name"
-    if "\x00" in name:
-        return "contains NUL"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "contains control characters"
-    if "\\" in name:
-        return "contains a backslash"
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    parts = name.split("/")
-    if any(p in ("..", ".") for p in parts):
-        return "contains a '.' or '..' component"
-    if any(p == "" for p in parts):
-        return "contains an empty path component"
-    if len(name.encode("utf-8", "surrogatepass")) > max_bytes:
-        return f"longer than {max_bytes} bytes"
-    return None
-
-
-def unsafe_id_reason(name: Any, *, max_bytes: int = MAX_ID_BYTES) -> str | None:
-    """Why `name` is not a safe single-segment identifier (run id, project name, ...)."""
-    if not isinstance(name, str):
-        return f"not a string ({type(name).__name__})"
-    if "/" in name:
-        return "contains '/'"
-    if name in (".", ".."):
-        return "is '.' or '..'"
-    return unsafe_path_reason(name, max_bytes=max_bytes)
 
 
 def _detail(value: Any) -> str:
@@ -258,9 +218,9 @@ def parse_history_row(text: Any) -> tuple[int | None, str | None, str | None]:
 # ---------------------------------------------------------------------------------------------
 def file_from_node(node: dict[str, Any], *, where: str) -> tuple[RemoteFile | None, Problem | None]:
     name = node.get("name")
-    reason = unsafe_path_reason(name)
+    reason = file_path_problem(name)
     if reason:
-        return None, Problem("file", f"{where}/{_detail(name)[:300]}", f"unsafe file name: {reason}")
+        return None, Problem("file", f"{where}/{_detail(name)[:300]}", f"refused file name: {reason}")
     size = _int(node.get("sizeBytes"), None)
     if size is None or size < 0:
         return None, Problem("file", f"{where}/{name}", f"invalid sizeBytes {node.get('sizeBytes')!r}")
@@ -285,7 +245,7 @@ def artifact_from_node(node: dict[str, Any]) -> RemoteArtifact:
     aid = _str(node.get("id")) or ""
     where = f"{entity}/{project}/{coll}:v{node.get('versionIndex')}"
     for label, value in (("entity", entity), ("project", project), ("collection", coll)):
-        reason = unsafe_id_reason(value)
+        reason = identifier_problem(value)
         if reason:
             problems.append(Problem("artifact", where, f"unsafe {label} name: {reason}"))
     if not aid:

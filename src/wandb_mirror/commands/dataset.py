@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         project = (e, p)
     with Store(args.store, create=False, readonly=True) as store:
         rep = build(store, Path(args.out), project=project)
+    for name, part in rep.mapped:
+        print(f"mapped {name!r} -> {part!r}")
     print(f"history dataset {args.out}: {rep.runs} runs, {rep.parts} parts ({rep.linked} newly linked, "
           f"{rep.removed} removed), {rep.tails} live tails")
     return 0

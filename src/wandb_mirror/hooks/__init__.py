@@ -15,6 +15,7 @@ writer (`hooks.upstream.Upstream`) and the read-only `store` handle (`hooks.stor
 
 from __future__ import annotations
 
+from ..fsnames import hive_part, safe_relpath
 from ..times import parse_time, utcnow
 from .manager import parse_duration
 from .specs import PROJECT, hookimpl, hookspec
@@ -45,4 +46,6 @@ __all__ = [
     "parse_duration",
     "parse_time",
     "utcnow",
+    "safe_relpath",
+    "hive_part",
 ]

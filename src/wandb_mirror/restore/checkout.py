@@ -6,9 +6,11 @@ Items upstream deleted are included (the mirror kept them to be given back).
 
 Files are hard links to the store's objects when the folder is on the same filesystem (objects are
 read-only, so a link cannot be used to damage the store by accident) and copies otherwise; each
-object is re-hashed before it is linked, and a copy is hashed as it is written. A name that is not
-safe on a filesystem (absolute, `..`, control characters, over-long, or a name checkout itself
-writes) is mapped to a safe one, and every mapping is reported.
+object is re-hashed before it is linked, and a copy is hashed as it is written. Names are kept
+exactly in the store, whatever upstream allowed; one that is not a plain relative path here (`..`,
+a leading or doubled `/`, a backslash, a control character, `%`, over-long, or a name checkout
+itself writes) is mapped by `fsnames.safe_relpath` (percent-encoding, one to one), and every
+mapping is reported.
 """
 
 from __future__ import annotations
@@ -17,20 +19,18 @@ import errno
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, UsageError
+from ..fsnames import safe_relpath
 from ..hooks.tables import atomic_write, flatten_columns, have_parquet, write_table
 from ..store import Store
 from ..store.objects import require_local
 from ..store.reader import StoreReader
 
 RUN_OUTPUTS = ("history.parquet", "events.parquet", "run.json")
-MAX_COMPONENT = 200  # bytes; filesystems allow 255, leave room for the mapping's suffix
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 @dataclass
@@ -43,35 +43,19 @@ class CheckoutReport:
     written: list[str] = field(default_factory=list)
 
 
-def safe_relpath(name: str, reserved: tuple[str, ...] = ()) -> str:
-    """A relative path inside the destination for `name` (unchanged when it is already safe)."""
-    parts = []
-    for part in name.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            part = "__"
-        part = _UNSAFE_CHARS.sub("_", part)
-        if len(part.encode()) > MAX_COMPONENT:
-            h = hashlib.md5(part.encode()).hexdigest()[:8]
-            part = part.encode()[: MAX_COMPONENT - 9].decode("utf-8", "ignore") + "~" + h
-        parts.append(part)
-    rel = "/".join(parts) or "_"
-    if rel in reserved:
-        rel = f"files/{rel}"
-    return rel
+def _dest_relpath(name: str, reserved: tuple[str, ...] = ()) -> str:
+    """Where `name` goes inside the destination: fsnames' one-to-one safe path, under files/ when
+    it would take the place of a file checkout itself writes."""
+    rel = safe_relpath(name)
+    return f"files/{rel}" if rel in reserved else rel
 
 
-def _parse(path: str) -> tuple[str, str, str, str | None]:
-    """ENTITY/PROJECT/RUN or ENTITY/PROJECT/NAME:VERSION -> (entity, project, name, version or None)."""
+def _parse(path: str) -> tuple[str, str, str]:
+    """ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT/NAME:VERSION -> (entity, project, last part)."""
     parts = path.split("/")
     if len(parts) != 3 or not all(parts):
         raise UsageError(f"PATH must be ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT/ARTIFACT:VERSION, got {path!r}")
-    entity, project, last = parts
-    name, sep, version = last.partition(":")
-    if sep and not (name and version):
-        raise UsageError(f"artifact PATH must be ENTITY/PROJECT/NAME:VERSION (vN or an alias), got {path!r}")
-    return entity, project, name, (version if sep else None)
+    return parts[0], parts[1], parts[2]
 
 
 class Checkout:
@@ -89,20 +73,24 @@ class Checkout:
         self.dest.mkdir(parents=True, exist_ok=True)
 
     def run(self, path: str) -> CheckoutReport:
-        entity, project, name, version = _parse(path)
+        entity, project, last = _parse(path)
         stored = self.reader.project(entity, project)
         if stored is None:
             raise UsageError(f"the store holds no project {entity}/{project}")
-        if version is None:
-            run = self.reader.run(stored.pk, name)
-            if run is None:
-                raise UsageError(f"the store holds no run {entity}/{project}/{name}")
+        # a run id may hold ':' (the mirror keeps any run id W&B has): a run of that id comes first
+        run = self.reader.run(stored.pk, last)
+        name, sep, version = last.partition(":")
+        if run is None and not sep:
+            raise UsageError(f"the store holds no run {entity}/{project}/{last}")
+        if run is not None:
             if not have_parquet():
                 raise UsageError("checkout of a run writes history.parquet and needs pyarrow: "
                                  "pip install 'wandb-mirror[parquet]'")
             self._prepare_dest()
             self._run(run)
         else:
+            if not (name and version):
+                raise UsageError(f"artifact PATH must be ENTITY/PROJECT/NAME:VERSION (vN or an alias), got {path!r}")
             art = self.reader.artifact_version(stored.pk, name, version)
             if art is None:
                 raise UsageError(f"the store holds no artifact version {entity}/{project}/{name}:{version}")
@@ -132,11 +120,14 @@ class Checkout:
         self.report.written += list(RUN_OUTPUTS)
 
     def _place(self, name: str, md5: str, size: int, reserved: tuple[str, ...] = ()) -> None:
-        rel = safe_relpath(name, reserved)
-        n = 1
-        while (self.dest / rel).exists():  # two names mapped to one: the later one gets a suffix
-            base = safe_relpath(name, reserved)
-            rel, n = f"{base}~{n}", n + 1
+        rel = base = _dest_relpath(name, reserved)
+        if not self._free(rel):
+            # a reserved name's files/ twin, or a file `d` beside a file `d/x` (upstream may hold
+            # both): the later one goes flat, with a suffix
+            base = rel.replace("/", "%2F")
+            rel, n = base, 1
+            while not self._free(rel):
+                rel, n = f"{base}~{n}", n + 1
         if rel != name:
             self.report.mapped.append((name, rel))
         out = self.dest / rel
@@ -163,6 +154,13 @@ class Checkout:
                 raise IntegrityError(f"{name}: the store's object {md5} is damaged; run verify/repair")
         self.report.copied += 1
         self._count(size)
+
+    def _free(self, rel: str) -> bool:
+        """True when a file can be created at `rel`: nothing there, and no file where a parent would go."""
+        path = self.dest / rel
+        if path.exists() or path.is_symlink():
+            return False
+        return all(not (self.dest / p).exists() or (self.dest / p).is_dir() for p in Path(rel).parents)
 
     def _count(self, size: int) -> None:
         self.report.files += 1

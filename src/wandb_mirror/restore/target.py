@@ -13,9 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import quote
 
 from ..client.transport import Transport
+from ..urlnames import quote_segment
 
 UPSERT_BUCKET = """mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String,
  $groupName: String, $description: String, $displayName: String, $notes: String, $commit: String,
@@ -92,7 +92,7 @@ class Target:
         self.t.graphql("UpsertBucket", UPSERT_BUCKET, {"entity": entity, "project": project, "name": name, **fields})
 
     def file_stream(self, entity: str, project: str, run: str, payload: dict[str, Any]) -> None:
-        url = f"/files/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/file_stream"
+        url = f"/files/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/file_stream"
         self.t.send("POST", url, "file_stream", data=json.dumps(payload).encode(),
                     headers={"Content-Type": "application/json"})
 

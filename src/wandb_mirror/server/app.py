@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .. import ids, times
+from ..name_rules import file_path_problem
 from ..store import Store
 from . import nodes as N
 from . import parquet as PQ
@@ -44,7 +45,7 @@ from .executor import GraphQLExecutor
 from .guard import HostCheck, Limits, Refused, check_length, check_request, needs_key
 from .integrity import verified_chunks
 from .roots import FEATURES, touch_run
-from .urls import Signer, Urls, quote_path
+from .urls import Signer, Urls, quote_path, quote_segment
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": "expected /_mirror/objects/{md5}/{name}"}]})
             return
         md5, basename = parts[3], unquote(parts[4])
-        canonical = f"/_mirror/objects/{md5}/{quote(basename, safe='')}"
+        canonical = f"/_mirror/objects/{md5}/{quote_segment(basename)}"
         if not self._signature_ok(canonical, query):
             return
         self._object(md5, basename, method, fault)
@@ -554,11 +555,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"message": "expected /_mirror/upload/{entity}/{project}/{run}/{name}"}]})
             return
         entity, project, run, name = (unquote(p) for p in parts[3:7])
-        if name.startswith("/") or ".." in name.split("/"):
+        if file_path_problem(name):
             self._drain_body()
             self._send_json(400, {"errors": [{"message": f"invalid file name {name!r}"}]})
             return
-        canonical = (f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/"
+        canonical = (f"/_mirror/upload/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/"
                      f"{quote_path(name)}")
         if self.server.api_key and not self.server.signer.check(canonical, (query.get("sig") or [""])[0]):
             self._drain_body()

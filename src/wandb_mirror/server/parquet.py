@@ -21,11 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from ..store.history import History, Segment
 from ..times import epoch
 from .integrity import verified_chunks
+from .urls import quote_segment
 
 ROUTE = "/_mirror/history/"
 CLIENT_PAGE = 1000  # scan_history's default page_size
@@ -33,7 +33,7 @@ CLIENT_PAGE = 1000  # scan_history's default page_size
 
 def export_path(md5: str, filename: str) -> str:
     """The canonical (signed) path of one export file."""
-    return f"{ROUTE}{md5}/{quote(filename, safe='')}"
+    return f"{ROUTE}{md5}/{quote_segment(filename)}"
 
 
 def _age_seconds(created_at: str | None, now: float) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from .. import ids, jsontext, times
+from ..name_rules import file_path_problem
 from . import nodes as N
 from . import org
 from .automation_writes import AutomationMutations
@@ -268,7 +269,7 @@ class Mutation(CollectionMutations, RegistryMutations, AutomationMutations):
             raise GraphQLError(f"run {input['entityName']}/{input['projectName']}/{input['runName']} not found")
         files = []
         for name in input["files"]:
-            if not name or name.startswith("/") or ".." in name.split("/"):
+            if file_path_problem(name):
                 raise GraphQLError(f"invalid file name {name!r}")
             files.append({
                 "id": ids.typed_id("File", f"{run['storage_id']}:{name}"),

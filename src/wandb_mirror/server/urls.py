@@ -18,9 +18,9 @@ import hmac
 import secrets
 from urllib.parse import quote
 
+from ..urlnames import quote_path, quote_segment
 
-def quote_path(name: str) -> str:
-    return quote(name, safe="/")
+__all__ = ["Signer", "Urls", "quote_path", "quote_segment"]
 
 
 class Signer:
@@ -51,15 +51,16 @@ class Urls:
         return f"{self.base}{path}?sig={self.signer.sign(path)}"
 
     def run_file(self, entity: str, project: str, run: str, name: str) -> str:
-        return f"{self.base}/files/{quote_path(entity)}/{quote_path(project)}/{quote_path(run)}/{quote_path(name)}"
+        return (f"{self.base}/files/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/"
+                f"{quote_path(name)}")
 
     def object(self, md5: str, name: str) -> str:
         basename = name.rsplit("/", 1)[-1] or "object"
-        return self.signed(f"/_mirror/objects/{md5}/{quote(basename, safe='')}")
+        return self.signed(f"/_mirror/objects/{md5}/{quote_segment(basename)}")
 
     def upload(self, entity: str, project: str, run: str, name: str) -> str:
         return self.signed(
-            f"/_mirror/upload/{quote(entity, safe='')}/{quote(project, safe='')}/{quote(run, safe='')}/{quote_path(name)}"
+            f"/_mirror/upload/{quote_segment(entity)}/{quote_segment(project)}/{quote_segment(run)}/{quote_path(name)}"
         )
 
     def upload_object(self, md5: str) -> str:
@@ -77,4 +78,4 @@ class Urls:
         """The artifactsV2 path the official client falls back to when a directUrl fails."""
         basename = name.rsplit("/", 1)[-1]
         parts = ["artifactsV2", "default", entity, project, collection, artifact_id, birth_id or artifact_id, md5, basename]
-        return self.base + "/" + "/".join(quote(p, safe="") for p in parts)
+        return self.base + "/" + "/".join(quote_segment(p) for p in parts)

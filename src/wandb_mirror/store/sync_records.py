@@ -188,6 +188,22 @@ class SyncRecords:
                 conn.execute("INSERT INTO quarantine (at, pass_id, kind, upstream_path, reason, detail) "
                              "VALUES (?, ?, ?, ?, ?, ?)", [now, pass_id, kind, upstream_path, reason, detail])
 
+    def retry_refused(self: _Core, project_pk: int, where: str, kind: str, reason_prefix: str) -> set[str]:
+        """Drop the quarantine rows of `kind` ('run', 'file', 'artifact') under `where` (ENTITY/PROJECT) whose
+        reason starts with `reason_prefix`, and give their runs a retry; returns the run ids."""
+        prefix = where + "/"
+        rows = self.query("SELECT pk, upstream_path FROM quarantine WHERE kind = ? AND substr(reason, 1, ?) = ? "
+                          "AND substr(upstream_path, 1, ?) = ?",
+                          [kind, len(reason_prefix), reason_prefix, len(prefix), prefix])
+        if not rows:
+            return set()
+        # a file row is WHERE/RUN_ID/NAME (a run id holds no '/'); a run row is WHERE/repr(RUN_ID)
+        runs = {r["upstream_path"][len(prefix):].split("/", 1)[0] for r in rows} if kind == "file" else set()
+        with self.transaction() as conn:
+            _set_state(conn, project_pk, {f"retry:{run}": "1" for run in runs})
+            conn.executemany("DELETE FROM quarantine WHERE pk = ?", [(r["pk"],) for r in rows])
+        return runs
+
     def apply_tombstones(self: _Core, tombstones: list[Tombstone]) -> int:
         """Mark rows deleted upstream, each with its `tombstoned` change; returns how many were new."""
         if not tombstones:

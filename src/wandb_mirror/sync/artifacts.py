@@ -16,9 +16,10 @@ from typing import Any
 
 from .. import events as ev
 from ..client import RemoteArtifact, RemoteCollection
-from ..client.convert import md5_b64_to_hex, unsafe_id_reason, unsafe_path_reason
+from ..client.convert import md5_b64_to_hex
 from ..digests import ALGORITHMS, manifest_digest
 from ..models import ArtifactEntry
+from ..name_rules import file_path_problem, identifier_problem
 from ..store.sync_records import ArtifactVersionRecord
 from . import changes as ch
 from .context import Context, ProjectRef
@@ -30,7 +31,7 @@ def sync_artifacts(cx: Context, proj: ProjectRef, full: bool) -> None:
     collections a complete listing no longer holds."""
     listing: Listing[str] = Listing()
     for t in cx.client.artifact_types(proj.entity, proj.name):
-        if unsafe_id_reason(t.name):
+        if identifier_problem(t.name):
             cx.ledger.quarantine("artifact_type", f"{proj.where}/{t.name[:200]}", "unsafe type name")
             continue
         cx.catalog.upsert_artifact_type(proj.pk, t.name, id=t.id, description=t.description, created_at=t.created_at)
@@ -38,7 +39,7 @@ def sync_artifacts(cx: Context, proj: ProjectRef, full: bool) -> None:
             continue
         for rc in cx.client.collections(proj.entity, proj.name, t.name):
             c = rc.collection
-            reason = unsafe_id_reason(c.name)
+            reason = identifier_problem(c.name)
             if reason:
                 cx.ledger.quarantine("collection", f"{proj.where}/{c.name[:200]}", f"unsafe collection name: {reason}")
                 listing.refused()
@@ -221,7 +222,7 @@ def _mirror_new(cx: Context, scope: ch.Scope, ra: RemoteArtifact, producer: tupl
 
 
 def parse_manifest(manifest: Any) -> tuple[list[ArtifactEntry], str | None]:
-    """Manifest v1 -> entries (md5 hex filled for md5 entries). Rejects unsafe paths and bad fields."""
+    """Manifest v1 -> entries (md5 hex filled for md5 entries). Rejects paths name_rules refuses, and bad fields."""
     if not isinstance(manifest, dict):
         return [], "not a JSON object"
     if manifest.get("version") != 1:
@@ -231,9 +232,9 @@ def parse_manifest(manifest: Any) -> tuple[list[ArtifactEntry], str | None]:
         return [], "no contents"
     out: list[ArtifactEntry] = []
     for path, entry in contents.items():
-        reason = unsafe_path_reason(path)
+        reason = file_path_problem(path)
         if reason:
-            return [], f"unsafe entry path {path[:200]!r}: {reason}"
+            return [], f"refused entry path {path[:200]!r}: {reason}"
         if not isinstance(entry, dict):
             return [], f"entry {path!r} is not an object"
         digest = entry.get("digest")

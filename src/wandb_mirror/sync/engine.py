@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client import ApiError, AuthError, RetryPolicy, Transport, Viewer, WandbClient, resolve_api_key
-from ..client.convert import unsafe_id_reason
 from ..config import Config
 from ..errors import MirrorError, PassAborted, WorkFailed
 from ..models import Project
+from ..name_rules import identifier_problem
 from ..org_models import REGISTRY_PREFIX
 from ..store import Store
 from ..store.location import open_store
@@ -247,7 +247,7 @@ class SyncEngine:
         viewer, self._viewer = self._viewer or self.client.viewer(), None
         if viewer is None:
             raise AuthError(f"API key rejected by {self.client.t.host} (the server does not know this key)")
-        cx.catalog.record_viewer(viewer.user, viewer.entity, [t for t in viewer.teams if not unsafe_id_reason(t)],
+        cx.catalog.record_viewer(viewer.user, viewer.entity, [t for t in viewer.teams if not identifier_problem(t)],
                                  self.config.source.base_url)
         projects: list[Project] = []
         listed: list[tuple[str, str]] = []
@@ -283,7 +283,7 @@ class SyncEngine:
     def _projects_of(self, cx: Context, entity: str, listed_all: list[tuple[str, str]]) -> list[Project]:
         """The selected projects of `entity`; tombstone candidates for mirrored ones it no longer has."""
         ledger = cx.ledger
-        reason = unsafe_id_reason(entity)
+        reason = identifier_problem(entity)
         if reason:
             ledger.error(f"entity {entity!r}", f"unsafe name: {reason}")
             return []
@@ -291,7 +291,7 @@ class SyncEngine:
         projects: list[Project] = []
         with ledger.unit(f"projects of {entity}") as unit:
             for p in self.client.projects(entity):
-                reason = unsafe_id_reason(p.name)
+                reason = identifier_problem(p.name)
                 if reason:
                     ledger.quarantine("project", f"{entity}/{p.name[:200]}", f"unsafe project name: {reason}")
                     continue

@@ -34,14 +34,18 @@ from typing import Any
 from .. import events as ev
 from .. import times
 from ..client import Problem, RunListing, RunsInfo
-from ..client.convert import unsafe_id_reason
 from ..config import ProjectOptions
 from ..models import Project
+from ..name_rules import identifier_problem, run_id_problem
 from . import changes as ch
 from .artifacts import sync_artifacts
 from .context import Context, ProjectRef
 from .reconcile import Listing, Verdict, judge, proves_deletions, tombstone
 from .runs import TERMINAL_STATES, sync_run
+
+OLD_FILE_REFUSAL = "unsafe file name: "  # how quarantine rows read before name_rules
+OLD_RUN_REFUSAL = "unsafe run id: "
+OLD_ENTRY_REFUSAL = "unsafe entry path "
 
 log = logging.getLogger("wandb_mirror.sync")
 
@@ -125,6 +129,12 @@ class ProjectSync:
         cx, proj, ledger = self.cx, self.proj, self.cx.ledger
         client = cx.client
         markers = cx.catalog.sync_states(proj.pk, "files:")
+        # what an older mirror refused under rules that kept fewer names (a backslash, a control
+        # character, `a//b`, a run `..`): files' runs are fetched once more, runs come with the
+        # next full listing; what name_rules still refuses is quarantined again in today's words
+        cx.catalog.retry_refused(proj.pk, proj.where, "file", OLD_FILE_REFUSAL)
+        cx.catalog.retry_refused(proj.pk, proj.where, "run", OLD_RUN_REFUSAL)
+        cx.catalog.retry_refused(proj.pk, proj.where, "artifact", OLD_ENTRY_REFUSAL)  # versions retry every pass
         retry = set(cx.catalog.sync_states(proj.pk, "retry:"))
         info = RunsInfo()
         listing: Listing[str] = Listing()
@@ -144,9 +154,9 @@ class ProjectSync:
                                        per_page=None if mode == "initial" else max(MARKER_PAGE, client.page_size))
                 for lr in runs:
                     name = lr.run.run_id
-                    reason = unsafe_id_reason(name)
+                    reason = run_id_problem(name)
                     if reason:
-                        ledger.quarantine("run", f"{proj.where}/{name!r}"[:500], f"unsafe run id: {reason}")
+                        ledger.quarantine("run", f"{proj.where}/{name!r}"[:500], f"refused run id: {reason}")
                         continue
                     listing.add(name)
                     ledger.stats.add("runs_seen")
@@ -246,7 +256,7 @@ class ProjectSync:
         problems: list[Problem] = []
         listing: Listing[str] = Listing()
         for s in cx.client.sweeps(proj.entity, proj.name, problems):
-            if unsafe_id_reason(s.name):
+            if identifier_problem(s.name):
                 cx.ledger.quarantine("sweep", f"{proj.where}/{s.name[:200]}", "unsafe sweep name")
                 continue
             listing.add(s.name)
