@@ -105,7 +105,7 @@ def artifacts_view(api: Any, path: str) -> dict[str, Any]:
                 }
             # versions the listing leaves out (drafts, deleted ones) must fail alike when asked for by name
             top = max((int(v[1:]) for v in versions), default=-1) + 3
-            resolved = {al: _attempt(lambda al=al: api.artifact(f"{path}/{coll.name}:{al}").version)
+            resolved = {al: _attempt(lambda al=al, c=coll.name: api.artifact(f"{path}/{c}:{al}").version)
                         for al in sorted(aliases | {"latest"} | {f"v{i}" for i in range(top)})}
             out[f"{t.name}/{coll.name}"] = {"description": coll.description, "versions": versions,
                                             "resolved": resolved}

@@ -72,7 +72,7 @@ def _sync(cfg: Config) -> PassResult:
 
 
 def _compare(up_url: str, mirror: Path, entity: str, start_mirror_server: Any, make_wandb_api: Any,
-             when: str) -> None:
+             when: str) -> dict[str, Any]:
     served = start_mirror_server(mirror)
     try:
         a = client_view(make_wandb_api(up_url, api_key=KEY), entity)
@@ -81,6 +81,7 @@ def _compare(up_url: str, mirror: Path, entity: str, start_mirror_server: Any, m
         served.stop()
     assert a, "the upstream shows no project"
     assert a == b, f"{when}: the mirror differs from upstream:\n" + "\n".join(diff(a, b))
+    return a
 
 
 @pytest.mark.parametrize(("name", "patch"), CASES)
@@ -98,7 +99,10 @@ def test_upstream_and_mirror_look_the_same_before_and_after_edits(
 
     first = _sync(cfg)
     assert first.status == "ok", first.errors
-    _compare(up.url, tmp_path / "mirror", entity, start_mirror_server, make_wandb_api, "first pass")
+    seen = _compare(up.url, tmp_path / "mirror", entity, start_mirror_server, make_wandb_api, "first pass")
+    for run in doc["projects"][0]["runs"]:  # the client sees every event, so the comparison covers them all
+        if isinstance(run.get("events"), dict):
+            assert len(seen[doc["projects"][0]["name"]]["runs"][run["id"]]["system"]) == run["events"]["count"]
 
     api = make_wandb_api(up.url, api_key=KEY)
     edits = upstream_edits.plan(list(api.runs(path)))
