@@ -81,16 +81,21 @@ def run_view(run: Any, scratch: Path, *, history: bool = True) -> dict[str, Any]
         view["history"] = history_rows(run.scan_history(page_size=span, use_cache=False))
         view["sampled"] = clean(run.history(samples=500, pandas=False))
         view["system"] = clean(run.history(stream="system", samples=1_000_000, pandas=False))
+        # sampledHistory by keys: only rows holding every asked key (two keys: rows must hold both)
+        keys = sorted(k for k in (run.history_keys or {}).get("keys", {}) if not k.startswith("_"))[:2]
+        view["sampled_by_keys"] = clean(run.history(keys=keys, samples=500, pandas=False)) if keys else None
+    view["console"] = _attempt(lambda: [(ln.number, ln.level, ln.timestamp, ln.content) for ln in run.console_logs()])
     return view
 
 
-def artifacts_view(api: Any, path: str) -> dict[str, Any]:
+def artifacts_view(api: Any, path: str, scratch: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for t in api.artifact_types(path):
         for coll in t.collections():
             versions, aliases = {}, set()
             for a in coll.artifacts():
                 manifest = a.manifest.to_manifest_json()
+                root = Path(a.download(root=str(scratch / "artifacts" / coll.name / a.version)))
                 aliases.update(a.aliases)
                 versions[a.version] = {
                     "state": a.state,
@@ -99,7 +104,7 @@ def artifacts_view(api: Any, path: str) -> dict[str, Any]:
                     "metadata": clean(a.metadata),
                     "description": a.description,
                     "created_at": a.created_at,
-                    "entries": {p: (e["digest"], e.get("size")) for p, e in manifest["contents"].items()},
+                    "entries": {p: (e["digest"], e.get("size"), _md5(root / p)) for p, e in manifest["contents"].items()},
                     "logged_by": _attempt(lambda a=a: a.logged_by().id if a.logged_by() else None),
                     "used_by": _attempt(lambda a=a: sorted(r.id for r in a.used_by())),
                 }
@@ -123,7 +128,7 @@ def project_view(api: Any, entity: str, project: str, scratch: Path, *, history:
         "description": p.description if hasattr(p, "description") else None,
         "runs": runs,
         "run_orders": {o: [r.id for r in api.runs(path, order=o, per_page=1000)] for o in orders},
-        "artifacts": artifacts_view(api, path),
+        "artifacts": artifacts_view(api, path, scratch),
         "sweeps": [{"name": s.name, "state": s.state, "config": clean(dict(s.config)),
                     "runs": sorted(r.id for r in s.runs), "best": _attempt(lambda s=s: getattr(s.best_run(), "id", None))}
                    for s in p.sweeps()],
