@@ -3,6 +3,8 @@
 
 Each edit is one function `(api, run, scratch)`; `history_rewrite` resumes the run from an earlier
 step with `wandb.init(resume_from=...)` and logs new rows, as a user rewrites a run's history.
+`plan` spreads the edits over a project's runs; `alias_move` moves an artifact alias to an older
+version, as `artifact.aliases.append(...); artifact.save()` does.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def file_upload(api: Any, run: Any, scratch: Path) -> None:
 
 
 def file_deletion(api: Any, run: Any, scratch: Path) -> None:
-    next(iter(run.files())).delete()
+    """The run's last file (file_reupload takes the first: on a run with two files both edits show)."""
+    list(run.files())[-1].delete()
 
 
 def file_reupload(api: Any, run: Any, scratch: Path) -> None:
