@@ -70,6 +70,7 @@ def run_view(run: Any, scratch: Path, *, history: bool = True) -> dict[str, Any]
         "sweep": run.sweep.name if run.sweep else None,
         "last_step": run.lastHistoryStep,
         "files": files,
+        "file_order": list(files),  # dicts compare without order; listings must agree on it too
         "logged": _attempt(lambda: [f"{a.name}:{a.state}" for a in run.logged_artifacts()]),
         "used": _attempt(lambda: [a.name for a in run.used_artifacts()]),
     }
@@ -89,7 +90,7 @@ def run_view(run: Any, scratch: Path, *, history: bool = True) -> dict[str, Any]
 
 
 def artifacts_view(api: Any, path: str, scratch: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"order": []}  # types, collections and versions as the client lists them
     for t in api.artifact_types(path):
         for coll in t.collections():
             versions, aliases = {}, set()
@@ -114,6 +115,7 @@ def artifacts_view(api: Any, path: str, scratch: Path) -> dict[str, Any]:
                         for al in sorted(aliases | {"latest"} | {f"v{i}" for i in range(top)})}
             out[f"{t.name}/{coll.name}"] = {"description": coll.description, "versions": versions,
                                             "resolved": resolved}
+            out["order"].append([t.name, coll.name, list(versions)])
     return out
 
 
