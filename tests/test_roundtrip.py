@@ -30,10 +30,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 KEY = upstream_edits.KEY
 
 # fixture -> why it cannot pass yet (cleared by the lead when the named work merges)
-KNOWN: dict[str, str] = {
-    "hostile_names": "names branch: run id '..' and file names with a backslash or a control character are "
-                     "quarantined, not kept (issue 11, item 7)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _param(name: str, doc_patch: dict[str, Any] | None = None, slow: bool = False, id: str | None = None) -> Any:
