@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/marker_cost.py --runs 10000
 
-Seeds a project of RUNS finished runs (one small file each), serves it writable on loopback,
-mirrors it, then for each edit kind a user makes through the official client (summary update,
-run.update() of tags/notes/config, file upload, file deletion, file re-upload, run deletion)
-makes the edit, runs one pass and prints its requests by operation and whether the mirror has it.
-Not part of `make test`; docs/benchmarks.md quotes its output.
+Seeds a project of RUNS finished runs (one small file each; the run whose history is rewritten
+also has 1,000 history rows), serves it writable on loopback, mirrors it, then for each edit kind a
+user makes through the official client (tests/upstream_edits.py: summary update, run.update() of
+tags/notes/config, file upload, file re-upload, file deletion, run deletion, history rewritten by
+`wandb.init(resume_from=...)`) makes the edit on its own run, runs one ordinary pass and prints its
+requests by operation and whether the mirror has it. Not part of `make test`; docs/benchmarks.md
+quotes its output.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # upstream_edits: the edits the round-trip tests make
+
+import upstream_edits  # noqa: E402
 
 from wandb_mirror.config import minimal_config  # noqa: E402
 from wandb_mirror.fixtures import seed  # noqa: E402
@@ -29,7 +34,8 @@ from wandb_mirror.server import start_server  # noqa: E402
 from wandb_mirror.store import Store  # noqa: E402
 from wandb_mirror.sync import SyncEngine, make_client  # noqa: E402
 
-KEY = "k" * 40
+KEY = upstream_edits.KEY
+REWRITTEN = list(upstream_edits.EDITS).index("history rewrite (resume_from)")
 
 
 def one_pass(cfg: Any) -> tuple[Any, Counter[str]]:
@@ -50,12 +56,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10000)
     args = ap.parse_args()
     os.environ["WANDB_API_KEY"] = KEY
-    import wandb
-
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
+        for var, sub in (("WANDB_DIR", "wandb"), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache")):
+            os.environ[var] = str(t / sub)  # the official client must not write into the checkout or ~
+            (t / sub).mkdir()
+        os.environ["WANDB_SILENT"] = "true"
+        import wandb
+
         runs = [{"id": f"r{i:05d}", "state": "finished", "config": {"i": i},
                  "files": [{"name": "out.log", "text": f"run {i}\n"}]} for i in range(args.runs)]
+        runs[REWRITTEN]["history"] = {"steps": 1000, "metrics": ["loss"], "seed": 1}
         doc = {"viewer": {"username": "ada", "entity": "acme", "name": "Ada"},
                "projects": [{"name": "p", "created_at": "2024-01-01T00:00:00", "runs": runs}]}
         t0 = time.monotonic()
@@ -69,36 +80,25 @@ def main() -> int:
             print(f"first pass: {r.status}, {r.requests} requests", flush=True)
             r, ops = one_pass(cfg)
             print(f"unchanged pass: {r.requests} requests {dict(ops)}", flush=True)
-            api = wandb.Api(api_key=KEY, overrides={"base_url": server.url})
-            (t / "f").mkdir()
-            (t / "f" / "new.txt").write_text("new\n")
-            (t / "f" / "out.log").write_text("rewritten\n")
-
-            def summary(run: Any) -> None:
-                run.summary["user_eval"] = 1
-                run.summary.update()
-
-            def update(run: Any) -> None:
-                run.tags = ["edited"]
-                run.notes = "edited"
-                run.config["edited"] = True
-                run.update()
-
-            edits = [("summary update", summary), ("run.update() tags/notes/config", update),
-                     ("file upload", lambda run: run.upload_file(str(t / "f" / "new.txt"), root=str(t / "f"))),
-                     ("file deletion", lambda run: run.file("out.log").delete()),
-                     ("file re-upload", lambda run: run.upload_file(str(t / "f" / "out.log"), root=str(t / "f"))),
-                     ("run deletion", lambda run: run.delete())]
             print("| edit | requests of the next pass | by operation | mirrored |")
             print("|---|---|---|---|")
-            for i, (what, edit) in enumerate(edits):
-                edit(api.run(f"acme/p/r{i:05d}"))
+            for i, (what, (edit, _, _)) in enumerate(upstream_edits.EDITS.items()):
+                api = wandb.Api(api_key=KEY, overrides={"base_url": server.url})  # the rewrite ends the last one's service
+                run_id = f"r{i:05d}"
+                (t / "edit" / str(i)).mkdir(parents=True)
+                edit(api, api.run(f"acme/p/{run_id}"), t / "edit" / str(i))
                 r, ops = one_pass(cfg)
                 with Store(cfg.store_path) as mi:
                     ppk = mi.catalog.project_pk("acme", "p")
-                    row = mi.catalog.query_one("SELECT updated_at, tombstoned_at FROM runs WHERE project_pk = ? "
-                                               "AND run_id = ?", [ppk, f"r{i:05d}"])
-                seen = r.stats.get("runs_updated", 0) == 1 or (what == "run deletion" and row and row["tombstoned_at"])
+                    row = mi.catalog.query_one("SELECT last_step, tombstoned_at FROM runs WHERE project_pk = ? "
+                                               "AND run_id = ?", [ppk, run_id])
+                if what == "run deletion":
+                    seen = bool(row and row["tombstoned_at"])
+                elif what.startswith("history rewrite"):
+                    up_last = wandb.Api(api_key=KEY, overrides={"base_url": server.url}).run(f"acme/p/{run_id}").lastHistoryStep
+                    seen = r.stats.get("runs_updated", 0) == 1 and row is not None and row["last_step"] == up_last
+                else:
+                    seen = r.stats.get("runs_updated", 0) == 1
                 print(f"| {what} | {r.requests} | {dict(sorted(ops.items()))} | {'yes' if seen else 'NO'} |",
                       flush=True)
         finally:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from client_view import clean, history_rows
+
 # What W&B does not let a client set, per docs/restore.md: not compared.
 UNSETTABLE_RUN_STATES = {"crashed": "failed", "killed": "failed"}
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return "NaN"
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
 
 
 def console(run: Any) -> list[tuple[Any, ...]]:
@@ -31,21 +22,20 @@ def project_view(api: Any, path: str, with_console: bool = True) -> dict[str, An
     runs: dict[str, Any] = {}
     sweep_configs: dict[str, Any] = {}
     for sw in api.project(project, entity=entity).sweeps():
-        sweep_configs[sw.name] = _clean(dict(sw.config))
+        sweep_configs[sw.name] = clean(dict(sw.config))
     for run in api.runs(path, per_page=200):
         files = {f.name: (f.md5, f.size) for f in run.files()}
         runs[run.id] = {
             "name": run.name,
             "state": UNSETTABLE_RUN_STATES.get(run.state, run.state),
-            "config": _clean(dict(run.config)),
-            "summary": _clean({k: v for k, v in run.summary._json_dict.items()}),
+            "config": clean(dict(run.config)),
+            "summary": clean({k: v for k, v in run.summary._json_dict.items()}),
             "tags": sorted(run.tags),
             "notes": run.notes,
             "group": run.group,
             "job_type": run.job_type,
-            # a key a row lacks reads as None through parquet exports and is absent through HistoryPage
-            "history": _clean([{k: v for k, v in r.items() if v is not None} for r in run.scan_history(page_size=1000)]),
-            "events": _clean(run.history(stream="system", pandas=False, samples=100_000)),
+            "history": history_rows(run.scan_history(page_size=1000)),
+            "events": clean(run.history(stream="system", pandas=False, samples=100_000)),
             "files": files,
             "logged": sorted(a.name for a in run.logged_artifacts()),
             "used": sorted(a.name for a in run.used_artifacts()),
@@ -61,7 +51,7 @@ def project_view(api: Any, path: str, with_console: bool = True) -> dict[str, An
                     "type": a.type,
                     "digest": a.digest,
                     "aliases": sorted(x for x in a.aliases),
-                    "metadata": _clean(a.metadata),
+                    "metadata": clean(a.metadata),
                     "description": a.description,
                     "entries": {p: (e["digest"], e.get("size")) for p, e in manifest["contents"].items()},
                     "logged_by": a.logged_by().id if a.logged_by() else None,

@@ -193,3 +193,30 @@ def test_upload_of_an_object_already_held_keeps_the_connection_usable(empty_serv
                         timeout=10)
         assert viewer.status_code == 200 and "errors" not in viewer.json()
     assert len({e["path"] for e in empty_server.request_log()}) >= 4
+
+
+def test_resume_from_an_earlier_step_rewrites_the_history(tmp_path: Path, client_env: Any, make_wandb_api: Any,
+                                                          start_mirror_server: Any) -> None:
+    """`wandb.init(resume_from="RUN?_step=N")` (wandb-core's RewindRun): rows after N go, the run
+    logs on from N + 1, and the readers (scan, sampled history, lastHistoryStep) agree."""
+    import wandb
+
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.store import Store
+
+    with Store(tmp_path / "store") as s:  # seeded rows live in parquet segments, not only in the tail
+        seed(s, {"viewer": {"username": "ada", "entity": ENTITY}, "projects": [{"name": PROJECT, "runs": [
+            {"id": "h", "state": "finished", "history": {"steps": 100, "metrics": ["loss"], "seed": 1}}]}]})
+    server = start_mirror_server(tmp_path / "store", writable=True)
+    client_env(server.url)
+    run = wandb.init(entity=ENTITY, project=PROJECT, resume_from="h?_step=40", settings=client_settings(server.url))
+    for _ in range(10):
+        run.log({"loss": 7.0})
+    run.finish()
+
+    h = make_wandb_api(server.url, api_key="w" * 40).run(f"{ENTITY}/{PROJECT}/h")
+    rows = list(h.scan_history(use_cache=False))
+    assert [r["_step"] for r in rows] == list(range(51))
+    assert [r["loss"] for r in rows[41:]] == [7.0] * 10 and rows[40]["loss"] != 7.0
+    assert h.lastHistoryStep == 50 and h.state == "finished"
+    assert len(h.history(samples=1000, pandas=False)) == 51

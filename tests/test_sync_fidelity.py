@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from client_view import clean, history_rows
 from conftest import ENTITY, PROJECT, copy_store
 
 from wandb_mirror.config import Config, minimal_config
@@ -38,16 +38,6 @@ def _sync(config: Config, *, reconcile: bool = False) -> tuple[PassResult, Count
         client.close()
         store.close()
     return result, Counter(op for op, _ in client.t.trace)
-
-
-def _norm(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return "NaN"
-    if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_norm(x) for x in v]
-    return v
 
 
 def _seed(path: Path, runs: list[dict[str, Any]]) -> Path:
@@ -101,7 +91,7 @@ def test_edits_to_finished_runs_arrive_at_the_next_pass(seeded_store: Path, tmp_
     a, b = make_wandb_api(server.url, api_key=KEY), make_wandb_api(mirror.url, api_key=KEY)
     for path in (f"{ENTITY}/{PROJECT}/r01", f"{ENTITY}/{PROJECT}/r02", f"{ENTITY}/{PROJECT}/r06"):
         x, y = a.run(path), b.run(path)
-        assert _norm(dict(x.summary)) == _norm(dict(y.summary)), path
+        assert clean(dict(x.summary)) == clean(dict(y.summary)), path
         assert x.config == y.config and x.tags == y.tags and x.notes == y.notes, path
         assert sorted((f.name, f.md5) for f in x.files()) == sorted((f.name, f.md5) for f in y.files()), path
     assert b.run(f"{ENTITY}/{PROJECT}/r01").summary["user_eval"] == 0.75
@@ -152,8 +142,8 @@ def test_history_rewritten_upstream_is_replaced(tmp_path: Path, start_mirror_ser
     # (rows read from parquet exports carry None for keys a row lacks; HistoryPage leaves them out.
     # use_cache=False: the client caches export files by entity_project_run_i only, in one directory
     # per process, so a cached read would give another server's or an earlier test's rows.)
-    rows_up = [_norm({k: v for k, v in row.items() if v is not None}) for row in x.scan_history(use_cache=False)]
-    rows_mi = [_norm({k: v for k, v in row.items() if v is not None}) for row in y.scan_history(use_cache=False)]
+    rows_up = history_rows(x.scan_history(use_cache=False))
+    rows_mi = history_rows(y.scan_history(use_cache=False))
     assert rows_mi == rows_up and rows_mi[-1]["loss"] == 7.0
     assert len(y.history(samples=1000, pandas=False)) == len(rows_up)
 
@@ -206,7 +196,7 @@ def test_system_metrics_are_mirrored_whole(tmp_path: Path, start_mirror_server, 
     a, b = make_wandb_api(server.url, api_key=KEY), make_wandb_api(mirror.url, api_key=KEY)
     x = a.run("acme/p/sys").history(stream="events", samples=100_000, pandas=False)
     y = b.run("acme/p/sys").history(stream="events", samples=100_000, pandas=False)
-    assert len(x) == 1234 and _norm(y) == _norm(x)
+    assert len(x) == 1234 and clean(y) == clean(x)
 
 
 @pytest.mark.parametrize("steps", [

@@ -32,6 +32,7 @@ from graphql import (
 
 from .artifact_writes import ArtifactMutations
 from .guard import Limits, check_document, estimate_cost
+from .rewind import RewindMutations
 from .roots import Mutation, Query
 from .schema import build_schema
 from .sweep_writes import SweepMutations
@@ -47,9 +48,9 @@ def operation_name_from_text(query: str) -> str:
     return m.group(2) if m else ""
 
 
-class MutationRoot(Mutation, ArtifactMutations, SweepMutations):
+class MutationRoot(Mutation, ArtifactMutations, SweepMutations, RewindMutations):
     """Every mutation resolver: run and file mutations (roots.py), logging artifacts (artifact_writes.py),
-    sweeps (sweep_writes.py)."""
+    sweeps (sweep_writes.py), rewinding a run (rewind.py)."""
 
 
 @dataclass
