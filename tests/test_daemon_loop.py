@@ -14,6 +14,7 @@ from conftest import free_port
 from freezegun import freeze_time
 from test_plugins_support import seed_store
 
+from wandb_mirror.errors import StoreLocked
 from wandb_mirror.daemon import Daemon, Notifier, Schedule
 from wandb_mirror.daemon.syncer import PassOutcome, skipped_pass
 from wandb_mirror.hooks import hookimpl
@@ -258,15 +259,16 @@ def test_metrics_endpoint(store_path: Path, tmp_path: Path, capsys) -> None:
     assert "# TYPE wandb_mirror_sync_passes_total counter" in text
 
 
-def test_one_daemon_per_store(store_path: Path, tmp_path: Path, capsys) -> None:
-    from wandb_mirror.cli import main
-
+def test_daemons_share_a_store_other_writers_wait(store_path: Path, tmp_path: Path) -> None:
+    """Daemons are workers that share a store (tests/test_workers.py); `sync` needs it alone."""
     cfg = config(tmp_path, store_path)
     d = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False)
     t = run_in_thread(d)
     try:
-        assert main(["run", "--config", str(cfg), "--once"]) == 1
-        assert "is in use by another wandb-mirror process" in capsys.readouterr().err
+        other = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False, max_cycles=1)
+        assert other.run() == 0
+        with Store(store_path) as s, pytest.raises(StoreLocked, match="is in use by another wandb-mirror process"):
+            s.lock("sync").acquire()
     finally:
         d.stop()
         t.join(10)
