@@ -14,9 +14,9 @@ from conftest import free_port
 from freezegun import freeze_time
 from test_plugins_support import seed_store
 
-from wandb_mirror.errors import StoreLocked
 from wandb_mirror.daemon import Daemon, Notifier, Schedule
 from wandb_mirror.daemon.syncer import PassOutcome, skipped_pass
+from wandb_mirror.errors import StoreLocked
 from wandb_mirror.hooks import hookimpl
 from wandb_mirror.store import Store
 from wandb_mirror.store_status import store_status

@@ -35,9 +35,9 @@ from typing import Any
 from ..client.transport import Transport
 from ..config import Config, load_config
 from ..errors import UsageError
+from ..hooks.delivery import DeliveryStats
 from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
-from ..hooks.delivery import DeliveryStats
 from ..store import Store
 from ..store.claims import Claims, Renewer
 from ..store.location import StoreLocation, open_store, plugin_objects

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from .. import times
