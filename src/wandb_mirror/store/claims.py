@@ -154,6 +154,21 @@ def live_workers(catalog: Catalog, now: float | None = None) -> list[str]:
         "ORDER BY worker", [now])]
 
 
+def work_status(catalog: Catalog, now: float | None = None) -> dict[str, Any]:
+    """Who does the work (`status --json`'s `work`): the workers alive now, and per unit (each
+    project, the organization, compaction, delivery) which worker ran it last and when, and who
+    holds it now."""
+    now = time.time() if now is None else now
+    units: dict[str, dict[str, Any]] = {}
+    for c in claim_rows(catalog):
+        if c.key.startswith("worker:"):
+            continue
+        units[c.key.removeprefix("project:")] = {
+            "last_worker": c.done_by, "last_at": c.done_at, "last_status": c.done_status,
+            "held_by": c.worker if c.worker is not None and c.expires_at >= now else None}
+    return {"workers": live_workers(catalog, now), "units": units}
+
+
 class Renewer:
     """A thread renewing `claims` every third of the lease until `stop()`."""
 

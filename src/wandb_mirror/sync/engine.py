@@ -297,6 +297,8 @@ class SyncEngine:
             yield False
             return
         errors = len(cx.ledger.errors)
+        if key.startswith("project:"):
+            cx.ledger.stats.add("projects_synced")
         try:
             yield True
         except BaseException:

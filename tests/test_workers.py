@@ -1,0 +1,219 @@
+"""Several workers: `wandb-mirror run` processes sharing one store (docs/scale-out.md).
+
+Three real worker processes mirror a served upstream that keeps changing; one of them is killed
+with SIGKILL while it holds a project's lease; the others take its work over once the lease runs
+out, and SIGTERM stops them with exit 0 and their leases given back. The mirror then verifies,
+the official client sees it equal to the upstream, every change event reached the recording
+plugin at least once, and `status --json` names the workers that ran each project's last pass.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_support import (
+    ENTITY,
+    KEY,
+    RECORDER,
+    ROOT,
+    Proxy,
+    child_env,
+    expected_lines,
+    grow_upstream,
+    mirror_state,
+    official_diff,
+    seed_store,
+    state_diff,
+    store_problems,
+    verify_deep,
+    write_config,
+)
+
+from wandb_mirror.store import Store
+
+LEASE = 2.0
+
+
+class Workers:
+    """Worker processes of one config, and what the store says about them."""
+
+    def __init__(self, base: Path, url: str):
+        self.base = base
+        self.mirror = base / "mirror"
+        (base / "plugins").mkdir(exist_ok=True)
+        (base / "plugins" / "recorder.py").write_text(RECORDER)
+        extra = (f'[daemon]\npoll_interval = "1s"\nlease = "{LEASE:g}s"\nstop_grace = "2s"\n'
+                 'plugins_dir = "plugins"\nhook_timeout = "20s"\n\n'
+                 '[plugins.recorder]\nenabled = true\nout = "mirror.events"\n')
+        # one request at a time per worker: a project's pass lasts long enough for the others to
+        # find it leased and take the next one
+        self.config = write_config(base, url, sync="concurrency = 1\n", extra=extra)
+        self.procs: list[subprocess.Popen[str]] = []
+        self.url = url
+
+    def start(self) -> subprocess.Popen[str]:
+        p = subprocess.Popen([sys.executable, "-m", "wandb_mirror.cli", "run", "--config", str(self.config),
+                              "--no-watch"], env=child_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        if not (self.mirror / "catalog.db").exists():
+            return []
+        with Store(self.mirror, create=False, readonly=True) as s:
+            try:
+                return s.catalog.query(sql, params or [])
+            except Exception:  # noqa: BLE001 - a catalog still being created by the first worker
+                return []
+
+    def holding(self, p: subprocess.Popen[str]) -> bool:
+        """Whether worker `p` holds a project's lease right now."""
+        return bool(self.query("SELECT key FROM claims WHERE key LIKE 'project:%' AND worker LIKE ? AND expires_at > ?",
+                               [f"%:{p.pid}", time.time()]))
+
+    def delivered(self) -> bool:
+        """Whether the recording plugin's cursor is at the end of the change log."""
+        rows = self.query("SELECT (SELECT MAX(seq) FROM changes) AS last, "
+                          "(SELECT seq FROM plugin_cursors WHERE plugin = 'recorder') AS cursor")
+        return bool(rows) and rows[0]["cursor"] is not None and rows[0]["cursor"] >= rows[0]["last"]
+
+    def stop_all(self) -> list[int | None]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(timeout=30))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+        return codes
+
+
+def wait_for(what: str, cond: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workers, Path]]:
+    from wandb_mirror.server import start_server
+
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+
+    up = seed_store(tmp_path / "up")
+    for i in range(2):  # more projects than workers
+        grow_upstream(up, i)
+    server = start_server(up, read_only=True)
+    # an upstream a little slow to answer, as a real one is: a project's pass takes long enough
+    # for the other workers to find it leased and take the next one
+    slow = Proxy(server.url, intercept=lambda req: time.sleep(0.02) if req["op"] else None)
+    workers = Workers(tmp_path, slow.url)
+    try:
+        yield workers, up
+    finally:
+        workers.stop_all()
+        slow.stop()
+        server.stop()
+
+
+def equal(up: Path, mirror: Path) -> list[str] | bool:
+    try:
+        return state_diff(mirror_state(up), mirror_state(mirror)) == []
+    except Exception:  # noqa: BLE001 - the mirror's catalog not created yet
+        return False
+
+
+def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], start_mirror_server: Callable[..., Any],
+             capsys: pytest.CaptureFixture[str], *, rounds: int) -> None:
+    from wandb_mirror.cli import main
+
+    w = workers
+    for _ in range(3):
+        w.start()
+    wait_for("the first mirror", lambda: equal(up, w.mirror), 60)
+    for k in range(rounds):
+        grow_upstream(up, 10 + k)
+        alive = [p for p in w.procs if p.poll() is None]
+        victim = wait_for("a worker holding a project's lease",
+                          lambda: next((p for p in alive if w.holding(p)), None), 30)  # noqa: B023
+        victim.kill()  # SIGKILL: no clean-up of any kind
+        assert victim.wait(10) == -signal.SIGKILL
+        grow_upstream(up, 50 + k)
+        wait_for("the survivors to catch up", lambda: equal(up, w.mirror), 60)
+        if k + 1 < rounds:
+            w.start()  # a replacement joins the others
+    wait_for("the plugin to have every change", w.delivered, 30)
+    codes = w.stop_all()
+    assert sorted(c for c in codes if c != -signal.SIGKILL) == [0] * (len(codes) - rounds), \
+        [p.stderr.read()[-2000:] for p in w.procs if p.stderr is not None and p.returncode not in (0, -signal.SIGKILL)]
+    # SIGTERM gave the leases back; only a killed worker's may remain, and they have run out
+    now = time.time()
+    assert w.query("SELECT key FROM claims WHERE worker IS NOT NULL AND expires_at > ?", [now]) == []
+    assert w.query("SELECT id FROM passes WHERE status = 'running' AND renewed_at > ?", [now - LEASE]) == []
+
+    # the work was shared: the projects' last passes ran on more than one worker
+    assert main(["status", "--store", str(w.mirror), "--json"]) == 0
+    work = json.loads(capsys.readouterr().out)["work"]
+    projects = {k: u for k, u in work["units"].items() if "/" in k}
+    assert set(projects) == {f"{ENTITY}/{p}" for p in mirror_state(up)}
+    assert all(u["last_worker"] and u["last_at"] for u in projects.values()), projects
+    not_ok = {k: u for k, u in projects.items() if u["last_status"] != "ok"}
+    assert not not_ok, (not_ok, w.query("SELECT worker, status, errors FROM passes WHERE errors != '[]'"))
+    assert all(u["last_worker"].rsplit(":", 1)[1].isdigit() for u in projects.values())
+    # and over the run, every worker synced projects (passes record who ran them)
+    synced: dict[str, int] = {}
+    for row in w.query("SELECT worker, stats FROM passes WHERE worker IS NOT NULL"):
+        synced[row["worker"]] = synced.get(row["worker"], 0) + json.loads(row["stats"]).get("projects_synced", 0)
+    assert sorted(int(x.rsplit(":", 1)[1]) for x, n in synced.items() if n) == sorted(p.pid for p in w.procs), synced
+
+    # each change event reached the plugin at least once, whichever worker synced it
+    seen = set((w.base / "mirror.events").read_text().splitlines())
+    missing = [x for x in expected_lines(w.mirror) if x not in seen]
+    assert not missing, f"events never delivered: {missing[:5]}"
+
+    assert verify_deep(w.mirror) == []
+    # a killed download's temp file is removed by the next writer that has the store alone
+    assert main(["run", "--config", str(w.config), "--once", "--no-watch"]) == 0
+    assert store_problems(w.mirror) == []
+    assert equal(up, w.mirror)
+    with Store(w.mirror, create=False) as s:
+        assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'running'") == 0
+        dup = s.catalog.query("SELECT kind, project, run, subject, COUNT(*) AS n FROM changes "
+                              "WHERE kind IN ('run_created', 'artifact_version_mirrored') "
+                              "GROUP BY kind, project, run, subject HAVING COUNT(*) > 1")
+        assert dup == []  # a unit taken over is finished, not redone from scratch
+
+    mirror_server = start_mirror_server(w.mirror)
+    upstream = make_wandb_api(w.url, api_key=KEY)
+    mirror = make_wandb_api(mirror_server.url)
+    assert official_diff(upstream, mirror, ENTITY, sorted(mirror_state(up)), w.base / "dl") == []
+
+
+def test_three_workers_share_a_store_and_survive_a_kill(world: tuple[Workers, Path], make_wandb_api: Any,
+                                                      start_mirror_server: Any, capsys: Any) -> None:
+    workers, up = world
+    scenario(workers, up, make_wandb_api, start_mirror_server, capsys, rounds=1)
+
+
+@pytest.mark.slow
+def test_workers_survive_repeated_kills(world: tuple[Workers, Path], make_wandb_api: Any,
+                                        start_mirror_server: Any, capsys: Any) -> None:
+    workers, up = world
+    scenario(workers, up, make_wandb_api, start_mirror_server, capsys, rounds=4)
