@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from reliability_support import (
     child_env,
     expected_lines,
     grow_upstream,
+    json_answer,
     mirror_state,
     official_diff,
     seed_store,
@@ -217,3 +219,61 @@ def test_workers_survive_repeated_kills(world: tuple[Workers, Path], make_wandb_
                                         start_mirror_server: Any, capsys: Any) -> None:
     workers, up = world
     scenario(workers, up, make_wandb_api, start_mirror_server, capsys, rounds=4)
+
+
+def test_a_429_seen_by_one_worker_pauses_every_worker_with_that_key(tmp_path: Path) -> None:
+    """One request budget per key: worker A is answered 429 with Retry-After; worker B, another
+    process's catalog connection with the same key, sends nothing until the pause is over, while a
+    worker with another key is not held back. The key itself is never stored."""
+    from wandb_mirror.client import documents as D
+    from wandb_mirror.client.transport import Transport
+    from wandb_mirror.server import start_server
+    from wandb_mirror.store.rate_pauses import PauseGate, catalog_salt
+
+    up = seed_store(tmp_path / "up")
+    server = start_server(up, read_only=True)
+    retry_after = 2.0
+
+    def throttle(req: dict[str, Any]) -> Any:
+        if req["headers"].get("User-Agent") == "worker-a" and not proxy.state.get("throttled"):
+            proxy.state["throttled"] = True
+            return json_answer(429, {"errors": [{"message": "rate limited"}]}, {"Retry-After": f"{retry_after:g}"})
+        return None
+
+    proxy = Proxy(server.url, intercept=throttle)
+    stores = [Store(tmp_path / "mirror") for _ in range(3)]  # one catalog connection per worker
+    transports = []
+    try:
+        for name, store, key in (("worker-a", stores[0], KEY), ("worker-b", stores[1], KEY),
+                                 ("worker-c", stores[2], "c" * 40)):
+            t = Transport(proxy.url, key, user_agent=name)
+            t.shared_pause = PauseGate(store.catalog, t.key_fingerprint(catalog_salt(store.catalog)), worker=name,
+                                       check_every=0.05)
+            transports.append(t)
+        a, b, c = transports
+        done: dict[str, float] = {}
+        thread = threading.Thread(target=lambda: done.setdefault("a", (a.graphql(D.VIEWER.name, D.VIEWER.text),
+                                                                      time.monotonic())[1]))
+        thread.start()
+        wait_for("the 429", lambda: [r for r in proxy.requests() if r["status"] == 429], 10)
+        limited_at = proxy.requests()[0]["t"]
+        c.graphql(D.VIEWER.name, D.VIEWER.text)  # another key: no pause
+        b.graphql(D.VIEWER.name, D.VIEWER.text)
+        thread.join(10)
+        by_agent = {r["headers"]["User-Agent"]: r["t"] for r in proxy.requests() if r["status"] == 200}
+        assert by_agent["worker-c"] - limited_at < retry_after / 2
+        assert by_agent["worker-b"] - limited_at >= retry_after - 0.1
+        assert by_agent["worker-a"] - limited_at >= retry_after - 0.1
+        assert b.shared_pause is not None and b.shared_pause.waited > 0  # type: ignore[attr-defined]
+        rows = stores[1].catalog.query("SELECT key_fingerprint, set_by FROM rate_pauses")
+        assert [r["set_by"] for r in rows] == ["worker-a"] and KEY not in rows[0]["key_fingerprint"]
+    finally:
+        for t in transports:
+            t.close()
+        for s in stores:
+            s.close()
+        proxy.stop()
+        server.stop()
+    for f in (tmp_path / "mirror").iterdir():
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
