@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ from reliability_support import (
 )
 
 from wandb_mirror.store import Store
+from wandb_mirror.times import stamp
 
 LEASE = 2.0
 
@@ -77,10 +79,11 @@ class Workers:
             except Exception:  # noqa: BLE001 - a catalog still being created by the first worker
                 return []
 
-    def holding(self, p: subprocess.Popen[str]) -> bool:
-        """Whether worker `p` holds a project's lease right now."""
-        return bool(self.query("SELECT key FROM claims WHERE key LIKE 'project:%' AND worker LIKE ? AND expires_at > ?",
-                               [f"%:{p.pid}", time.time()]))
+    def holding(self, p: subprocess.Popen[str]) -> list[str]:
+        """The projects whose lease worker `p` holds right now."""
+        return [r["key"] for r in self.query(
+            "SELECT key FROM claims WHERE key LIKE 'project:%' AND worker = ? AND expires_at > ?",
+            [f"{socket.gethostname()}:{p.pid}", time.time()])]
 
     def delivered(self) -> bool:
         """Whether the recording plugin's cursor is at the end of the change log."""
@@ -153,12 +156,18 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
     for k in range(rounds):
         grow_upstream(up, 10 + k)
         alive = [p for p in w.procs if p.poll() is None]
-        victim = wait_for("a worker holding a project's lease",
-                          lambda: next((p for p in alive if w.holding(p)), None), 30)  # noqa: B023
+        victim, held = wait_for("a worker holding a project's lease",
+                                lambda: next(((p, keys) for p in alive if (keys := w.holding(p))), None),  # noqa: B023
+                                30)
         victim.kill()  # SIGKILL: no clean-up of any kind
         assert victim.wait(10) == -signal.SIGKILL
+        killed_at = stamp()
         grow_upstream(up, 50 + k)
         wait_for("the survivors to catch up", lambda: equal(up, w.mirror), 60)
+        # the unit the victim held is taken over once its lease runs out, and finished by another
+        taken_over = ("SELECT key FROM claims WHERE key = ? AND done_at > ? AND done_by != ?",
+                      [held[0], killed_at, f"{socket.gethostname()}:{victim.pid}"])
+        wait_for("its project taken over", lambda: w.query(*taken_over), 30)  # noqa: B023
         if k + 1 < rounds:
             w.start()  # a replacement joins the others
     wait_for("the plugin to have every change", w.delivered, 30)
