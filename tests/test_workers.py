@@ -286,3 +286,52 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_with_that_key(tmp_path: Pa
     for f in (tmp_path / "mirror").iterdir():
         if f.is_file():
             assert KEY.encode() not in f.read_bytes(), f
+
+
+def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path) -> None:
+    """store/claims.py on a real catalog, two workers and a hand-moved clock."""
+    from wandb_mirror.store.claims import Claims, live_workers, work_status
+
+    now = [1000.0]
+    with Store(tmp_path / "s") as s:
+        a = Claims(s.catalog, worker="h:1", lease=60, clock=lambda: now[0])
+        b = Claims(s.catalog, worker="h:2", lease=60, clock=lambda: now[0])
+        a.register()
+        assert a.claim("project:e/p") and not b.claim("project:e/p")
+        assert a.claim("project:e/p")  # a worker may take its own lease again
+        now[0] += 59
+        assert not b.claim("project:e/p")
+        assert a.renew() == []  # extended to now + 60
+        now[0] += 59
+        assert not b.claim("project:e/p")
+        now[0] += 2  # a stopped renewing (killed): the lease runs out and b takes it over
+        assert b.claim("project:e/p")
+        assert a.renew() == ["project:e/p"]  # a learns it lost it
+        b.release("project:e/p", status="ok")
+        unit = work_status(s.catalog, now[0])["units"]["e/p"]
+        assert unit["last_worker"] == "h:2" and unit["last_status"] == "ok" and unit["held_by"] is None
+        # finished by b since `fresh_since`: not due for a, due for b (its own) and for a later
+        fresh = unit["last_at"]
+        assert not a.claim("project:e/p", fresh_since=fresh) and b.claim("project:e/p", fresh_since=fresh)
+        b.release("project:e/p")  # stopped midway: no completion recorded
+        assert work_status(s.catalog, now[0])["units"]["e/p"]["last_at"] == fresh
+        assert a.claim("project:e/p", fresh_since="9999")
+        assert live_workers(s.catalog, now[0]) == ["h:1"]
+        a.release_all()
+        assert live_workers(s.catalog, now[0]) == [] and b.claim("project:e/p")
+        # `sync` holds the store alone: a lease still running is a dead worker's
+        assert Claims(s.catalog, worker="h:3", exclusive=True, clock=lambda: now[0]).claim("project:e/p")
+
+
+def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Path) -> None:
+    from wandb_mirror.times import utcnow
+
+    with Store(tmp_path / "s") as s:
+        cat = s.catalog
+        first, _ = cat.begin_pass(utcnow(), worker="h:1", stale_before=time.time() - 60)
+        second, _ = cat.begin_pass(utcnow(), worker="h:2", stale_before=time.time() - 60)
+        status = {r["id"]: r["status"] for r in cat.query("SELECT id, status FROM passes")}
+        assert status == {first: "running", second: "running"}  # h:1 renewed its pass just now
+        cat.begin_pass(utcnow(), worker="h:2", stale_before=time.time() + 1)  # h:1 not seen for a lease
+        status = {r["id"]: r["status"] for r in cat.query("SELECT id, status FROM passes")}
+        assert status[first] == "failed" and status[second] == "failed"  # and h:2's own earlier one

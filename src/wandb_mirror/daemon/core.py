@@ -224,7 +224,8 @@ class Daemon:
                 store.objects = backend
                 log.info("object store provided by a plugin: %r", backend)
             if self.sync_pass is None:
-                self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat, claims=self.claims)
+                self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat, claims=self.claims,
+                                                             skip_fresh=self.max_cycles is None)
             transport = self._upstream_transport(cfg, _wants_upstream(cfg))
             if transport is not None:
                 self.host.dispatcher.set_transport(transport)

@@ -80,12 +80,13 @@ class EngineRunner:
     """Runs sync passes for the daemon with one SyncEngine; `__call__` matches `SyncPass`."""
 
     def __init__(self, config: Config, store: Store, *, on_progress: Callable[[], None] | None = None,
-                 claims: Claims | None = None):
+                 claims: Claims | None = None, skip_fresh: bool = True):
         from ..sync.engine import SyncEngine, make_client
 
         self.config = config
         self.on_progress = on_progress
         self.claims = claims
+        self.skip_fresh = skip_fresh  # False for `run --once`: one whole cycle, whoever did what lately
         self.raw_client = make_client(config)
         self._share_budget(store)
         self.engine = SyncEngine(config, store, self.raw_client, claims=claims)
@@ -120,7 +121,7 @@ class EngineRunner:
     def _fresh_since(self, config: Config) -> str | None:
         """Units another worker finished within the last half interval are not due again yet, so
         workers out of phase do not repeat each other's passes (their own are always due)."""
-        if self.claims is None:
+        if self.claims is None or not self.skip_fresh:
             return None
         return stamp(times.now() - timedelta(seconds=config.daemon.poll_interval / 2))
 
