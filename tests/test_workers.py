@@ -335,3 +335,77 @@ def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Pat
         cat.begin_pass(utcnow(), worker="h:2", stale_before=time.time() + 1)  # h:1 not seen for a lease
         status = {r["id"]: r["status"] for r in cat.query("SELECT id, status FROM passes")}
         assert status[first] == "failed" and status[second] == "failed"  # and h:2's own earlier one
+
+
+class _PgConn:
+    """What store/ sees of a catalog connection, over psycopg: `?` placeholders, as the shim of
+    the PostgreSQL catalog translates them."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self.conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
+
+
+class _PgCatalog:
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def transaction(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def tx() -> Iterator[_PgConn]:
+            with self.conn.transaction():
+                yield _PgConn(self.conn)
+
+        return tx()
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        cur = _PgConn(self.conn).execute(sql, params)
+        cols = [d[0] for d in cur.description or ()]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        row = _PgConn(self.conn).execute(sql, params).fetchone()
+        return row[0] if row else None
+
+
+def test_the_workers_sql_runs_on_postgresql(postgres_server: Any) -> None:
+    """store/claims.py and store/rate_pauses.py are plain SQL: the same statements, and the
+    m006 migration itself, run on a real PostgreSQL."""
+    psycopg = pytest.importorskip("psycopg")
+    from wandb_mirror.store import migrations
+    from wandb_mirror.store.claims import Claims, live_workers, work_status
+    from wandb_mirror.store.rate_pauses import PauseGate, catalog_salt
+
+    schema = f"w{time.time_ns()}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("CREATE TABLE passes (id BIGSERIAL PRIMARY KEY, started_at TEXT NOT NULL, status TEXT NOT NULL)")
+        conn.execute(dict(migrations.MIGRATIONS)["m006_worker_claims"])
+        cat: Any = _PgCatalog(conn)
+        now = [1_764_000_000.25]  # epoch seconds: a 4-byte REAL would round them to minutes
+        a = Claims(cat, worker="h:1", lease=60, clock=lambda: now[0])
+        b = Claims(cat, worker="h:2", lease=60, clock=lambda: now[0])
+        a.register()
+        assert a.claim("project:e/p") and not b.claim("project:e/p")
+        now[0] += 61
+        assert b.claim("project:e/p") and a.renew() == ["project:e/p"]
+        b.release("project:e/p", status="ok")
+        fresh = work_status(cat, now[0])["units"]["e/p"]["last_at"]
+        assert not a.claim("project:e/p", fresh_since=fresh) and b.claim("project:e/p", fresh_since=fresh)
+        assert live_workers(cat, now[0]) == ["h:1"]
+        a.release_all()
+        assert live_workers(cat, now[0]) == []
+
+        salt = catalog_salt(cat)
+        assert catalog_salt(cat) == salt
+        gate = PauseGate(cat, "f" * 64, worker="h:1", clock=lambda: now[0], check_every=0)
+        gate.pause(30)
+        gate.pause(5)  # a shorter pause never shortens a longer one
+        assert gate.until() == now[0] + 30
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

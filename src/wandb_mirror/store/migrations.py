@@ -522,7 +522,7 @@ CREATE TABLE claims (
     key TEXT PRIMARY KEY,         -- project:ENTITY/NAME | organization | compaction | delivery
     worker TEXT,                  -- host:pid holding the lease, NULL once released
     claimed_at TEXT,
-    expires_at REAL NOT NULL DEFAULT 0,
+    expires_at DOUBLE PRECISION NOT NULL DEFAULT 0,  -- epoch seconds (REAL is 4 bytes on PostgreSQL)
     done_by TEXT,                 -- host:pid that finished the unit last
     done_at TEXT,
     done_status TEXT              -- ok | errors | failed
@@ -530,13 +530,13 @@ CREATE TABLE claims (
 
 CREATE TABLE rate_pauses (
     key_fingerprint TEXT PRIMARY KEY,
-    until_at REAL NOT NULL,       -- epoch seconds: no worker sends a request with this key before
+    until_at DOUBLE PRECISION NOT NULL,  -- epoch seconds: no worker sends a request with this key before
     set_by TEXT,
     reason TEXT
 );
 
 ALTER TABLE passes ADD COLUMN worker TEXT;
-ALTER TABLE passes ADD COLUMN renewed_at REAL;
+ALTER TABLE passes ADD COLUMN renewed_at DOUBLE PRECISION;
 """,
 )
 
