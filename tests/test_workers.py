@@ -188,6 +188,8 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
     not_ok = {k: u for k, u in projects.items() if u["last_status"] != "ok"}
     assert not not_ok, (not_ok, w.query("SELECT worker, status, errors FROM passes WHERE errors != '[]'"))
     assert all(u["last_worker"].rsplit(":", 1)[1].isdigit() for u in projects.values())
+    assert work["stalest_project"]["last_at"] == min(u["last_at"] for u in projects.values())
+    assert work["stalest_project"]["age_seconds"] >= 0
     # and over the run, every worker synced projects (passes record who ran them)
     synced: dict[str, int] = {}
     for row in w.query("SELECT worker, stats FROM passes WHERE worker IS NOT NULL"):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..times import utcnow
+from ..times import epoch, utcnow
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -166,7 +166,15 @@ def work_status(catalog: Catalog, now: float | None = None) -> dict[str, Any]:
         units[c.key.removeprefix("project:")] = {
             "last_worker": c.done_by, "last_at": c.done_at, "last_status": c.done_status,
             "held_by": c.worker if c.worker is not None and c.expires_at >= now else None}
-    return {"workers": live_workers(catalog, now), "units": units}
+    # with several workers the newest pass may be an idle worker's: how stale the mirror can be is
+    # the age of the project finished longest ago
+    projects = [(u["last_at"], k) for k, u in units.items() if "/" in k and u["last_at"]]
+    stalest = None
+    if projects:
+        at, key = min(projects)
+        done = epoch(at)
+        stalest = {"unit": key, "last_at": at, "age_seconds": None if done is None else round(now - done, 1)}
+    return {"workers": live_workers(catalog, now), "units": units, "stalest_project": stalest}
 
 
 class Renewer:
