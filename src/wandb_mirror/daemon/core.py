@@ -38,7 +38,7 @@ from ..errors import UsageError
 from ..hooks.delivery import DeliveryStats
 from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
-from ..store import Store
+from ..store import LocalObjects, Store
 from ..store.claims import Claims, Renewer
 from ..store.location import StoreLocation, open_store, plugin_objects
 from ..times import utcnow
@@ -48,6 +48,9 @@ from .notify import Notifier, watchdog_interval
 from .syncer import EngineRunner, PassOutcome, SyncPass, share_budget
 
 log = logging.getLogger("wandb_mirror.daemon")
+
+# beside other workers, a temp object nobody wrote to for this long was left by a killed one
+STALE_TMP = 3600.0
 
 
 @dataclass
@@ -210,8 +213,12 @@ class Daemon:
             lock = store.lock("daemon (wandb-mirror run)", shared=True).acquire()
             if lock.alone:  # no other worker: anything in tmp/ is from a killed writer
                 removed = store.objects.clean_tmp()
-                if removed:
-                    log.info("removed %d temp files left by an interrupted writer", removed)
+            elif isinstance(store.objects, LocalObjects):  # the others' downloads in progress stay
+                removed = store.objects.clean_tmp(untouched_for=STALE_TMP)
+            else:
+                removed = 0
+            if removed:
+                log.info("removed %d temp files left by an interrupted writer", removed)
             self.claims = Claims(store.catalog, lease=cfg.daemon.lease)
             self.claims.register()
             self._renewer = Renewer(self.claims, on_lost=self._leases_lost).start()
