@@ -34,6 +34,7 @@ demo: venv
 
 bench: venv
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/workers.py
 
 lint: venv
 	$(VENV)/bin/ruff check src plugins tests

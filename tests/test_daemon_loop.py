@@ -16,6 +16,7 @@ from test_plugins_support import seed_store
 
 from wandb_mirror.daemon import Daemon, Notifier, Schedule
 from wandb_mirror.daemon.syncer import PassOutcome, skipped_pass
+from wandb_mirror.errors import StoreLocked
 from wandb_mirror.hooks import hookimpl
 from wandb_mirror.store import Store
 from wandb_mirror.store_status import store_status
@@ -258,15 +259,39 @@ def test_metrics_endpoint(store_path: Path, tmp_path: Path, capsys) -> None:
     assert "# TYPE wandb_mirror_sync_passes_total counter" in text
 
 
-def test_one_daemon_per_store(store_path: Path, tmp_path: Path, capsys) -> None:
-    from wandb_mirror.cli import main
+def test_a_worker_beside_others_removes_only_stale_temp_objects(store_path: Path, tmp_path: Path) -> None:
+    """Alone, a starting daemon removes every temp object (a killed writer's); beside other workers
+    only those nobody wrote to for an hour: the others' downloads in progress keep theirs fresh."""
+    import os
 
+    cfg = config(tmp_path, store_path)
+    first = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False)
+    t = run_in_thread(first)
+    try:
+        tmp = store_path / "objects" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "fresh").write_bytes(b"x")
+        (tmp / "stale").write_bytes(b"x")
+        os.utime(tmp / "stale", (time.time() - 7200, time.time() - 7200))
+        assert Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False, max_cycles=1).run() == 0
+        assert sorted(p.name for p in tmp.iterdir()) == ["fresh"]
+    finally:
+        first.stop()
+        t.join(10)
+    assert Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False, max_cycles=1).run() == 0
+    assert list(tmp.iterdir()) == []
+
+
+def test_daemons_share_a_store_other_writers_wait(store_path: Path, tmp_path: Path) -> None:
+    """Daemons are workers that share a store (tests/test_workers.py); `sync` needs it alone."""
     cfg = config(tmp_path, store_path)
     d = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False)
     t = run_in_thread(d)
     try:
-        assert main(["run", "--config", str(cfg), "--once"]) == 1
-        assert "is in use by another wandb-mirror process" in capsys.readouterr().err
+        other = Daemon(cfg, sync_pass=skipped_pass, install_signals=False, watch=False, max_cycles=1)
+        assert other.run() == 0
+        with Store(store_path) as s, pytest.raises(StoreLocked, match="is in use by another wandb-mirror process"):
+            s.lock("sync").acquire()
     finally:
         d.stop()
         t.join(10)

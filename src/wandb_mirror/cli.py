@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("wandb_mirror.commands.verify", "check that every catalog reference resolves; --deep re-hashes everything"),
     "repair": ("wandb_mirror.commands.repair", "re-fetch damaged or missing objects from upstream (damaged copies kept aside)"),
     "gc": ("wandb_mirror.commands.gc", "remove unreferenced objects older than a grace period"),
+    "migrate-store": ("wandb_mirror.commands.migrate_store",
+                      "copy a whole store elsewhere (e.g. objects to S3), verified and resumable"),
     "status": ("wandb_mirror.commands.status", "show what the store holds and how the last pass went"),
     "restore": ("wandb_mirror.commands.restore", "re-create the mirrored projects on a W&B server (--dry-run first)"),
     "checkout": ("wandb_mirror.commands.checkout", "copy a run's or an artifact version's files out of a store, verified"),

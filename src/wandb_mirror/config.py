@@ -29,7 +29,7 @@
     reconcile_interval = "1h"
 
     [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port,
-                                     # metrics_host, hook_timeout, max_failures, retry_backoff(_max), stop_grace
+                                     # metrics_host, hook_timeout, max_failures, retry_backoff(_max), stop_grace, lease
     [plugins.NAME]                   # owned by each plugin; validated by the plugin system
 
 Errors name the key and its line and exit 2 (UsageError). The sections this module does not own
@@ -175,6 +175,7 @@ class DaemonConfig:
     retry_backoff: float = setting("duration", 5.0, "first retry after a failure; doubles each time")
     retry_backoff_max: float = setting("duration", 600.0, "the longest retry_backoff")
     stop_grace: float = setting("duration", 5.0, "on SIGTERM, how long a hook in flight may still run")
+    lease: float = setting("duration+", 60.0, "several workers: a dead worker's project is taken over after this")
 
 
 PROJECT_TOGGLES = keys_of(ProjectOptions)

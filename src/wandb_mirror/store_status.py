@@ -7,6 +7,7 @@ from typing import Any
 from . import jsontext, times
 from .hooks.plugin_status import plugins_status
 from .store import Store
+from .store.claims import work_status
 
 
 def store_status(store: Store) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def store_status(store: Store) -> dict[str, Any]:
         last_pass = {
             "id": last["id"], "status": last["status"], "started_at": last["started_at"],
             "finished_at": last["finished_at"], "duration_seconds": seconds_between(last["started_at"], last["finished_at"]),
-            "requests": last["requests"], "retries": retries, "stats": stats,
+            "requests": last["requests"], "retries": retries, "stats": stats, "worker": last.get("worker"),
             "errors": jsontext.loads(last["errors"], []) or [],
         }
     lag = None
@@ -46,6 +47,7 @@ def store_status(store: Store) -> dict[str, Any]:
     if finished is not None:
         lag = round(now - finished, 1)
     plugins = plugins_status(store)
+    work = work_status(cat)
     referenced, _ = cat.referenced_totals()
     return {
         "store": str(store.path.absolute()),
@@ -73,6 +75,7 @@ def store_status(store: Store) -> dict[str, Any]:
         "plugins": plugins,
         "last_pass": last_pass,
         "lag_seconds": lag,
+        "work": work,
     }
 
 
@@ -117,6 +120,12 @@ def format_status(s: dict[str, Any]) -> str:
         lines.append("last pass  never")
     if s["lag_seconds"] is not None:
         lines.append(f"lag        {s['lag_seconds']:.0f}s since the last completed pass")
+    work = s.get("work") or {}
+    if work.get("workers"):
+        lines.append(f"workers    {len(work['workers'])} alive: {', '.join(work['workers'])}")
+    ran = sorted({u["last_worker"] for u in (work.get("units") or {}).values() if u["last_worker"]})
+    if len(ran) > 1:
+        lines.append(f"shared     the last passes of {plural(len(work['units']), 'unit')} ran on {', '.join(ran)}")
     return "\n".join(lines)
 
 

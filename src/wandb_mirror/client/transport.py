@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -32,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -210,6 +211,14 @@ def _error_message(resp: requests.Response) -> str:
 # ---------------------------------------------------------------------------------------------
 # the transport
 # ---------------------------------------------------------------------------------------------
+class SharedPause(Protocol):
+    """A request pause shared with other processes using the same key (store/rate_pauses.PauseGate)."""
+
+    def wait(self, stop: threading.Event | None = None) -> None: ...
+
+    def pause(self, seconds: float, reason: str = ...) -> None: ...
+
+
 class Transport:
     """Everything that touches the network. Thread-safe; one instance per pass (or per daemon)."""
 
@@ -263,6 +272,9 @@ class Transport:
         self._inflight: set[requests.Response] = set()
         self._inflight_lock = threading.Lock()
         self.on_activity: Callable[[], None] | None = None
+        # Several workers sharing one key (store/rate_pauses.py): checked before every request, told
+        # of every 429 with Retry-After, so a rate limit pauses all of them at once.
+        self.shared_pause: SharedPause | None = None
         # We identify as ourselves (User-Agent wandb-mirror/VERSION). The official client sends
         # "W&B Public Client 0.31.0", which the cloud uses to unlock first-party fields such as
         # User.apiKeys (protocol 2.3) - fields a mirror never asks for; `[source] user_agent` can
@@ -277,6 +289,10 @@ class Transport:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+
+    def key_fingerprint(self, salt: str) -> str:
+        """A salted sha256 of the key: names it in shared state without ever storing it."""
+        return hashlib.sha256(f"{salt}:{self._key}".encode()).hexdigest()
 
     def redact(self, text: str) -> str:
         """`text` (an upstream's message) with the key removed in every form it could be echoed in."""
@@ -450,6 +466,8 @@ class Transport:
                                operation=operation)
             raise ApiError(f"{operation}: HTTP {code} from {self.host}: {msg}", status=code, operation=operation)
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if code == 429 and retry_after is not None and self.shared_pause is not None:
+            self.shared_pause.pause(retry_after, f"HTTP 429 on {operation}, Retry-After {retry_after:g}s")
         msg = self.redact(_error_message(resp))
         resp.close()
         raise _Retryable(f"HTTP {code}: {msg}", status=code, retry_after=retry_after)
@@ -458,6 +476,9 @@ class Transport:
               **kw: Any) -> requests.Response:
         """One attempt: limits, counting, transport errors mapped to retryable ones."""
         self._check_stop()
+        if self.shared_pause is not None:
+            self.shared_pause.wait(self._stop)
+            self._check_stop()
         if self._limiter:
             self._limiter.acquire()
         self.stats.count(operation)

@@ -41,7 +41,10 @@ TABLES: dict[str, str] = {
     "artifact_usage": "Which runs used which artifact versions.",
     "sweeps": "Sweeps: method, metric, state, YAML config.",
     "reports": "Reports: spec (JSON).",
-    "passes": "One row per sync pass: status, requests, stats and errors (JSON).",
+    "passes": "One row per sync pass: status, requests, stats and errors (JSON), the worker (host:pid) that ran it.",
+    "claims": "Leases of several workers (docs/scale-out.md): who holds each project, the organization, "
+              "compaction and plugin delivery, until when, and who finished it last.",
+    "rate_pauses": "The rate pause every worker using an API key obeys after a 429 (a salted hash of the key).",
     "sync_state": "Per-project watermarks the sync resumes from.",
     "changes": "The change log plugins consume (run created, summary updated, new artifact, ...).",
     "quarantine": "Upstream items rejected by verification: never stored as good.",

@@ -9,7 +9,12 @@ plugin whose backoff ran out.
   nothing half-written remains, the store lock is released. A second signal does not force it.
 - SIGHUP, or an edit of the config file or of a `*.py` in `plugins_dir` (watchdog): reload. A
   broken edit keeps the running configuration and logs why.
-- One daemon per store: the store lock is held for the daemon's lifetime.
+- Several daemons (workers) may share a store: the store lock is held shared for the daemon's
+  lifetime (`sync` and the other writers take it alone), and the work is divided by leases in the
+  catalog (store/claims.py): a project's sync, the organization, history compaction and plugin
+  delivery are each done by one worker at a time; a 429 with Retry-After pauses every worker using
+  that key (store/rate_pauses.py). A stopped worker gives its leases back; a killed one's run out
+  after `[daemon] lease` and another worker takes the work over.
 - systemd: READY=1 once started, STATUS= per phase, WATCHDOG=1 from a supervisor thread while the
   main loop makes progress, STOPPING=1 at the end (all no-ops without NOTIFY_SOCKET).
 - Metrics: optional Prometheus text endpoint on `metrics_host:metrics_port` (loopback by default).
@@ -30,17 +35,22 @@ from typing import Any
 from ..client.transport import Transport
 from ..config import Config, load_config
 from ..errors import UsageError
+from ..hooks.delivery import DeliveryStats
 from ..hooks.journal import RESULT_KIND_SQL
 from ..hooks.types import CycleStats
-from ..store import Store
+from ..store import LocalObjects, Store
+from ..store.claims import Claims, Renewer
 from ..store.location import StoreLocation, open_store, plugin_objects
 from ..times import utcnow
 from .host import PluginHost
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
-from .syncer import EngineRunner, PassOutcome, SyncPass
+from .syncer import EngineRunner, PassOutcome, SyncPass, share_budget
 
 log = logging.getLogger("wandb_mirror.daemon")
+
+# beside other workers, a temp object nobody wrote to for this long was left by a killed one
+STALE_TMP = 3600.0
 
 
 @dataclass
@@ -105,6 +115,8 @@ class Daemon:
         self.size_gauges_every = 300.0
         self._sizes_at: float | None = None
         self._sizes_seq: int | None = None  # the change log position the size gauges were computed at
+        self.claims: Claims | None = None
+        self._renewer: Renewer | None = None
 
     # -- public control (also used by signal handlers and tests) -----------------------------------
     def stop(self) -> None:
@@ -133,7 +145,10 @@ class Daemon:
         from ..sync.engine import make_client
 
         # The engine's client: same key resolution, retry policy, rate limit and headers as the sync.
-        return make_client(cfg).t
+        t = make_client(cfg).t
+        if self.claims is not None and self.store is not None:
+            share_budget(t, self.store, self.claims.worker)
+        return t
 
     def _start_metrics(self, cfg: Config) -> None:
         port = cfg.daemon.metrics_port
@@ -195,10 +210,18 @@ class Daemon:
             self._apply_schedule(cfg)
             store = open_store(cfg)
             self.store = store
-            lock = store.lock("daemon (wandb-mirror run)").acquire()
-            removed = store.objects.clean_tmp()  # we hold the lock: anything in tmp/ is from a killed writer
+            lock = store.lock("daemon (wandb-mirror run)", shared=True).acquire()
+            if lock.alone:  # no other worker: anything in tmp/ is from a killed writer
+                removed = store.objects.clean_tmp()
+            elif isinstance(store.objects, LocalObjects):  # the others' downloads in progress stay
+                removed = store.objects.clean_tmp(untouched_for=STALE_TMP)
+            else:
+                removed = 0
             if removed:
                 log.info("removed %d temp files left by an interrupted writer", removed)
+            self.claims = Claims(store.catalog, lease=cfg.daemon.lease)
+            self.claims.register()
+            self._renewer = Renewer(self.claims, on_lost=self._leases_lost).start()
             # plugin configuration first: its problems are the user's to fix before anything runs
             self.host = PluginHost(store, cfg, extra=self.extra_plugins)
             # an object store offered by a plugin replaces the configured one before anything uses it
@@ -208,7 +231,8 @@ class Daemon:
                 store.objects = backend
                 log.info("object store provided by a plugin: %r", backend)
             if self.sync_pass is None:
-                self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat)
+                self.sync_pass = self._runner = EngineRunner(cfg, store, on_progress=self.beat, claims=self.claims,
+                                                             skip_fresh=self.max_cycles is None)
             transport = self._upstream_transport(cfg, _wants_upstream(cfg))
             if transport is not None:
                 self.host.dispatcher.set_transport(transport)
@@ -220,8 +244,8 @@ class Daemon:
             self._refresh_gauges()
             self.ready.set()
             plugins = ", ".join(p.name + ("" if not p.dry_run else " (dry-run)") for p in self.host.plugins.enabled())
-            log.info("daemon started: store %s, every %gs, plugins: %s", store.describe(), self._schedule.interval,
-                     plugins or "none enabled")
+            log.info("daemon started: worker %s, store %s, every %gs, plugins: %s", self.claims.worker,
+                     store.describe(), self._schedule.interval, plugins or "none enabled")
             self.notifier.ready(f"started; plugins: {plugins or 'none enabled'}")
             self._loop()
             return 0
@@ -235,6 +259,13 @@ class Daemon:
                 self.host.close()
             if self._runner is not None:
                 self._runner.close()
+            if self._renewer is not None:
+                self._renewer.stop()
+            if self.claims is not None:
+                try:  # a clean stop hands the work on at once instead of after the lease
+                    self.claims.release_all()
+                except Exception as e:  # noqa: BLE001 - the leases then simply run out
+                    log.warning("giving the leases back failed: %s", e)
             if self._metrics_server is not None:
                 self._metrics_server.stop()
             if supervisor is not None:
@@ -287,7 +318,7 @@ class Daemon:
                            pass_status=outcome.status, pass_duration_s=outcome.duration_s, sync=outcome.stats)
         if not self.stop_event.is_set():
             self._status(f"cycle {self.cycle}: delivering events")
-            d = self.host.deliver(self.stop_event)
+            d = self._deliver()
             stats.events = d.events
             stats.plugin_failures = d.failures
             stats.changes = d.events + d.skipped
@@ -312,9 +343,30 @@ class Daemon:
             log.exception("sync pass raised")
             return PassOutcome(status="failed", error=f"{type(e).__name__}: {e}")
 
+    def _deliver(self) -> DeliveryStats:
+        """Plugin delivery under the `delivery` lease: one worker at a time walks the plugins'
+        cursors, so each event reaches each plugin at least once, whichever worker synced it."""
+        assert self.host is not None
+        if self.claims is None:
+            return self.host.deliver(self.stop_event)
+        if not self.claims.claim("delivery"):
+            return DeliveryStats()
+        status = None
+        try:
+            d = self.host.deliver(self.stop_event)
+            status = "errors" if d.failures else "ok"
+            return d
+        finally:
+            self.claims.release("delivery", status=status)
+
+    def _leases_lost(self, keys: list[str]) -> None:
+        log.warning("worker %s was not seen for a whole lease and lost %s to another worker; that work "
+                    "may be done twice (raise [daemon] lease if passes stall this long)",
+                    self.claims.worker if self.claims else "?", ", ".join(keys))
+
     def _deliver_only(self) -> None:
         assert self.host is not None
-        d = self.host.deliver(self.stop_event)
+        d = self._deliver()
         self.metrics.inc("events_delivered_total", d.events)
         self._refresh_gauges()
 

@@ -16,10 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from .. import times
+from ..client.transport import Transport
 from ..config import Config
 from ..store import Store
+from ..store.claims import Claims
+from ..store.rate_pauses import PauseGate, catalog_salt
+from ..times import stamp
 
 log = logging.getLogger("wandb_mirror.daemon")
 
@@ -64,16 +70,30 @@ def outcome_from(result: Any, duration: float, before: dict[str, Any] | None = N
     )
 
 
+def share_budget(transport: Transport, store: Store, worker: str) -> None:
+    """With other workers on this store, this key's rate pauses are theirs too (and theirs ours)."""
+    transport.shared_pause = PauseGate(store.catalog, transport.key_fingerprint(catalog_salt(store.catalog)),
+                                       worker=worker)
+
+
 class EngineRunner:
     """Runs sync passes for the daemon with one SyncEngine; `__call__` matches `SyncPass`."""
 
-    def __init__(self, config: Config, store: Store, *, on_progress: Callable[[], None] | None = None):
+    def __init__(self, config: Config, store: Store, *, on_progress: Callable[[], None] | None = None,
+                 claims: Claims | None = None, skip_fresh: bool = True):
         from ..sync.engine import SyncEngine, make_client
 
         self.config = config
         self.on_progress = on_progress
+        self.claims = claims
+        self.skip_fresh = skip_fresh  # False for `run --once`: one whole cycle, whoever did what lately
         self.raw_client = make_client(config)
-        self.engine = SyncEngine(config, store, self.raw_client)
+        self._share_budget(store)
+        self.engine = SyncEngine(config, store, self.raw_client, claims=claims)
+
+    def _share_budget(self, store: Store) -> None:
+        if self.claims is not None:
+            share_budget(self.raw_client.t, store, self.claims.worker)
 
     def __call__(self, config: Config, store: Store, stop: threading.Event) -> PassOutcome:
         if config is not self.config:
@@ -85,7 +105,7 @@ class EngineRunner:
         before = self.raw_client.stats.snapshot()
         t0 = time.monotonic()
         try:
-            result = self.engine.run_pass()
+            result = self.engine.run_pass(fresh_since=self._fresh_since(config))
         except Exception as e:  # noqa: BLE001 - AuthError etc.: logged, retried next cycle
             log.error("sync pass failed: %s", e)
             return PassOutcome(status="failed", duration_s=time.monotonic() - t0, error=str(e))
@@ -98,13 +118,21 @@ class EngineRunner:
             log.info("%s", result.summary())
         return out
 
+    def _fresh_since(self, config: Config) -> str | None:
+        """Units another worker finished within the last half interval are not due again yet, so
+        workers out of phase do not repeat each other's passes (their own are always due)."""
+        if self.claims is None or not self.skip_fresh:
+            return None
+        return stamp(times.now() - timedelta(seconds=config.daemon.poll_interval / 2))
+
     def reconfigure(self, config: Config, store: Store) -> None:
         from ..sync.engine import SyncEngine, make_client
 
         old = self.raw_client
         self.config = config
         self.raw_client = make_client(config)
-        self.engine = SyncEngine(config, store, self.raw_client)
+        self._share_budget(store)
+        self.engine = SyncEngine(config, store, self.raw_client, claims=self.claims)
         old.close()
 
     def close(self) -> None:

@@ -139,8 +139,9 @@ class Store:
             return str(self.path)
         return f"catalog {self.catalog_path}, objects {self.objects.describe()}"
 
-    def lock(self, purpose: str = "write") -> StoreLock:
-        return StoreLock(self.lock_path, purpose)
+    def lock(self, purpose: str = "write", *, shared: bool = False) -> StoreLock:
+        """The writer lock: exclusive, or `shared` by daemon workers (store/claims.py divides their work)."""
+        return StoreLock(self.lock_path, purpose, shared=shared)
 
     def close(self) -> None:
         self.catalog.close()

@@ -27,6 +27,7 @@ Points:
     catalog.begin      right after BEGIN IMMEDIATE of a catalog transaction
     catalog.commit     before COMMIT
     catalog.committed  after COMMIT
+    migrate.copied     after each object `migrate-store` copied
 
 `counts()` returns how often each point was hit since `configure()` (for calibrating kill moments).
 Nothing here is meant for production use; without the variable it never does anything.
@@ -43,7 +44,7 @@ from typing import Any
 
 ENV = "WANDB_MIRROR_FAULTS"
 POINTS = ("objects.write", "objects.fsync", "objects.publish", "objects.published",
-          "catalog.begin", "catalog.commit", "catalog.committed")
+          "catalog.begin", "catalog.commit", "catalog.committed", "migrate.copied")
 ACTIONS = ("kill", "enospc", "erofs", "eio", "dbfull", "dbro")
 _ERRNO = {"enospc": errno.ENOSPC, "erofs": errno.EROFS, "eio": errno.EIO}
 

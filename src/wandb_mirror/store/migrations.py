@@ -508,6 +508,39 @@ ALTER TABLE runs RENAME COLUMN user_name TO user_display_name;
 )
 
 
+# Several workers on one catalog (store/claims.py): `claims` leases a unit of work (a project, the
+# organization, plugin delivery) to one worker at a time until `expires_at` (epoch seconds; a
+# worker renews while it works, a dead one's lease runs out and is taken over) and remembers who
+# finished it last; `rate_pauses` is the one request budget per API key every worker obeys (a
+# salted sha256 of the key, never the key); `passes` say which worker ran them and when it was last
+# seen alive, so a pass is marked interrupted only once its worker is gone. Plain SQL that
+# PostgreSQL runs as well.
+migration(
+    "m006_worker_claims",
+    """
+CREATE TABLE claims (
+    key TEXT PRIMARY KEY,         -- project:ENTITY/NAME | organization | compaction | delivery
+    worker TEXT,                  -- host:pid holding the lease, NULL once released
+    claimed_at TEXT,
+    expires_at DOUBLE PRECISION NOT NULL DEFAULT 0,  -- epoch seconds (REAL is 4 bytes on PostgreSQL)
+    done_by TEXT,                 -- host:pid that finished the unit last
+    done_at TEXT,
+    done_status TEXT              -- ok | errors | failed
+);
+
+CREATE TABLE rate_pauses (
+    key_fingerprint TEXT PRIMARY KEY,
+    until_at DOUBLE PRECISION NOT NULL,  -- epoch seconds: no worker sends a request with this key before
+    set_by TEXT,
+    reason TEXT
+);
+
+ALTER TABLE passes ADD COLUMN worker TEXT;
+ALTER TABLE passes ADD COLUMN renewed_at DOUBLE PRECISION;
+""",
+)
+
+
 def pending(conn: sqlite3.Connection) -> int:
     """How many migrations a catalog lacks; 0 for one without bookkeeping (not a catalog of ours)."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -153,11 +154,20 @@ class LocalObjects(ObjectsBase):
         (folder / (dst.name + ".why")).write_text(why + "\n")
         return str(dst)
 
-    def clean_tmp(self) -> int:
-        """Remove temp files left by a killed writer; returns how many."""
+    def clean_tmp(self, *, untouched_for: float | None = None) -> int:
+        """Remove temp files left by a killed writer; returns how many. With `untouched_for`
+        (seconds), only those not written to for that long: other writers' downloads in progress
+        keep theirs fresh."""
         n = 0
         if self.tmp.exists():
+            cutoff = None if untouched_for is None else time.time() - untouched_for
             for p in self.tmp.iterdir():
+                if cutoff is not None:
+                    try:
+                        if p.stat().st_mtime >= cutoff:
+                            continue
+                    except FileNotFoundError:
+                        continue
                 p.unlink(missing_ok=True)
                 n += 1
         return n

@@ -10,6 +10,7 @@ annotate `self: _Core` so they can use its helpers.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -101,15 +102,26 @@ class _Core(Protocol):
 
 class SyncRecords:
     # -- passes ----------------------------------------------------------------------------
-    def begin_pass(self: _Core, started_at: str) -> tuple[int, int]:
-        """Mark passes cut short (we hold the store lock, so a 'running' one was killed) and start a
-        new one. Returns (pass id, the change seq before it)."""
+    def begin_pass(self: _Core, started_at: str, *, worker: str | None = None,
+                   stale_before: float | None = None) -> tuple[int, int]:
+        """Mark passes cut short and start a new one. Returns (pass id, the change seq before it).
+
+        A 'running' pass was cut short when its process ended: with the store lock held alone
+        (`stale_before` None) that is every one; with several workers (store/claims.py), only those
+        whose worker has not renewed them since `stale_before` (epoch seconds), or this worker's own."""
         with self.transaction() as conn:
-            conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
-                         "errors = ? WHERE status = 'running'",
-                         [started_at, json.dumps(["interrupted: the process ended during this pass"])])
-            pass_id = int(conn.execute("INSERT INTO passes (started_at, status) VALUES (?, 'running')",
-                                       [started_at]).lastrowid or 0)
+            error = json.dumps(["interrupted: the process ended during this pass"])
+            if stale_before is None:
+                conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
+                             "errors = ? WHERE status = 'running'", [started_at, error])
+            else:
+                conn.execute("UPDATE passes SET status = 'failed', finished_at = COALESCE(finished_at, ?), "
+                             "errors = ? WHERE status = 'running' "
+                             "AND (renewed_at IS NULL OR renewed_at < ? OR worker = ?)",
+                             [started_at, error, stale_before, worker])
+            pass_id = int(conn.execute("INSERT INTO passes (started_at, status, worker, renewed_at) "
+                                       "VALUES (?, 'running', ?, ?)",
+                                       [started_at, worker, time.time()]).lastrowid or 0)
             return pass_id, max_seq(conn)
 
     def finish_pass(self: _Core, end: PassEnd) -> int:

@@ -37,6 +37,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ from ..models import Project
 from ..name_rules import identifier_problem
 from ..org_models import REGISTRY_PREFIX
 from ..store import Store
+from ..store.claims import Claims, project_key
 from ..store.location import open_store
 from ..store.sync_records import PassEnd
 from ..times import utcnow
@@ -156,8 +159,13 @@ class SyncEngine:
 
     def __init__(self, config: Config, store: Store, client: WandbClient | None = None, *,
                  progress: Progress | None = None, force_reconcile: bool = False, api_key: str | None = None,
-                 viewer: Viewer | None = None) -> None:
+                 viewer: Viewer | None = None, claims: Claims | None = None) -> None:
         self.config = config
+        # several workers on one store (store/claims.py): each project, the organization and the
+        # history compaction are done by whichever worker holds their lease; None: this process
+        # holds the store lock alone and does everything
+        self.claims = claims
+        self._fresh_since: str | None = None
         # the answer of a preflight check, reused by the first pass instead of asking again
         self._viewer = viewer
         self.store = store
@@ -168,8 +176,11 @@ class SyncEngine:
         self.force_reconcile = force_reconcile
         self._tmp_cleaned = False
 
-    def run_pass(self) -> PassResult:
+    def run_pass(self, *, fresh_since: str | None = None) -> PassResult:
+        """One pass. With claims, `fresh_since` (a utcnow() stamp) skips the units another worker
+        finished since then (they are not due yet)."""
         cat = self.store.catalog
+        self._fresh_since = fresh_since
         started = utcnow()
         t0 = time.monotonic()
         req_before = self.client.stats.snapshot()
@@ -177,12 +188,16 @@ class SyncEngine:
         try:
             # We hold the store lock, so at the first pass a temp object is what a killed writer left
             # (kill -9 mid-download): `sync` removes them like the daemon does at start.
-            if not self._tmp_cleaned:  # once per process: later temp files are our own pass's
+            if not self._tmp_cleaned and self.claims is None:  # once per process: later ones are our own
                 removed = self.store.objects.clean_tmp()
                 self._tmp_cleaned = True
                 if removed:
                     log.info("removed %d temp files left by an interrupted writer", removed)
-            ledger.pass_id, first_seq = cat.begin_pass(started)
+            if self.claims is None:
+                ledger.pass_id, first_seq = cat.begin_pass(started)
+            else:
+                ledger.pass_id, first_seq = cat.begin_pass(started, worker=self.claims.worker,
+                                                           stale_before=self.claims.stale_before())
         except (OSError, sqlite3.Error) as e:
             if store_failure(e):
                 raise ledger.unwritable(e) from None
@@ -259,12 +274,37 @@ class SyncEngine:
                 log.warning("%s; check the configuration", what)
         cx.ledger.stats.add("projects", len(projects))
         for p in projects:
-            with cx.ledger.unit(f"{p.entity}/{p.name}"):
-                sync_project(cx, p, self.config.project_options(p.entity, p.name),
-                             force_reconcile=self.force_reconcile)
+            with self._claimed(cx, project_key(p.entity, p.name)) as mine:
+                if mine:
+                    with cx.ledger.unit(f"{p.entity}/{p.name}"):
+                        sync_project(cx, p, self.config.project_options(p.entity, p.name),
+                                     force_reconcile=self.force_reconcile)
         if self.config.sync.organization:
-            with cx.ledger.unit("organization"):
-                sync_org_pass(cx, entities)
+            with self._claimed(cx, "organization") as mine:
+                if mine:
+                    with cx.ledger.unit("organization"):
+                        sync_org_pass(cx, entities)
+
+    @contextmanager
+    def _claimed(self, cx: Context, key: str) -> Iterator[bool]:
+        """Whether this worker does the unit `key` now (it holds its lease for the block); the lease
+        is given back at the end, as done unless the pass was cut short (then it stays due)."""
+        if self.claims is None:
+            yield True
+            return
+        if not self.claims.claim(key, fresh_since=self._fresh_since):
+            cx.ledger.stats.add("units_left_to_other_workers")
+            yield False
+            return
+        errors = len(cx.ledger.errors)
+        if key.startswith("project:"):
+            cx.ledger.stats.add("projects_synced")
+        try:
+            yield True
+        except BaseException:
+            self.claims.release(key)
+            raise
+        self.claims.release(key, status="errors" if len(cx.ledger.errors) > errors else "ok")
 
     def _entities(self, viewer: Viewer) -> list[str]:
         entities = list(self.config.source.entities)
@@ -316,7 +356,8 @@ class SyncEngine:
         """Finished runs' history (and long tails) into Parquet segments. A store made before
         segments existed is migrated here, run by run, by its first pass (each run is atomic, so an
         interrupted migration resumes at the next pass)."""
-        runs, rows = self.store.history.compact_due()
+        with self._claimed(cx, "compaction") as mine:
+            runs, rows = self.store.history.compact_due() if mine else (0, 0)
         if runs:
             cx.ledger.stats.add("history_segments_written", runs)
             cx.ledger.stats.add("history_rows_compacted", rows)
