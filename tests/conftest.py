@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scale_support import postgres_server, s3_env, s3_md5_server, s3_server  # noqa: F401 - fixtures for every module
+from scale_support import pg_url, postgres_server, s3_env, s3_md5_server, s3_server  # noqa: F401 - fixtures for every module
 
 ENTITY = "acme"
 PROJECT = "vision"
