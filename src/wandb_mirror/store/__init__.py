@@ -91,7 +91,7 @@ class Store:
             raise
 
     def _open(self, create: bool, readonly: bool, made: list[Path], objects: Objects | None, *, apart: bool) -> None:
-        catalog = self.catalog_path
+        catalog = Path(self.catalog_path)  # a SQLite file here (PostgreSQL: _init_postgres)
         if not self.path.exists():
             if not create:
                 raise UsageError(f"catalog {catalog}: directory {self.path} does not exist" if apart

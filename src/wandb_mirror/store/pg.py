@@ -58,9 +58,8 @@ def lock_class(schema: str) -> int:
 
 
 @lru_cache(maxsize=1)
-def _adapter_classes() -> tuple[type, type, type]:
-    """sqlite3's value conventions: bool is an integer (columns are BIGINT), integers are 64-bit,
-    and a numeric result (SUM over BIGINT) reads back as an int when whole, else a float."""
+def _adapter_classes() -> tuple[type, type]:
+    """sqlite3's value conventions: bool is an integer (the columns are BIGINT), and a numeric result (SUM over BIGINT) reads back as an int when whole, else a float."""
     int8 = psycopg.adapters.types["int8"].oid
 
     class BoolAsInt(Dumper):
@@ -69,18 +68,12 @@ def _adapter_classes() -> tuple[type, type, type]:
         def dump(self, obj: Any) -> bytes:
             return b"1" if obj else b"0"
 
-    class Int8(Dumper):
-        oid = int8
-
-        def dump(self, obj: Any) -> bytes:
-            return str(int(obj)).encode()
-
     class NumericLoader(Loader):
         def load(self, data: Any) -> Any:
             d = Decimal(bytes(data).decode())
             return int(d) if d == d.to_integral_value() else float(d)
 
-    return BoolAsInt, Int8, NumericLoader
+    return BoolAsInt, NumericLoader
 
 
 @lru_cache(maxsize=512)
@@ -205,9 +198,8 @@ class PgConnection:
                                        options=f"-c lock_timeout={BUSY_TIMEOUT_MS}")
         except psycopg.Error as e:
             raise mapped(e) from None
-        bool_dumper, int_dumper, numeric_loader = _adapter_classes()
+        bool_dumper, numeric_loader = _adapter_classes()
         self._pg.adapters.register_dumper(bool, bool_dumper)
-        self._pg.adapters.register_dumper(int, int_dumper)
         self._pg.adapters.register_loader("numeric", numeric_loader)
         self._pg.row_factory = _row_factory
         self._write_locked = False

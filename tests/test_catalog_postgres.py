@@ -1,0 +1,179 @@
+"""The catalog on PostgreSQL (docs/scale-out.md), against a real server started by the
+`postgres_server` fixture and moto's S3 server: a store whose catalog is a database owned by an
+ordinary role creates and migrates its tables there; sync, verify --deep, status, gc, repair and
+export work on it; two read-only `serve` replicas answer from it; one writer at a time."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ENTITY, server_fixture_doc
+from scale_support import served, served_run_files
+
+from wandb_mirror.cli import main
+from wandb_mirror.errors import StoreLocked
+from wandb_mirror.store import Store
+from wandb_mirror.store.migrations import MIGRATIONS
+
+pytest.importorskip("psycopg")
+pytestmark = pytest.mark.postgres
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def config(tmp_path: Path, upstream: str, catalog: str, objects: str, endpoint: str | None = None) -> Path:
+    cfg = tmp_path / "mirror.toml"
+    cfg.write_text(f'[source]\nbase_url = "{upstream}"\n\n[store]\ncatalog = "{catalog}"\nobjects = "{objects}"\n'
+                   + (f's3_endpoint_url = "{endpoint}"\n' if endpoint else "")
+                   + '\n[sync]\nprogress = "never"\nretry_wait_min = "10ms"\nretry_wait_max = "50ms"\n')
+    return cfg
+
+
+@pytest.fixture
+def api_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+
+
+def test_an_ordinary_role_owns_the_database_and_the_catalog_migrates_in_it(postgres_server, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    role = "mirror_" + os.urandom(4).hex()
+    postgres_server.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    postgres_server.psql(f"CREATE DATABASE {role} OWNER {role}")
+    postgres_server.psql(f"ALTER DATABASE {role} SET password_encryption = 'scram-sha-256'")
+    url = f"postgresql://{role}@{postgres_server.host}:{postgres_server.port}/{role}"
+    monkeypatch.setenv("PGPASSWORD", f"pw-{role}")  # libpq's usual places (trust auth accepts it too)
+    with Store(tmp_path / "s", catalog=url) as store:
+        assert store.catalog.engine == "postgresql"
+        done = [r["name"] for r in store.catalog.query("SELECT name FROM _migrations ORDER BY version")]
+        assert done == [name for name, _ in MIGRATIONS]
+        owners = {r["tableowner"] for r in store.catalog.query(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()")}
+        assert owners == {role}
+        # the views read the same rows on PostgreSQL (their text is PostgreSQL's own)
+        from wandb_mirror.fixtures import seed
+
+        seed(store, server_fixture_doc())
+        flat = store.catalog.query("SELECT id, config FROM runs_flat WHERE id = 'r01'")
+        assert flat and json.loads(flat[0]["config"])
+        store.catalog.conn.execute("INSERT INTO history (run_pk, step, row) VALUES (?, ?, ?)",
+                                   [flat_pk(store), 10**10, '{"_step": 10000000000, "loss": 0.5, "ok": true}'])
+        store.catalog.conn.commit()
+        long = store.catalog.query("SELECT key, value, type FROM history_long WHERE step = ? ORDER BY key", [10**10])
+        assert [(r["key"], r["value"]) for r in long] == [("loss", "0.5"), ("ok", "true")]  # a step beyond 2**31
+    # opened again: nothing to migrate, the data is there
+    with Store(tmp_path / "s", catalog=url, create=False) as again:
+        assert again.catalog.scalar("SELECT COUNT(*) FROM runs") > 0
+        assert again.catalog.scalar("SELECT COUNT(*) FROM _migrations") == len(MIGRATIONS)
+
+
+def flat_pk(store: Store) -> int:
+    return int(store.catalog.scalar("SELECT run_pk FROM runs_flat WHERE id = 'r01'"))
+
+
+def test_sync_into_postgresql_and_s3_verifies_collects_serves_and_exports(seeded_server, s3_env, pg_url: str,
+                                                                         tmp_path: Path, capsys, api_env) -> None:
+    bucket = s3_env.new_bucket()
+    cfg = config(tmp_path, seeded_server.url, pg_url, f"s3://{bucket}/mirror")
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    stored = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert stored and all(k.startswith("mirror/md5/") for k in stored)
+
+    assert main(["verify", "--deep", "--config", str(cfg)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.startswith("verify --deep: ok;") and f"{len(stored)} objects re-hashed" in out
+
+    assert main(["status", "--json", "-c", str(cfg)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["objects"] == len(stored) and status["runs"]["total"] > 0
+    assert status["catalog"].startswith("postgresql://")
+
+    # the same upstream into the default SQLite store: the same catalog, counted the same way
+    lite = tmp_path / "lite"
+    lite.mkdir()
+    lite_cfg = config(lite, seeded_server.url, str(lite / "catalog.db"), str(lite / "objects"))
+    assert main(["sync", "--config", str(lite_cfg), "--once", "-q"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["status", "--json", "-c", str(lite_cfg)]) == 0
+    want = json.loads(capsys.readouterr().out)
+    same = ("projects", "runs", "history_rows", "history_segments", "event_rows", "files", "artifacts", "sweeps",
+            "reports", "reference_entries", "objects", "objects_referenced", "bytes", "quarantined", "changes")
+    assert {k: status[k] for k in same} == {k: want[k] for k in same}
+
+    # a second pass changes nothing and still succeeds (a no-change pass on PostgreSQL)
+    assert main(["sync", "--config", str(cfg), "--once", "-q"]) == 0, capsys.readouterr().err
+
+    orphan = b"nobody references me"
+    s3_env.client().put_object(Bucket=bucket, Key=f"mirror/md5/{md5(orphan)[:2]}/{md5(orphan)[2:]}", Body=orphan)
+    assert main(["gc", "--config", str(cfg), "--grace", "0"]) == 0
+    assert f"removed {md5(orphan)}" in capsys.readouterr().out
+
+    # two read-only replicas over one catalog, as behind a load balancer: the same answers
+    with served(cfg) as a, served(cfg) as b:
+        fa = served_run_files(a, ENTITY, "vision", "r01")
+        fb = served_run_files(b, ENTITY, "vision", "r01")
+    assert len(fa) >= 5 and [(f["name"], f["md5"]) for f in fa] == [(f["name"], f["md5"]) for f in fb]
+    for f in fa:
+        assert base64.b64encode(hashlib.md5(f["body"]).digest()).decode() == f["md5"], f["name"]
+
+    # export reads the same runs from either engine
+    exported = {}
+    for name, c in (("pg", cfg), ("lite", lite_cfg)):
+        assert main(["export", "--config", str(c), "--format", "jsonl", "--out", str(tmp_path / f"out-{name}"),
+                     "--project", f"{ENTITY}/vision"]) == 0, capsys.readouterr().err
+        runs = tmp_path / f"out-{name}" / "jsonl" / "runs" / f"entity={ENTITY}" / "project=vision" / "runs.jsonl"
+        exported[name] = sorted(json.loads(line)["id"] for line in runs.read_text().splitlines())
+    assert exported["pg"] == exported["lite"] and exported["pg"]
+
+
+def test_one_writer_at_a_time_and_a_killed_writer_frees_the_store(pg_url: str, tmp_path: Path) -> None:
+    store = Store(tmp_path / "s", catalog=pg_url)
+    try:
+        with store.lock("sync"):
+            with pytest.raises(StoreLocked, match=r"in use by another wandb-mirror process \(pid \d+ sync\)"):
+                store.lock("gc").acquire()
+        # a process that holds the lock and is killed with -9 leaves nothing held
+        code = ("import sys,time; from wandb_mirror.store import Store; "
+                "s = Store(sys.argv[1], catalog=sys.argv[2]); held = s.lock('daemon').acquire(); "
+                "print('held', flush=True); time.sleep(60)")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"), pg_url], stdout=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            with pytest.raises(StoreLocked):
+                store.lock("gc").acquire()
+        finally:
+            proc.kill()
+            proc.wait(10)
+        import time
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                store.lock("gc").acquire().release()
+                break
+            except StoreLocked:
+                assert time.monotonic() < deadline, "the killed writer's lock was never released"
+                time.sleep(0.05)
+    finally:
+        store.close()
+
+
+def test_a_catalog_url_that_cannot_be_opened_is_one_line(postgres_server, tmp_path: Path, capsys) -> None:
+    url = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}/no_such_db"
+    cfg = config(tmp_path, "http://127.0.0.1:9", url, str(tmp_path / "objects"))
+    assert main(["status", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no_such_db" in err and "does not exist" in err, err
