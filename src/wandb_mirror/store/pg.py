@@ -33,6 +33,7 @@ from .pg_sql import Statement, translate
 
 try:
     import psycopg
+    import psycopg.conninfo
     from psycopg import errors as pg_errors
     from psycopg.adapt import Dumper, Loader
     from psycopg.pq import TransactionStatus
@@ -194,8 +195,10 @@ class PgConnection:
         self.row_factory: Any = None  # rows are always readable by name; kept for callers that set it
         name = application_name or f"wandb-mirror pid {os.getpid()}"
         try:
+            # the URL's own options (a search_path, say) are kept: ours are added to them
+            given = psycopg.conninfo.conninfo_to_dict(url).get("options") or ""
             self._pg = psycopg.connect(url, autocommit=True, application_name=name[:63],
-                                       options=f"-c lock_timeout={BUSY_TIMEOUT_MS}")
+                                       options=f"{given} -c lock_timeout={BUSY_TIMEOUT_MS}".strip())
         except psycopg.Error as e:
             raise mapped(e) from None
         bool_dumper, numeric_loader = _adapter_classes()

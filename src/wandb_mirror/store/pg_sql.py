@@ -80,6 +80,9 @@ def translate(sql: str, named: bool = False) -> Statement:
     code = _LITERAL.sub(keep, text.replace("%", "%%"))
     code = re.sub(r"\bIFNULL\s*\(", "COALESCE(", code, flags=re.I)
     code = re.sub(r"\bLIKE\b", "ILIKE", code, flags=re.I)
+    # SQLite's IS / IS NOT compare any two values, NULL-safe; PostgreSQL's only take NULL/TRUE/FALSE
+    code = re.sub(r"\bIS\s+NOT\s+(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", "IS DISTINCT FROM ", code, flags=re.I)
+    code = re.sub(r"\bIS\s+(?!NOT\b|NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", "IS NOT DISTINCT FROM ", code, flags=re.I)
     code = re.sub(r"\bAS\s+INTEGER\s*\)", "AS BIGINT)", code, flags=re.I)
     code = re.sub(r"\bAS\s+REAL\s*\)", "AS DOUBLE PRECISION)", code, flags=re.I)
     code = re.sub(r"\b(?:main\.)?sqlite_master\b", lambda m: SQLITE_MASTER, code)
