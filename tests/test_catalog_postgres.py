@@ -177,3 +177,26 @@ def test_a_catalog_url_that_cannot_be_opened_is_one_line(postgres_server, tmp_pa
     assert main(["status", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no_such_db" in err and "does not exist" in err, err
+
+
+def test_serve_hides_deleted_runs_and_include_deleted_shows_them_on_postgresql(pg_url: str, tmp_path: Path,
+                                                                              start_mirror_server) -> None:
+    """--include-deleted shadows the tables with TEMP views; on PostgreSQL each pooled connection
+    makes its own, even on a read-only connection."""
+    import requests
+
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.store.location import StoreLocation
+
+    with Store(tmp_path / "s", catalog=pg_url) as store:
+        seed(store, server_fixture_doc())
+        store.catalog.conn.execute("UPDATE runs SET tombstoned_at = ? WHERE run_id = 'r01'", ["2026-01-01T00:00:00Z"])
+        store.catalog.conn.commit()
+    loc = StoreLocation(path=tmp_path / "s", catalog=pg_url)
+    q = f'{{ project(name: "vision", entityName: "{ENTITY}") {{ runs {{ edges {{ node {{ name }} }} }} }} }}'
+    seen = {}
+    for include in (False, True):
+        h = start_mirror_server(loc, include_deleted=include)
+        r = requests.post(f"{h.url}/graphql", json={"query": q}, auth=("api", "x" * 40), timeout=30)
+        seen[include] = {e["node"]["name"] for e in r.json()["data"]["project"]["runs"]["edges"]}
+    assert "r01" not in seen[False] and seen[True] == seen[False] | {"r01"}

@@ -21,6 +21,7 @@ What it reproduces of sqlite3 (legacy transaction control, as the catalog uses i
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +42,7 @@ except ImportError:  # pragma: no cover - the [postgres] extra is not installed
     psycopg = None  # type: ignore[assignment]
 
 BUSY_TIMEOUT_MS = 30000
+_TEMP_DDL = re.compile(r"\s*CREATE\s+(OR\s+REPLACE\s+)?TEMP(ORARY)?\b", re.I)
 # advisory lock ids, under a class id derived from the schema (two catalogs in one database apart)
 LOCK_STORE, LOCK_WRITE, LOCK_MIGRATE = 1, 2, 3
 
@@ -298,7 +300,8 @@ class PgConnection:
             return PgCursor(None)
         if st.sql is None:
             return PgCursor(None)
-        temp_ddl = self.readonly and st.sql.upper().startswith("CREATE TEMP")
+        # a read-only connection may still make its own TEMP views (serve --include-deleted)
+        temp_ddl = self.readonly and _TEMP_DDL.match(st.sql) is not None
         own = False  # a write outside a transaction: made one, as SQLite's statement is atomic
         if st.write and not temp_ddl:
             if not self.in_transaction:

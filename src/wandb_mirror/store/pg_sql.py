@@ -86,7 +86,10 @@ def translate(sql: str, named: bool = False) -> Statement:
     code = re.sub(r"\bAS\s+INTEGER\s*\)", "AS BIGINT)", code, flags=re.I)
     code = re.sub(r"\bAS\s+REAL\s*\)", "AS DOUBLE PRECISION)", code, flags=re.I)
     code = re.sub(r"\b(?:main\.)?sqlite_master\b", lambda m: SQLITE_MASTER, code)
+    # `main.` is SQLite's name for the database's own schema: PostgreSQL's search path finds it
     code = re.sub(r"\bmain\.", "", code)
+    code = re.sub(r"\bCREATE\s+TEMP(?:ORARY)?\s+VIEW\s+IF\s+NOT\s+EXISTS\b", "CREATE OR REPLACE TEMP VIEW", code,
+                  flags=re.I)
     code = re.sub(r"\browid\b", "ctid", code)
     code = _alias_subqueries(code)
     code = _nulls_like_sqlite(code)
