@@ -19,6 +19,7 @@ from scale_support import served, served_run_files
 
 from wandb_mirror.cli import main
 from wandb_mirror.errors import StoreLocked
+from wandb_mirror.models import Project
 from wandb_mirror.store import Store
 from wandb_mirror.store.migrations import MIGRATIONS
 
@@ -50,7 +51,10 @@ def test_an_ordinary_role_owns_the_database_and_the_catalog_migrates_in_it(postg
                                                                            monkeypatch) -> None:
     role = "mirror_" + os.urandom(4).hex()
     postgres_server.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
-    postgres_server.psql(f"CREATE DATABASE {role} OWNER {role}")
+    # an ICU (natural-language) collation, as a database made with a locale gets: the catalog's
+    # order must still be SQLite's, byte by byte
+    postgres_server.psql(f"CREATE DATABASE {role} OWNER {role} TEMPLATE template0 LOCALE_PROVIDER icu "
+                         "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
     postgres_server.psql(f"ALTER DATABASE {role} SET password_encryption = 'scram-sha-256'")
     url = f"postgresql://{role}@{postgres_server.host}:{postgres_server.port}/{role}"
     monkeypatch.setenv("PGPASSWORD", f"pw-{role}")  # libpq's usual places (trust auth accepts it too)
@@ -61,6 +65,13 @@ def test_an_ordinary_role_owns_the_database_and_the_catalog_migrates_in_it(postg
         owners = {r["tableowner"] for r in store.catalog.query(
             "SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()")}
         assert owners == {role}
+        pk = store.catalog.upsert_project(Project(entity="acme", name="order"))
+        for run_id in ("a", "B", "_"):
+            store.catalog.conn.execute("INSERT INTO runs (project_pk, run_id) VALUES (?, ?)", [pk, run_id])
+        store.catalog.conn.commit()
+        got = [r["run_id"] for r in store.catalog.query("SELECT run_id FROM runs WHERE project_pk = ? ORDER BY run_id",
+                                                       [pk])]
+        assert got == ["B", "_", "a"]  # bytewise, as SQLite (en-US would say _, a, B)
         # the views read the same rows on PostgreSQL (their text is PostgreSQL's own)
         from wandb_mirror.fixtures import seed
 

@@ -4,7 +4,7 @@ Each migration's PostgreSQL text is derived from its SQLite text (store/migratio
 migration reaches both engines at once. The derivation is a handful of type spellings, not a
 parser: SQLite's INTEGER is 64-bit (BIGINT: sizes, steps and sequence numbers exceed 2^31), REAL
 is DOUBLE PRECISION, an INTEGER PRIMARY KEY (SQLite's rowid alias, with or without AUTOINCREMENT)
-is an identity column, WITHOUT ROWID has no meaning. Two things are left out on purpose:
+is an identity column, WITHOUT ROWID has no meaning, TEXT collates as "C" (SQLite's BINARY). Two things are left out on purpose:
 
 - declared foreign keys: SQLite's catalog declares them for datasette but never enforces them
   (PRAGMA foreign_keys=OFF), while PostgreSQL always would, and the sync writes rows in the order
@@ -85,6 +85,9 @@ def _derive(name: str, sql: str) -> str:
     sql = re.sub(r"\bINTEGER\b", "BIGINT", sql, flags=re.I)
     sql = re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql, flags=re.I)
     sql = re.sub(r"\)\s*WITHOUT\s+ROWID", ")", sql, flags=re.I)
+    # SQLite compares text byte by byte (BINARY); PostgreSQL by the database's collation unless told:
+    # every text column is "C", so ORDER BY and comparisons agree with SQLite whatever the database
+    sql = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql, flags=re.I)
     sql = re.sub(r"\s+REFERENCES\s+\w+\s*\(\w+\)", "", sql, flags=re.I)
     for word in ("json_", "datetime(", "PRAGMA", "GLOB", "AUTOINCREMENT"):
         if word.lower() in sql.lower():
