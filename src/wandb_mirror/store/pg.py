@@ -61,7 +61,7 @@ def lock_class(schema: str) -> int:
 
 
 @lru_cache(maxsize=1)
-def _adapter_classes() -> tuple[type, type]:
+def _adapter_classes() -> tuple[type, type, type]:
     """sqlite3's value conventions: bool is an integer (the columns are BIGINT), and a numeric result (SUM over BIGINT) reads back as an int when whole, else a float."""
     int8 = psycopg.adapters.types["int8"].oid
 
@@ -71,12 +71,25 @@ def _adapter_classes() -> tuple[type, type]:
         def dump(self, obj: Any) -> bytes:
             return b"1" if obj else b"0"
 
+    class FloatAsSqlite(Dumper):
+        """SQLite stores a NaN REAL as NULL; PostgreSQL would keep it: store what SQLite stores."""
+
+        oid = psycopg.adapters.types["float8"].oid
+
+        def dump(self, obj: Any) -> bytes | None:
+            f = float(obj)
+            if f != f:
+                return None
+            if f in (float("inf"), float("-inf")):
+                return b"Infinity" if f > 0 else b"-Infinity"
+            return repr(f).encode()
+
     class NumericLoader(Loader):
         def load(self, data: Any) -> Any:
             d = Decimal(bytes(data).decode())
             return int(d) if d == d.to_integral_value() else float(d)
 
-    return BoolAsInt, NumericLoader
+    return BoolAsInt, FloatAsSqlite, NumericLoader
 
 
 @lru_cache(maxsize=512)
@@ -203,8 +216,9 @@ class PgConnection:
                                        options=f"{given} -c lock_timeout={BUSY_TIMEOUT_MS}".strip())
         except psycopg.Error as e:
             raise mapped(e) from None
-        bool_dumper, numeric_loader = _adapter_classes()
+        bool_dumper, float_dumper, numeric_loader = _adapter_classes()
         self._pg.adapters.register_dumper(bool, bool_dumper)
+        self._pg.adapters.register_dumper(float, float_dumper)
         self._pg.adapters.register_loader("numeric", numeric_loader)
         self._pg.row_factory = _row_factory
         self._write_locked = False
