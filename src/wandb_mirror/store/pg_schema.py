@@ -153,7 +153,9 @@ def apply(conn: Any) -> int:
     raw = conn.raw
     raw.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", [conn.lock_class, LOCK_MIGRATE])
     try:
-        raw.execute("CREATE TABLE IF NOT EXISTS _migrations (version BIGINT PRIMARY KEY, name TEXT, applied_at TEXT)")
+        # a current catalog is only read here: a role without CREATE on the schema can still write rows
+        if not raw.execute("SELECT to_regclass('_migrations') IS NOT NULL").fetchone()[0]:
+            raw.execute("CREATE TABLE _migrations (version BIGINT PRIMARY KEY, name TEXT, applied_at TEXT)")
         done = {r[0] for r in raw.execute("SELECT version FROM _migrations").fetchall()}
         for version, (name, sql) in enumerate(pg_migrations(), start=1):
             if version in done:
