@@ -55,7 +55,16 @@ class PgStoreLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.close()  # ends the session: the lock goes with it
+            from .pg import LOCK_STORE
+
+            # unlocked before the session ends: a backend exits a moment after its client leaves,
+            # and the next writer (often this process) must not find the lock still held
+            try:
+                self._conn.raw.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)",
+                                       [self._conn.lock_class, LOCK_STORE])
+            except Exception:  # noqa: BLE001 - a connection already gone has released it anyway
+                pass
+            self._conn.close()
             self._conn = None
 
     def __enter__(self) -> PgStoreLock:
