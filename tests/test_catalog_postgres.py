@@ -211,3 +211,30 @@ def test_serve_hides_deleted_runs_and_include_deleted_shows_them_on_postgresql(p
         r = requests.post(f"{h.url}/graphql", json={"query": q}, auth=("api", "x" * 40), timeout=30)
         seen[include] = {e["node"]["name"] for e in r.json()["data"]["project"]["runs"]["edges"]}
     assert "r01" not in seen[False] and seen[True] == seen[False] | {"r01"}
+
+
+def test_connections_of_threads_that_ended_do_not_pile_up(pg_url: str, tmp_path: Path) -> None:
+    """The sync starts a pool of threads per project; on PostgreSQL each connection is a server
+    process, so those of ended threads are closed, not kept until the catalog closes."""
+    import threading
+
+    from wandb_mirror.store.catalog import Catalog
+
+    cat = Catalog(pg_url)
+    try:
+        def backends() -> int:
+            return int(cat.scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = ?",
+                                  [f"wandb-mirror pid {os.getpid()}"]))
+
+        for _ in range(12):
+            t = threading.Thread(target=lambda: cat.scalar("SELECT COUNT(*) FROM runs"))
+            t.start()
+            t.join()
+        import time
+
+        deadline = time.monotonic() + 10  # a closed connection's server process exits a moment later
+        while backends() > 3 and time.monotonic() < deadline:  # this thread's, the last worker's, one spare
+            time.sleep(0.05)
+        assert backends() <= 3
+    finally:
+        cat.close()

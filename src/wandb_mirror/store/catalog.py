@@ -70,6 +70,7 @@ class Catalog(SyncRecords):
         self.readonly = readonly
         self._local = threading.local()
         self._all: list[Any] = []
+        self._owned: list[tuple[threading.Thread, Any]] = []  # PostgreSQL: (thread, its connection)
         self._all_lock = threading.Lock()
         if self.url is not None:
             if not readonly:
@@ -158,6 +159,18 @@ class Catalog(SyncRecords):
             conn = connect_postgres(self.url, readonly=self.readonly)
             self._local.pg = conn
             with self._all_lock:
+                # the sync's worker threads come and go (a pool per project): each connection is
+                # a server process on PostgreSQL, so those of threads that ended are closed here
+                # rather than piling up until the catalog closes
+                live = []
+                for owner, old in self._owned:
+                    if owner.is_alive():
+                        live.append((owner, old))
+                    else:
+                        old.close()
+                        if old in self._all:
+                            self._all.remove(old)
+                self._owned = [*live, (threading.current_thread(), conn)]
                 self._all.append(conn)
         return conn  # type: ignore[no-any-return]  # sqlite3's interface (store/pg.py)
 
@@ -169,6 +182,7 @@ class Catalog(SyncRecords):
                 except sqlite3.Error:
                     pass
             self._all.clear()
+            self._owned = []
         self._local = threading.local()
 
     @contextmanager
