@@ -19,7 +19,7 @@ from scale_support import served, served_run_files
 
 from wandb_mirror.cli import main
 from wandb_mirror.errors import StoreLocked
-from wandb_mirror.models import Project
+from wandb_mirror.models import Project, Run
 from wandb_mirror.store import Store
 from wandb_mirror.store.migrations import MIGRATIONS
 
@@ -72,6 +72,10 @@ def test_an_ordinary_role_owns_the_database_and_the_catalog_migrates_in_it(postg
         got = [r["run_id"] for r in store.catalog.query("SELECT run_id FROM runs WHERE project_pk = ? ORDER BY run_id",
                                                        [pk])]
         assert got == ["B", "_", "a"]  # bytewise, as SQLite (en-US would say _, a, B)
+        # a key given explicitly (as SQLite allows a rowid to be) moves the identity past it
+        store.catalog.conn.execute("INSERT INTO runs (pk, project_pk, run_id) VALUES (?, ?, ?)", [10**6, pk, "given"])
+        store.catalog.conn.commit()
+        assert store.catalog.upsert_run(pk, Run(run_id="next")) == 10**6 + 1
         # the views read the same rows on PostgreSQL (their text is PostgreSQL's own)
         from wandb_mirror.fixtures import seed
 

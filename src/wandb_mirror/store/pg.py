@@ -29,7 +29,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from .pg_schema import statements
+from .pg_schema import IDENTITY, statements
 from .pg_sql import Statement, translate
 
 try:
@@ -316,14 +316,11 @@ class PgConnection:
             return PgCursor(None)
         # a read-only connection may still make its own TEMP views (serve --include-deleted)
         temp_ddl = self.readonly and _TEMP_DDL.match(st.sql) is not None
-        own = False  # a write outside a transaction: made one, as SQLite's statement is atomic
+        own = False  # a write outside a transaction without implicit ones: its own, committed at once
         if st.write and not temp_ddl:
             if not self.in_transaction:
-                if self.implicit:
-                    self._begin(True)
-                else:
-                    self._begin(True)
-                    own = True
+                self._begin(True)  # under the writer lock, as SQLite's statement would be
+                own = not self.implicit
             self._lock_writes()
         if temp_ddl and not self.in_transaction:
             self._sql("BEGIN READ WRITE")
@@ -341,12 +338,10 @@ class PgConnection:
                     out = PgCursor(cur, lastrowid=int(got[-1][0]) if got else None, rows=[], rowcount=cur.rowcount)
                 else:
                     out = PgCursor(cur, rowcount=cur.rowcount)
-            if st.bump_identity:
-                table = st.bump_identity
-                col = _identity(table)
-                cur2 = self._pg.cursor()
-                cur2.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'), "
-                             f"GREATEST((SELECT MAX({col}) FROM {table}), 1))")
+            if st.bump_identity:  # a key given explicitly: the identity's next value must pass it
+                table, col = st.bump_identity, IDENTITY[st.bump_identity]
+                self._pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'), "
+                                 f"GREATEST((SELECT MAX({col}) FROM {table}), 1))")
             if own:
                 self.commit()
             return out
@@ -354,12 +349,6 @@ class PgConnection:
             if own and self.in_transaction:
                 self.rollback()
             raise mapped(e) from None
-
-
-def _identity(table: str) -> str:
-    from .pg_schema import IDENTITY
-
-    return IDENTITY[table]
 
 
 class PgCursorFactory:
