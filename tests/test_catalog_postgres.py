@@ -242,3 +242,18 @@ def test_connections_of_threads_that_ended_do_not_pile_up(pg_url: str, tmp_path:
         assert backends() <= 3
     finally:
         cat.close()
+
+
+def test_restore_plans_the_same_from_a_postgresql_catalog(seeded_store: Path, seeded_pg_server, tmp_path: Path,
+                                                         capsys) -> None:
+    """restore --config reads a PostgreSQL catalog: the same plan as from the SQLite store of the
+    same fixture document."""
+    store = seeded_pg_server._store
+    cfg = tmp_path / "pg.toml"
+    cfg.write_text(f'[source]\nbase_url = "http://127.0.0.1:9"\n\n[store]\npath = "{store.path}"\n'
+                   f'catalog = "{store.catalog_url}"\n')
+    plans = []
+    for args in (["--store", str(seeded_store)], ["--config", str(cfg)]):
+        assert main(["restore", *args, "--to", "http://127.0.0.1:9", "--dry-run"]) == 0
+        plans.append(capsys.readouterr().out)
+    assert plans[0] == plans[1] and plans[0].count("\n") > 3
