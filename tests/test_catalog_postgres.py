@@ -159,6 +159,13 @@ def test_one_writer_at_a_time_and_a_killed_writer_frees_the_store(pg_url: str, t
         with store.lock("sync"):
             with pytest.raises(StoreLocked, match=r"in use by another wandb-mirror process \(pid \d+ sync\)"):
                 store.lock("gc").acquire()
+        # workers share it; an exclusive writer and they exclude each other
+        with store.lock("run", shared=True) as first, store.lock("run", shared=True) as second:
+            assert first.alone and not second.alone
+            with pytest.raises(StoreLocked, match="other writers need it alone|only one writer"):
+                store.lock("gc").acquire()
+        with store.lock("gc"), pytest.raises(StoreLocked, match="workers .* share a store"):
+            store.lock("run", shared=True).acquire()
         # a process that holds the lock and is killed with -9 leaves nothing held
         code = ("import sys,time; from wandb_mirror.store import Store; "
                 "s = Store(sys.argv[1], catalog=sys.argv[2]); held = s.lock('daemon').acquire(); "

@@ -55,13 +55,10 @@ class PgStoreLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            from .pg import LOCK_STORE
-
             # unlocked before the session ends: a backend exits a moment after its client leaves,
             # and the next writer (often this process) must not find the lock still held
             try:
-                self._conn.raw.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)",
-                                       [self._conn.lock_class, LOCK_STORE])
+                self._conn.raw.execute("SELECT pg_advisory_unlock_all()")  # exclusive or shared: this session's
             except Exception:  # noqa: BLE001 - a connection already gone has released it anyway
                 pass
             self._conn.close()
