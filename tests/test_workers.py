@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ENGINES
 from reliability_support import (
     ENTITY,
     KEY,
@@ -295,12 +296,21 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_with_that_key(tmp_path: Pa
             assert KEY.encode() not in f.read_bytes(), f
 
 
-def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path) -> None:
+@pytest.fixture(params=ENGINES)
+def catalog(request: pytest.FixtureRequest) -> str | None:
+    """The catalog engine: None (PATH/catalog.db), or a PostgreSQL URL (the real catalog on it)."""
+    if request.param == "sqlite":
+        return None
+    pytest.importorskip("psycopg")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path, catalog: str | None) -> None:
     """store/claims.py on a real catalog, two workers and a hand-moved clock."""
     from wandb_mirror.store.claims import Claims, live_workers, work_status
 
     now = [1000.0]
-    with Store(tmp_path / "s") as s:
+    with Store(tmp_path / "s", catalog=catalog) as s:
         a = Claims(s.catalog, worker="h:1", lease=60, clock=lambda: now[0])
         b = Claims(s.catalog, worker="h:2", lease=60, clock=lambda: now[0])
         a.register()
@@ -330,10 +340,10 @@ def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path) -> None:
         assert Claims(s.catalog, worker="h:3", exclusive=True, clock=lambda: now[0]).claim("project:e/p")
 
 
-def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Path) -> None:
+def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Path, catalog: str | None) -> None:
     from wandb_mirror.times import utcnow
 
-    with Store(tmp_path / "s") as s:
+    with Store(tmp_path / "s", catalog=catalog) as s:
         cat = s.catalog
         first, _ = cat.begin_pass(utcnow(), worker="h:1", stale_before=time.time() - 60)
         second, _ = cat.begin_pass(utcnow(), worker="h:2", stale_before=time.time() - 60)
