@@ -7,6 +7,7 @@ Whoever holds it is found through pg_locks and the holder's application_name."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from ..errors import StoreLocked
@@ -33,9 +34,16 @@ class PgStoreLock:
         got = conn.raw.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()[0]
         self.alone = bool(got)
         if self.shared:
-            if not got:
+            # another worker may hold it exclusively for a moment, between taking it alone and holding
+            # it shared: a shared request waits that moment out (a second), not an exclusive writer
+            deadline = time.monotonic() + 1.0
+            while not got:
                 got = conn.raw.execute("SELECT pg_try_advisory_lock_shared(%s::int4, %s::int4)", key).fetchone()[0]
-            else:  # alone: hold it shared from now on, so that other workers may join
+                if got or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            if self.alone:
+                # alone: hold it shared from now on, so that other workers may join
                 conn.raw.execute("SELECT pg_advisory_lock_shared(%s::int4, %s::int4)", key)
                 conn.raw.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
         if not got:
