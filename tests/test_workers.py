@@ -126,12 +126,12 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float) -> Any:
         time.sleep(0.1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow]),
                         pytest.param("postgresql+s3", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def world(request: pytest.FixtureRequest, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workers, Path]]:
-    """Workers over SQLite and local objects, over one PostgreSQL catalog (objects in PATH/objects),
-    or over one PostgreSQL catalog and one S3 bucket (moto's: slower, `make soak`)."""
+    """Workers over SQLite and local objects; in `make soak` (three worker processes cost a minute of
+    CPU), also over one PostgreSQL catalog (objects in PATH/objects) and over PostgreSQL + S3."""
     from wandb_mirror.server import start_server
 
     store: dict[str, Any] = {}
