@@ -264,3 +264,35 @@ def test_restore_plans_the_same_from_a_postgresql_catalog(seeded_store: Path, se
         assert main(["restore", *args, "--to", "http://127.0.0.1:9", "--dry-run"]) == 0
         plans.append(capsys.readouterr().out)
     assert plans[0] == plans[1] and plans[0].count("\n") > 3
+
+
+def test_migrate_store_into_postgresql_and_s3_killed_midway_and_back(pg_url: str, s3_env, tmp_path: Path,
+                                                                     capsys) -> None:
+    """migrate-store (store/migrate.py) with a PostgreSQL catalog as the target, then as the source:
+    a migration killed during the catalog copy finishes when run again, the target verifies
+    --deep against the bucket, and the copy back holds what the source held."""
+    import signal
+
+    from reliability_support import ROOT, child_env, mirror_state, seed_store, state_diff
+
+    source = seed_store(tmp_path / "single")
+    bucket = s3_env.new_bucket()
+    src = tmp_path / "single.toml"
+    src.write_text('[store]\npath = "single"\n')
+    dst = tmp_path / "apart.toml"
+    dst.write_text(f'[store]\ncatalog = "{pg_url}"\nobjects = "s3://{bucket}/wb"\n')
+    killed = subprocess.run([sys.executable, "-m", "wandb_mirror.cli", "migrate-store", "--from", str(src), "--to",
+                             str(dst)], env=child_env(WANDB_MIRROR_FAULTS="kill@catalog.commit#3"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert main(["migrate-store", "--from", str(src), "--to", str(dst)]) == 0, capsys.readouterr().err
+    assert "migrate-store: ok" in capsys.readouterr().out
+    assert main(["verify", "--config", str(dst), "--deep"]) == 0, capsys.readouterr()
+    from wandb_mirror.store.location import StoreLocation
+
+    where = StoreLocation(path=tmp_path, catalog=pg_url, objects=f"s3://{bucket}/wb")
+    assert state_diff(mirror_state(source), mirror_state(where)) == []
+    back = tmp_path / "back.toml"
+    back.write_text('[store]\npath = "back"\n')
+    assert main(["migrate-store", "--from", str(dst), "--to", str(back)]) == 0, capsys.readouterr().err
+    assert state_diff(mirror_state(source), mirror_state(tmp_path / "back")) == []
