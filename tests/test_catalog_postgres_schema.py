@@ -1,10 +1,11 @@
-"""Schema parity, the first step of the catalog on PostgreSQL (docs/scale-out.md): the catalog's
-tables as the migrations build them in SQLite, declared once through SQLAlchemy Core, create on a
-real PostgreSQL with the same tables, columns, primary keys, foreign keys and indexes.
+"""Schema parity between the catalog's two engines, on a real PostgreSQL.
 
-What it pins down for the port: SQLite's INTEGER is 64-bit and PostgreSQL's is not (sizes and
-steps need BIGINT); REAL is DOUBLE PRECISION; AUTOINCREMENT is an identity column; views that
-use SQLite's JSON functions need their own PostgreSQL text."""
+The first test reflects the SQLite catalog the migrations build and creates it on PostgreSQL
+through SQLAlchemy Core with the types PostgreSQL needs for the same values: SQLite's INTEGER is
+64-bit and PostgreSQL's is not (sizes and steps need BIGINT), REAL is DOUBLE PRECISION,
+AUTOINCREMENT is an identity column, and views that use SQLite's JSON functions need their own
+PostgreSQL text. The second compares what the migrations themselves build on each engine
+(store/pg_schema.py derives the PostgreSQL text; SQLAlchemy is only the tests' reflection tool)."""
 
 from __future__ import annotations
 
