@@ -233,10 +233,6 @@ class PgConnection:
     def in_transaction(self) -> bool:
         return bool(self._pg.info.transaction_status != TransactionStatus.IDLE)
 
-    @property
-    def total_changes(self) -> int:
-        return 0
-
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
         st = translate(sql, isinstance(params, dict))
         return self._run(st, params, many=False)
@@ -273,9 +269,6 @@ class PgConnection:
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         raise sqlite3.NotSupportedError("SQL functions in Python are SQLite-only")
-
-    def cursor(self) -> PgCursorFactory:
-        return PgCursorFactory(self)
 
     # -- PostgreSQL-only -------------------------------------------------------------------
     @property
@@ -349,43 +342,3 @@ class PgConnection:
             if own and self.in_transaction:
                 self.rollback()
             raise mapped(e) from None
-
-
-class PgCursorFactory:
-    """`conn.cursor()` as sqlite3 gives it: execute on it, read from it."""
-
-    def __init__(self, conn: PgConnection) -> None:
-        self._conn = conn
-        self._last: PgCursor | None = None
-
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursorFactory:
-        self._last = self._conn.execute(sql, params)
-        return self
-
-    def executemany(self, sql: str, seq: Iterable[Any]) -> PgCursorFactory:
-        self._last = self._conn.executemany(sql, seq)
-        return self
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._last.lastrowid if self._last else None
-
-    @property
-    def rowcount(self) -> int:
-        return self._last.rowcount if self._last else -1
-
-    @property
-    def description(self) -> Any:
-        return self._last.description if self._last else None
-
-    def fetchone(self) -> Any:
-        return self._last.fetchone() if self._last else None
-
-    def fetchall(self) -> list[Any]:
-        return self._last.fetchall() if self._last else []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._last) if self._last else iter(())
-
-    def close(self) -> None:
-        pass
