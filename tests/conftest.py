@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scale_support import postgres_server, s3_env, s3_md5_server, s3_server  # noqa: F401 - fixtures for every module
+from scale_support import pg_url, postgres_server, s3_env, s3_md5_server, s3_server  # noqa: F401 - fixtures for every module
 
 ENTITY = "acme"
 PROJECT = "vision"
@@ -147,6 +147,33 @@ def seeded_server(seeded_store: Path) -> Iterator[Any]:
     from wandb_mirror.server import start_server
 
     handle = start_server(seeded_store)  # read-only: the default
+    yield handle
+    handle.stop()
+
+
+# the catalog engines a test module can run on: SQLite always, PostgreSQL where its server exists
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def seeded_pg_server(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:  # noqa: F811
+    """The seeded store's fixture document in a PostgreSQL catalog, served read-only (as
+    seeded_server serves the SQLite one): the same data, the other engine."""
+    pytest.importorskip("psycopg")
+    import uuid
+
+    from wandb_mirror.fixtures import seed
+    from wandb_mirror.server import start_server
+    from wandb_mirror.store import Store
+    from wandb_mirror.store.location import StoreLocation
+
+    schema = "seeded_" + uuid.uuid4().hex[:12]
+    postgres_server.psql(f"CREATE SCHEMA {schema}")
+    url = f"{postgres_server.url}?options=-csearch_path%3D{schema}"
+    path = tmp_path_factory.mktemp("seeded-pg") / "store"
+    with Store(path, catalog=url) as store:
+        seed(store, server_fixture_doc())
+    handle = start_server(StoreLocation(path=path, catalog=url))
     yield handle
     handle.stop()
 

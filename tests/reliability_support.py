@@ -35,6 +35,7 @@ from typing import Any
 import requests
 
 from wandb_mirror.store import Store
+from wandb_mirror.store.location import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTITY = "acme"
@@ -247,10 +248,11 @@ def _norm_json(text: str | None) -> Any:
         return ("unparsable", text)
 
 
-def mirror_state(path: Path, entity: str = ENTITY) -> dict[str, Any]:
+def mirror_state(path: Any, entity: str = ENTITY) -> dict[str, Any]:
     """What the store holds for `entity`: runs with config/summary/history/events/files, artifact
-    versions with their entries, sweeps, reports. Local bookkeeping (pks, mirrored_at) is left out."""
-    store = Store(path, create=False, readonly=True)
+    versions with their entries, sweeps, reports. Local bookkeeping (pks, mirrored_at) is left out.
+    `path`: a store directory, or a StoreLocation (a PostgreSQL catalog, S3 objects)."""
+    store = open_store(path, create=False, readonly=True)
     try:
         q = store.catalog.query
         out: dict[str, Any] = {}
@@ -366,10 +368,10 @@ def store_problems(path: Path) -> list[str]:
     return out
 
 
-def verify_deep(path: Path) -> list[str]:
+def verify_deep(path: Any) -> list[str]:
     from wandb_mirror.verify import verify_store
 
-    store = Store(path, create=False)
+    store = open_store(path, create=False)
     try:
         return verify_store(store, deep=True).problems
     finally:
@@ -457,10 +459,10 @@ def tombstoned(kind, key, config):
 '''
 
 
-def expected_lines(store_path: Path) -> list[str]:
+def expected_lines(store_path: Any) -> list[str]:
     """What the recorder must have written, from the change log."""
     out = []
-    with Store(store_path, create=False) as s:
+    with open_store(store_path, create=False) as s:
         for c in s.catalog.query("SELECT * FROM changes ORDER BY seq"):
             p = json.loads(c["payload"])
             run = f"{c['entity']}/{c['project']}/{c['run']}"

@@ -243,3 +243,16 @@ def s3_md5_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A PostgreSQL catalog URL of its own for one test: a fresh schema in the session's server
+    (cheaper than a database per test), named through libpq's `options` (search_path)."""
+    pytest.importorskip("psycopg")  # the postgres extra: what the catalog speaks PostgreSQL with
+    name = "t_" + uuid.uuid4().hex[:12]
+    postgres_server.psql(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{postgres_server.url}?options=-csearch_path%3D{name}"
+    finally:
+        postgres_server.psql(f"DROP SCHEMA {name} CASCADE")

@@ -1,10 +1,11 @@
-"""Schema parity, the first step of the catalog on PostgreSQL (docs/scale-out.md): the catalog's
-tables as the migrations build them in SQLite, declared once through SQLAlchemy Core, create on a
-real PostgreSQL with the same tables, columns, primary keys, foreign keys and indexes.
+"""Schema parity between the catalog's two engines, on a real PostgreSQL.
 
-What it pins down for the port: SQLite's INTEGER is 64-bit and PostgreSQL's is not (sizes and
-steps need BIGINT); REAL is DOUBLE PRECISION; AUTOINCREMENT is an identity column; views that
-use SQLite's JSON functions need their own PostgreSQL text."""
+The first test reflects the SQLite catalog the migrations build and creates it on PostgreSQL
+through SQLAlchemy Core with the types PostgreSQL needs for the same values: SQLite's INTEGER is
+64-bit and PostgreSQL's is not (sizes and steps need BIGINT), REAL is DOUBLE PRECISION,
+AUTOINCREMENT is an identity column, and views that use SQLite's JSON functions need their own
+PostgreSQL text. The second compares what the migrations themselves build on each engine
+(store/pg_schema.py derives the PostgreSQL text; SQLAlchemy is only the tests' reflection tool)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ sa = pytest.importorskip("sqlalchemy")
 pytest.importorskip("psycopg")
 
 from wandb_mirror.store.catalog import Catalog  # noqa: E402
+from wandb_mirror.store.migrations import MIGRATIONS  # noqa: E402
+
+pytestmark = pytest.mark.postgres
 
 
 def portable(md: sa.MetaData) -> sa.MetaData:
@@ -95,6 +99,37 @@ def test_the_catalog_schema_creates_on_postgresql_from_one_declaration(postgres_
         with lite.connect() as conn:
             sql = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'best_runs'")).scalar_one()
         assert "json_extract" in sql
+    finally:
+        pg.dispose()
+        lite.dispose()
+
+
+def test_the_postgresql_migrations_build_the_sqlite_catalog_schema(tmp_path: Path, pg_url: str) -> None:
+    """The migrations as PostgreSQL runs them (store/pg_schema.py) leave the same tables, columns (in
+    order), primary keys, indexes and views as on SQLite; only the declared foreign keys are left
+    out (SQLite never enforces them; PostgreSQL would)."""
+    from wandb_mirror.store.pg_schema import pg_migrations
+
+    Catalog(tmp_path / "catalog.db").close()
+    Catalog(pg_url).close()
+    lite = sa.create_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    pg = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        want, got = shape(lite), shape(pg)
+        assert sorted(got) == sorted(want)
+        for name in want:
+            assert got[name]["columns"] == want[name]["columns"], name
+            assert got[name]["pk"] == want[name]["pk"], name
+            assert got[name]["fks"] == [], name
+            # SQLite names UNIQUE constraints' indexes sqlite_autoindex_*: compare the column sets
+            assert {c for c, _ in want[name]["indexes"]} <= {c for c, _ in got[name]["indexes"]}, name  # type: ignore[attr-defined]
+        views = lambda e: {v: [c["name"] for c in sa.inspect(e).get_columns(v)]  # noqa: E731
+                           for v in sa.inspect(e).get_view_names()}
+        assert views(pg) == views(lite)
+        # the 64-bit values SQLite holds fit: sizes, steps, sequence numbers
+        cols = {c["name"]: c for c in sa.inspect(pg).get_columns("file_versions")}
+        assert isinstance(cols["size"]["type"], sa.BigInteger)
+        assert len(pg_migrations()) == len(MIGRATIONS)
     finally:
         pg.dispose()
         lite.dispose()

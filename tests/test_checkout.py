@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ENTITY, PROJECT, copy_store
+from conftest import ENGINES, ENTITY, PROJECT, copy_store
 
 from wandb_mirror.cli import main
 
@@ -24,12 +24,25 @@ def api(seeded_server: Any, make_wandb_api: Any) -> Any:
     return make_wandb_api(seeded_server.url)
 
 
-def test_checkout_run_is_byte_identical_to_the_official_download(seeded_store: Path, api: Any, tmp_path: Path,
+@pytest.fixture(params=ENGINES)
+def store_args(request: pytest.FixtureRequest, seeded_store: Path, tmp_path: Path) -> list[str]:
+    """The seeded store as checkout is told it: --store DIR, or --config naming the same data in
+    a PostgreSQL catalog (and its own objects directory)."""
+    if request.param == "sqlite":
+        return ["--store", str(seeded_store)]
+    store = request.getfixturevalue("seeded_pg_server")._store
+    cfg = tmp_path / "pg.toml"
+    cfg.write_text(f'[source]\nbase_url = "http://127.0.0.1:9"\n\n[store]\npath = "{store.path}"\n'
+                   f'catalog = "{store.catalog_url}"\n')
+    return ["--config", str(cfg)]
+
+
+def test_checkout_run_is_byte_identical_to_the_official_download(store_args: list[str], api: Any, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import pyarrow.parquet as pq
 
     dest = tmp_path / "r01"
-    assert main(["checkout", "--store", str(seeded_store), f"{ENTITY}/{PROJECT}/r01", str(dest)]) == 0
+    assert main(["checkout", *store_args, f"{ENTITY}/{PROJECT}/r01", str(dest)]) == 0
     assert "checked out 5 files" in capsys.readouterr().out
     run = api.run(f"{ENTITY}/{PROJECT}/r01")
     official = tmp_path / "official"
@@ -50,14 +63,14 @@ def test_checkout_run_is_byte_identical_to_the_official_download(seeded_store: P
     assert doc["config"]["lr"] == 0.1 and doc["summary"]["loss"] == 0.30 and doc["display_name"] == "baseline-a"
 
 
-def test_checkout_artifact_by_alias_and_version(seeded_store: Path, api: Any, tmp_path: Path) -> None:
+def test_checkout_artifact_by_alias_and_version(store_args: list[str], api: Any, tmp_path: Path) -> None:
     dest = tmp_path / "mnist"
-    assert main(["checkout", "--store", str(seeded_store), "--copy", f"{ENTITY}/{PROJECT}/mnist:best", str(dest)]) == 0
+    assert main(["checkout", *store_args, "--copy", f"{ENTITY}/{PROJECT}/mnist:best", str(dest)]) == 0
     official = Path(api.artifact(f"{ENTITY}/{PROJECT}/mnist:best").download(root=str(tmp_path / "official")))
     assert tree(dest) == tree(official) and set(tree(dest)) == {"a.txt", "sub/b.txt", "c.bin"}
     assert all(p.stat().st_nlink == 1 for p in dest.rglob("*") if p.is_file())  # --copy
     v0 = tmp_path / "v0"
-    assert main(["checkout", "--store", str(seeded_store), f"{ENTITY}/{PROJECT}/mnist:v0", str(v0)]) == 0
+    assert main(["checkout", *store_args, f"{ENTITY}/{PROJECT}/mnist:v0", str(v0)]) == 0
     assert tree(v0) == {"a.txt": b"hello", "sub/b.txt": b"bee"}
 
 

@@ -32,9 +32,19 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return norm(a) == norm(b)
 
 
-def _store_with_tails(path: Path, runs: dict[str, tuple[str, int]]) -> tuple[Store, dict[str, int]]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest) -> str | None:
+    """The catalog engine: None (PATH/catalog.db), or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return None
+    pytest.importorskip("psycopg")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def _store_with_tails(path: Path, runs: dict[str, tuple[str, int]],
+                      catalog: str | None = None) -> tuple[Store, dict[str, int]]:
     """A store laid out as before segments existed: every run's rows in the tail."""
-    store = Store(path)
+    store = Store(path, catalog=catalog)
     ppk = store.catalog.upsert_project(Project(entity="e", name="p"))
     pks = {}
     for name, (state, n) in runs.items():
@@ -44,8 +54,8 @@ def _store_with_tails(path: Path, runs: dict[str, tuple[str, int]]) -> tuple[Sto
     return store, pks
 
 
-def test_compaction_keeps_every_value_and_readers_merge_tail(tmp_path: Path) -> None:
-    store, pks = _store_with_tails(tmp_path / "s", {"done": ("finished", 1200), "live": ("running", 30)})
+def test_compaction_keeps_every_value_and_readers_merge_tail(tmp_path: Path, catalog: str | None) -> None:
+    store, pks = _store_with_tails(tmp_path / "s", {"done": ("finished", 1200), "live": ("running", 30)}, catalog)
     pk = pks["done"]
     before = [json.loads(t) for _, t in store.history.texts(pk)]
     assert store.history.compact_due() == (1, 1200)  # the running run's short tail stays
@@ -73,11 +83,12 @@ def test_compaction_keeps_every_value_and_readers_merge_tail(tmp_path: Path) -> 
     assert dict(store.history.rows(pk, min_step=5, max_step=6))[5] == {"_step": 5, "loss": 0.25}
 
 
-def test_long_running_tail_is_compacted_into_bounded_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_running_tail_is_compacted_into_bounded_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              catalog: str | None) -> None:
     monkeypatch.setattr(history, "SEGMENT_ROWS", 100)
     monkeypatch.setattr(history, "TAIL_ROWS", 40)
     monkeypatch.setattr(history, "ALIGN", 50)
-    store, pks = _store_with_tails(tmp_path / "s", {"live": ("running", 30)})
+    store, pks = _store_with_tails(tmp_path / "s", {"live": ("running", 30)}, catalog)
     pk = pks["live"]
     assert store.history.compact_due() == (0, 0)  # below TAIL_ROWS: stays in the tail
     for lo in range(30, 250, 20):

@@ -21,14 +21,25 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return seed_store(tmp_path_factory.mktemp("plugins") / "seed")
 
 
-@pytest.fixture
-def store(seeded: Path, tmp_path: Path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, seeded: Path, tmp_path: Path):
+    """The seeded store: a copy of the SQLite one, or the same seed in a PostgreSQL catalog."""
     import shutil
 
-    shutil.copytree(seeded, tmp_path / "store")
-    s = Store(tmp_path / "store")
+    if request.param == "postgresql":
+        pytest.importorskip("psycopg")
+        url = request.getfixturevalue("pg_url")
+        seed_store(tmp_path / "store", catalog=url)
+        s = Store(tmp_path / "store", catalog=url)
+    else:
+        shutil.copytree(seeded, tmp_path / "store")
+        s = Store(tmp_path / "store")
     yield s
     s.close()
+
+
+def reopen(store: Store) -> Store:
+    return Store(store.path, catalog=store.catalog_url) if store.catalog_url else Store(store.path)
 
 
 def plugin_set(**plugins) -> PluginSet:
@@ -145,7 +156,7 @@ def test_cursor_survives_restart_without_loss_or_replay(store: Store) -> None:
     cursor = store.catalog.scalar("SELECT seq FROM plugin_cursors WHERE plugin = 'rec'")
     # "restart": a new dispatcher over a reopened store continues exactly after the acknowledged row
     store.close()
-    store2 = Store(store.path)
+    store2 = reopen(store)
     rec2 = Recorder()
     d2 = Dispatcher(store2, plugin_set(rec=rec2), settings=fast())
     d2.deliver()

@@ -57,10 +57,10 @@ def plugin_doc() -> dict[str, Any]:
     }
 
 
-def seed_store(path: Path, doc: dict[str, Any] | None = None) -> Path:
+def seed_store(path: Path, doc: dict[str, Any] | None = None, *, catalog: str | None = None) -> Path:
     from wandb_mirror.fixtures import seed
 
-    store = Store(path)
+    store = Store(path, catalog=catalog)
     try:
         seed(store, doc or plugin_doc())
     finally:

@@ -7,6 +7,10 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
+pytestmark = pytest.mark.postgres
+
 
 def test_postgres_fixture_runs_a_real_server_on_loopback(postgres_server) -> None:
     assert postgres_server.host == "127.0.0.1" and postgres_server.port > 0

@@ -7,9 +7,15 @@ import math
 from typing import Any
 
 import pytest
-from conftest import ENTITY, PROJECT
+from conftest import ENGINES, ENTITY, PROJECT
 
 PATH = f"{ENTITY}/{PROJECT}"
+
+@pytest.fixture(scope="module", params=ENGINES)
+def seeded_server(request: pytest.FixtureRequest, seeded_server: Any) -> Any:
+    """The seeded store served from a SQLite catalog, then from a PostgreSQL one (same answers)."""
+    return seeded_server if request.param == "sqlite" else request.getfixturevalue("seeded_pg_server")
+
 
 
 @pytest.fixture(scope="module")

@@ -49,15 +49,22 @@ def empty_server(tmp_path: Path, start_mirror_server: Any) -> Any:
     return start_mirror_server(tmp_path / "store", writable=True)
 
 
-@pytest.mark.parametrize("key", [None, "w" * 40], ids=["any-key", "api-key"])
-def test_official_client_writes_a_run_and_artifacts(tmp_path: Path, client_env: Any, make_wandb_api: Any,
-                                                     start_mirror_server: Any, key: str | None) -> None:
+@pytest.mark.parametrize(("key", "engine"), [(None, "sqlite"), ("w" * 40, "sqlite"),
+                                             pytest.param(None, "postgresql", marks=pytest.mark.postgres)],
+                         ids=["any-key", "api-key", "any-key-postgresql"])
+def test_official_client_writes_a_run_and_artifacts(request: pytest.FixtureRequest, tmp_path: Path, client_env: Any,
+                                                     make_wandb_api: Any, start_mirror_server: Any, key: str | None,
+                                                     engine: str) -> None:
     import wandb
 
     from wandb_mirror.store import Store
+    from wandb_mirror.store.location import StoreLocation
 
-    Store(tmp_path / "store").close()
-    empty_server = start_mirror_server(tmp_path / "store", writable=True, api_key=key)
+    # the store the writes land in: SQLite, or a PostgreSQL catalog (the same server code)
+    catalog = str(request.getfixturevalue("pg_url")) if engine == "postgresql" else None
+    Store(tmp_path / "store", catalog=catalog).close()
+    empty_server = start_mirror_server(StoreLocation(path=tmp_path / "store", catalog=catalog), writable=True,
+                                       api_key=key)
     client_env(empty_server.url)
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(3000))

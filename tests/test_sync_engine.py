@@ -20,6 +20,7 @@ from conftest import ENTITY, PROJECT, copy_store
 from wandb_mirror.config import Config, minimal_config
 from wandb_mirror.models import Run, RunFile
 from wandb_mirror.store import Store
+from wandb_mirror.store.location import StoreLocation, open_store
 from wandb_mirror.sync import PassResult, SyncEngine, make_client
 from wandb_mirror.sync.changes import changes_feed
 
@@ -27,14 +28,16 @@ KEY = "k" * 40
 
 
 class World:
-    def __init__(self, up_path: Path, server: Any, mirror_path: Path, config: Config):
+    def __init__(self, up_path: Path, server: Any, mirror_path: Path, config: Config, catalog: str | None = None):
         self.up_path = up_path
         self.server = server
         self.mirror_path = mirror_path
         self.config = config
+        # the mirror's catalog: PATH/catalog.db, or a PostgreSQL database (the same tests, both engines)
+        self.where: Any = StoreLocation(path=mirror_path, catalog=catalog) if catalog else mirror_path
 
     def sync(self, *, reconcile: bool = False) -> tuple[PassResult, list[tuple[str, dict[str, Any]]]]:
-        store = Store(self.mirror_path)
+        store = open_store(self.where)
         client = make_client(self.config)
         client.t.trace = []
         try:
@@ -49,23 +52,32 @@ class World:
         return Counter(e["operation"] or ("GET " + e["path"].split("/")[1]) for e in self.server.request_log())
 
     def mirror(self) -> Store:
-        return Store(self.mirror_path)
+        return open_store(self.where)
 
     def upstream(self) -> Store:
         return Store(self.up_path)
 
 
-@pytest.fixture(scope="module")
-def world(seeded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, seeded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from wandb_mirror.server import start_server
 
+    catalog = None
+    if request.param == "postgresql":
+        pytest.importorskip("psycopg")
+        pg = request.getfixturevalue("postgres_server")
+        schema = "sync_engine_" + tmp_path_factory.mktemp("pg").name.replace("-", "_").lower()
+        pg.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+        catalog = f"{pg.url}?options=-csearch_path%3D{schema}"
     base = tmp_path_factory.mktemp("sync-engine")
     up = copy_store(seeded_store, base / "upstream")
     server = start_server(up, writable=True)
     cfg = minimal_config(server.url, base / "mirror", retry_wait_min=0.01, retry_wait_max=0.05, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_API_KEY", KEY)
-        w = World(up, server, base / "mirror", cfg)
+        w = World(up, server, base / "mirror", cfg, catalog)
+        with w.mirror() as m:
+            assert m.catalog.engine == request.param
         w.first, _ = w.sync()
         w.first_ops = w.ops()
         yield w
@@ -162,7 +174,7 @@ def _sweeps(api: Any, project: str) -> list[Any]:
 
 def test_round_trip_through_the_official_client(world: World, make_wandb_api, start_mirror_server,
                                                 tmp_path: Path) -> None:
-    served = start_mirror_server(world.mirror_path, read_only=True)
+    served = start_mirror_server(world.where, read_only=True)
     A = make_wandb_api(world.server.url)
     B = make_wandb_api(served.url)
     diffs: list[str] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ENTITY, PROJECT
+from conftest import ENGINES, ENTITY, PROJECT
 from org_fixture import org_fixture_doc, seed_org_store
 
 from wandb_mirror.client.org_documents import ALL as ORG_DOCUMENTS
@@ -21,6 +21,7 @@ from wandb_mirror.hooks import hookimpl
 from wandb_mirror.hooks.delivery import DeliverySettings, Dispatcher
 from wandb_mirror.hooks.manager import PluginSet
 from wandb_mirror.store import Store
+from wandb_mirror.store.location import StoreLocation
 from wandb_mirror.sync import SyncEngine, make_client
 from wandb_mirror.sync.org_units import RunRef, sync_org_side
 
@@ -123,14 +124,18 @@ def _edit_upstream(path: Path) -> None:
     conn.close()
 
 
-def test_registries_console_and_org_mirrored_incrementally(tmp_path: Path, start_mirror_server: Any,
+@pytest.mark.parametrize("engine", ENGINES)
+def test_registries_console_and_org_mirrored_incrementally(request: pytest.FixtureRequest, engine: str,
+                                                          tmp_path: Path, start_mirror_server: Any,
                                                           make_wandb_api: Any, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     up_path = seed_org_store(tmp_path / "up")
     up = start_mirror_server(up_path, read_only=True)
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     cfg = minimal_config(up.url, tmp_path / "mirror")
-    store, client = Store(tmp_path / "mirror"), make_client(cfg)
+    catalog = str(request.getfixturevalue("pg_url")) if engine == "postgresql" else None
+    where = StoreLocation(path=tmp_path / "mirror", catalog=catalog)
+    store, client = Store(tmp_path / "mirror", catalog=catalog), make_client(cfg)
     try:
         first = _mirror_pass(cfg, store, client)
         assert (first["registries"], first["registry_links"], first["links_new"]) == (2, 3, 3)
@@ -138,7 +143,7 @@ def test_registries_console_and_org_mirrored_incrementally(tmp_path: Path, start
         kinds = [k for k, _, _ in _events(store)]
         assert kinds.count("artifact_linked") == 3 and kinds.count("automation_changed") == 2
         assert kinds.count("console_appended") == 2
-        mirror = start_mirror_server(tmp_path / "mirror", read_only=True)
+        mirror = start_mirror_server(where, read_only=True)
         before = _view(_api(up.url, make_wandb_api), tmp_path / "a")
         assert _view(_api(mirror.url, make_wandb_api), tmp_path / "b") == before
         assert before["production"] == ["yolo-detector:v1"]
@@ -197,6 +202,9 @@ def test_registries_console_and_org_mirrored_incrementally(tmp_path: Path, start
                                              ["staging"])) in rec.calls
         assert ("console_appended", ("r04", 2500, 2506)) in rec.calls
         assert ("automation_changed", ("deploy", ["description", "enabled"])) in rec.calls
+        if catalog is not None:  # no secret in any row of the PostgreSQL catalog
+            for (table,) in store.catalog.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+                assert SECRET not in repr(store.catalog.query(f"SELECT * FROM {table}")), table
     finally:
         client.close()
         store.close()

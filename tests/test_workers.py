@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ENGINES
 from reliability_support import (
     ENTITY,
     KEY,
@@ -41,6 +42,7 @@ from reliability_support import (
 )
 
 from wandb_mirror.store import Store
+from wandb_mirror.store.location import StoreLocation, open_store
 from wandb_mirror.times import stamp
 
 LEASE = 2.0
@@ -49,9 +51,13 @@ LEASE = 2.0
 class Workers:
     """Worker processes of one config, and what the store says about them."""
 
-    def __init__(self, base: Path, url: str):
+    def __init__(self, base: Path, url: str, catalog: str | None = None, objects: str | None = None,
+                 s3_endpoint_url: str | None = None):
         self.base = base
         self.mirror = base / "mirror"
+        # the store: PATH/catalog.db and PATH/objects, or a PostgreSQL catalog and S3 objects
+        self.where: Any = (StoreLocation(path=self.mirror, catalog=catalog, objects=objects,
+                                         s3_endpoint_url=s3_endpoint_url) if catalog else self.mirror)
         (base / "plugins").mkdir(exist_ok=True)
         (base / "plugins" / "recorder.py").write_text(RECORDER)
         extra = (f'[daemon]\npoll_interval = "1s"\nlease = "{LEASE:g}s"\nstop_grace = "2s"\n'
@@ -60,6 +66,10 @@ class Workers:
         # one request at a time per worker: a project's pass lasts long enough for the others to
         # find it leased and take the next one
         self.config = write_config(base, url, sync="concurrency = 1\n", extra=extra)
+        if catalog:
+            self.config.write_text(self.config.read_text().replace(
+                '[store]\npath = "mirror"\n', f'[store]\npath = "mirror"\ncatalog = "{catalog}"\n'
+                + (f'objects = "{objects}"\ns3_endpoint_url = "{s3_endpoint_url}"\n' if objects else "")))
         self.procs: list[subprocess.Popen[str]] = []
         self.url = url
 
@@ -71,13 +81,13 @@ class Workers:
         return p
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        if not (self.mirror / "catalog.db").exists():
+        if self.where is self.mirror and not (self.mirror / "catalog.db").exists():
             return []
-        with Store(self.mirror, create=False, readonly=True) as s:
-            try:
+        try:
+            with open_store(self.where, create=False, readonly=True) as s:
                 return s.catalog.query(sql, params or [])
-            except Exception:  # noqa: BLE001 - a catalog still being created by the first worker
-                return []
+        except Exception:  # noqa: BLE001 - a catalog still being created by the first worker
+            return []
 
     def holding(self, p: subprocess.Popen[str]) -> list[str]:
         """The projects whose lease worker `p` holds right now."""
@@ -116,9 +126,21 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float) -> Any:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workers, Path]]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow]),
+                        pytest.param("postgresql+s3", marks=[pytest.mark.postgres, pytest.mark.slow])])
+def world(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workers, Path]]:
+    """Workers over SQLite and local objects; in `make soak` (three worker processes cost a minute of
+    CPU), also over one PostgreSQL catalog (objects in PATH/objects) and over PostgreSQL + S3."""
     from wandb_mirror.server import start_server
+
+    store: dict[str, Any] = {}
+    if request.param.startswith("postgresql"):
+        pytest.importorskip("psycopg")
+        store = {"catalog": request.getfixturevalue("pg_url")}
+    if request.param == "postgresql+s3":
+        s3 = request.getfixturevalue("s3_env")
+        store.update(objects=f"s3://{s3.new_bucket()}/mirror", s3_endpoint_url=s3.url)
 
     monkeypatch.setenv("WANDB_API_KEY", KEY)
 
@@ -129,7 +151,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Wor
     # an upstream a little slow to answer, as a real one is: a project's pass takes long enough
     # for the other workers to find it leased and take the next one
     slow = Proxy(server.url, intercept=lambda req: time.sleep(0.02) if req["op"] else None)
-    workers = Workers(tmp_path, slow.url)
+    workers = Workers(tmp_path, slow.url, **store)
     try:
         yield workers, up
     finally:
@@ -138,7 +160,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Wor
         server.stop()
 
 
-def equal(up: Path, mirror: Path) -> list[str] | bool:
+def equal(up: Path, mirror: Any) -> list[str] | bool:
     try:
         return state_diff(mirror_state(up), mirror_state(mirror)) == []
     except Exception:  # noqa: BLE001 - the mirror's catalog not created yet
@@ -152,7 +174,7 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
     w = workers
     for _ in range(3):
         w.start()
-    wait_for("the first mirror", lambda: equal(up, w.mirror), 60)
+    wait_for("the first mirror", lambda: equal(up, w.where), 60)
     killed: list[str] = []
     for k in range(rounds):
         grow_upstream(up, 10 + k)
@@ -165,7 +187,7 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
         assert victim.wait(10) == -signal.SIGKILL
         killed_at = stamp()
         grow_upstream(up, 50 + k)
-        wait_for("the survivors to catch up", lambda: equal(up, w.mirror), 60)
+        wait_for("the survivors to catch up", lambda: equal(up, w.where), 60)
         # the unit the victim held is taken over once its lease runs out, and finished by another
         taken_over = ("SELECT key FROM claims WHERE key = ? AND done_at > ? AND done_by != ?",
                       [held[0], killed_at, f"{socket.gethostname()}:{victim.pid}"])
@@ -182,7 +204,7 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
     assert w.query("SELECT id FROM passes WHERE status = 'running' AND renewed_at > ?", [now - LEASE]) == []
 
     # the work was shared: the projects' last passes ran on more than one worker
-    assert main(["status", "--store", str(w.mirror), "--json"]) == 0
+    assert main(["status", "--config", str(w.config), "--json"]) == 0
     work = json.loads(capsys.readouterr().out)["work"]
     projects = {k: u for k, u in work["units"].items() if "/" in k}
     assert set(projects) == {f"{ENTITY}/{p}" for p in mirror_state(up)}
@@ -203,22 +225,23 @@ def scenario(workers: Workers, up: Path, make_wandb_api: Callable[..., Any], sta
 
     # each change event reached the plugin at least once, whichever worker synced it
     seen = set((w.base / "mirror.events").read_text().splitlines())
-    missing = [x for x in expected_lines(w.mirror) if x not in seen]
+    missing = [x for x in expected_lines(w.where) if x not in seen]
     assert not missing, f"events never delivered: {missing[:5]}"
 
-    assert verify_deep(w.mirror) == []
+    assert verify_deep(w.where) == []
     # a killed download's temp file is removed by the next writer that has the store alone
     assert main(["run", "--config", str(w.config), "--once", "--no-watch"]) == 0
-    assert store_problems(w.mirror) == []
-    assert equal(up, w.mirror)
-    with Store(w.mirror, create=False) as s:
+    if w.where is w.mirror:  # local objects: no temp file left (S3 has no temp files)
+        assert store_problems(w.mirror) == []
+    assert equal(up, w.where)
+    with open_store(w.where, create=False) as s:
         assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'running'") == 0
         dup = s.catalog.query("SELECT kind, project, run, subject, COUNT(*) AS n FROM changes "
                               "WHERE kind IN ('run_created', 'artifact_version_mirrored') "
                               "GROUP BY kind, project, run, subject HAVING COUNT(*) > 1")
         assert dup == []  # a unit taken over is finished, not redone from scratch
 
-    mirror_server = start_mirror_server(w.mirror)
+    mirror_server = start_mirror_server(w.where)
     upstream = make_wandb_api(w.url, api_key=KEY)
     mirror = make_wandb_api(mirror_server.url)
     assert official_diff(upstream, mirror, ENTITY, sorted(mirror_state(up)), w.base / "dl") == []
@@ -295,12 +318,21 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_with_that_key(tmp_path: Pa
             assert KEY.encode() not in f.read_bytes(), f
 
 
-def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path) -> None:
+@pytest.fixture(params=ENGINES)
+def catalog(request: pytest.FixtureRequest) -> str | None:
+    """The catalog engine: None (PATH/catalog.db), or a PostgreSQL URL (the real catalog on it)."""
+    if request.param == "sqlite":
+        return None
+    pytest.importorskip("psycopg")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path, catalog: str | None) -> None:
     """store/claims.py on a real catalog, two workers and a hand-moved clock."""
     from wandb_mirror.store.claims import Claims, live_workers, work_status
 
     now = [1000.0]
-    with Store(tmp_path / "s") as s:
+    with Store(tmp_path / "s", catalog=catalog) as s:
         a = Claims(s.catalog, worker="h:1", lease=60, clock=lambda: now[0])
         b = Claims(s.catalog, worker="h:2", lease=60, clock=lambda: now[0])
         a.register()
@@ -330,10 +362,10 @@ def test_leases_exclusive_expiring_renewed_and_released(tmp_path: Path) -> None:
         assert Claims(s.catalog, worker="h:3", exclusive=True, clock=lambda: now[0]).claim("project:e/p")
 
 
-def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Path) -> None:
+def test_a_pass_is_marked_interrupted_only_once_its_worker_is_gone(tmp_path: Path, catalog: str | None) -> None:
     from wandb_mirror.times import utcnow
 
-    with Store(tmp_path / "s") as s:
+    with Store(tmp_path / "s", catalog=catalog) as s:
         cat = s.catalog
         first, _ = cat.begin_pass(utcnow(), worker="h:1", stale_before=time.time() - 60)
         second, _ = cat.begin_pass(utcnow(), worker="h:2", stale_before=time.time() - 60)

@@ -135,7 +135,8 @@ class SourceConfig:
 @dataclass
 class StoreConfig:
     path: Path | None = setting("path", None, "catalog.db + objects/md5/..; one daemon per store")
-    catalog: str | None = setting("location", None, "the SQLite catalog elsewhere (default PATH/catalog.db)")
+    catalog: str | None = setting("location", None, "the SQLite catalog elsewhere (default PATH/catalog.db), "
+                                                 "or postgresql://USER@HOST:PORT/DB")
     objects: str | None = setting("location", None, "a directory or s3://BUCKET/PREFIX (default PATH/objects)")
     s3_endpoint_url: str | None = setting("url", None, "S3-compatible endpoint; default $AWS_ENDPOINT_URL, else AWS")
 
@@ -522,7 +523,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     store = chk.section(("store",), raw["store"], STORE_KEYS, base_dir)
     if "path" not in store and not ("catalog" in store and "objects" in store):
         raise chk.fail(("store",), "missing required key path (or both catalog and objects)")
-    for key, schemes in (("catalog", ("sqlite",)), ("objects", ("s3",))):
+    for key, schemes in (("catalog", ("sqlite", "postgresql", "postgres")), ("objects", ("s3",))):
         scheme = str(store.get(key, "")).partition("://")[0] if "://" in str(store.get(key, "")) else None
         if scheme is not None and scheme not in schemes:
             raise chk.fail(("store", key), f"unsupported URL scheme {scheme}:// (expected a path or "

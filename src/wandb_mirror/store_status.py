@@ -51,6 +51,7 @@ def store_status(store: Store) -> dict[str, Any]:
     referenced, _ = cat.referenced_totals()
     return {
         "store": str(store.path.absolute()),
+        "catalog": store.catalog.describe(),
         "objects_at": store.objects.describe(),
         "projects": cat.scalar("SELECT COUNT(*) FROM projects WHERE tombstoned_at IS NULL"),
         "runs": {"total": sum(by_state.values()), "by_state": by_state,

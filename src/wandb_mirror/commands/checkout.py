@@ -9,6 +9,7 @@ that are not safe on a filesystem are mapped to safe ones and reported. DEST mus
 Examples:
   wandb-mirror checkout --store /var/lib/wandb-mirror acme/vision/3xk2a9 ./run-3xk2a9
   wandb-mirror checkout --store /var/lib/wandb-mirror acme/vision/dataset:v3 ./dataset-v3
+  wandb-mirror checkout --config mirror.toml acme/vision/3xk2a9 ./run-3xk2a9   (a PostgreSQL catalog, S3...)
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .store_args import add_store_arguments, open_store_from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="DIR", help="the store to read")
+    add_store_arguments(p, help="the store to read")
     p.add_argument("--copy", action="store_true", help="always copy (default: hard links where possible)")
     p.add_argument("path", metavar="PATH", help="ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT/NAME:VERSION")
     p.add_argument("dest", metavar="DEST", help="a new or empty directory")
@@ -26,9 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..restore.checkout import Checkout
-    from ..store import Store
 
-    with Store(args.store, create=False, readonly=True) as store:
+    with open_store_from_args(args, readonly=True) as store:
         rep = Checkout(store, Path(args.dest), copy=args.copy).run(args.path)
     for name, rel in rep.mapped:
         print(f"mapped {name!r} -> {rel!r}")

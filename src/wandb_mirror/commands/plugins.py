@@ -53,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
                     [args.reset]).rowcount
                 store.catalog.conn.commit()
             if not n:
-                raise UsageError(f"no delivery state for plugin {args.reset!r} in {loc.catalog_file()}")
+                raise UsageError(f"no delivery state for plugin {args.reset!r} in {loc.describe_catalog()}")
             print(f"plugin {args.reset}: failures cleared, re-enabled (a running daemon picks it up on reload)")
         with open_store(loc, create=False, readonly=True) as store:
             state = {r["name"]: r for r in plugin_rows(store)}
     elif args.reset and loc is not None:
-        raise UsageError(f"catalog {loc.catalog_file()} does not exist yet; nothing to reset")
+        raise UsageError(f"catalog {loc.describe_catalog()} does not exist yet; nothing to reset")
     out = []
     for info in ps.plugins.values():
         out.append({

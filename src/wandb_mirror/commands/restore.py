@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
+from .store_args import add_store_arguments, open_store_from_args
 
 if TYPE_CHECKING:
     from ..restore.org import OrgRestore
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="DIR", help="the store to restore from")
+    add_store_arguments(p, help="the store to restore from")
     p.add_argument("--to", required=True, metavar="BASE_URL", help="the target W&B server, e.g. https://api.wandb.ai")
     p.add_argument("--project", action="append", default=[], metavar="SRC[=DST]",
                    help="restore only this project, optionally under a new name; SRC and DST are PROJECT or "
@@ -39,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-deleted", action="store_true",
                    help="also restore what upstream deleted (runs, files, artifact versions, sweeps) as live")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (needs no key)")
-    p.add_argument("--journal", metavar="FILE", help="journal file (default: DIR/restore/<target host>.jsonl)")
+    p.add_argument("--journal", metavar="FILE",
+                   help="journal file (default: STORE/restore/<target host>.jsonl, STORE the store's path)")
     p.add_argument("--organization", metavar="ORG",
                    help="the target organization for registries (default: the organization of the entity the "
                         "projects are restored into)")
@@ -54,14 +56,13 @@ def journal_path(store: Path, base_url: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..restore.plan import plan_project, resolve_moves
-    from ..store import Store
     from ..store.reader import StoreReader
 
     if not args.to.startswith(("http://", "https://")):
         raise UsageError(f"--to must be a http:// or https:// URL, got {args.to!r}")
     if args.entity is not None and not args.entity.strip():
         raise UsageError("--entity must not be empty")
-    with Store(args.store, create=False, readonly=True) as store:
+    with open_store_from_args(args, readonly=True) as store:
         reader = StoreReader(store, include_deleted=args.include_deleted)
         moves = resolve_moves(reader, args.project, args.entity)
         if args.dry_run:
@@ -95,7 +96,7 @@ def _restore(args: argparse.Namespace, store: object, reader: object, moves: lis
 
     key = resolve_api_key(args.to)
     base = args.to.rstrip("/")
-    journal = Journal(Path(args.journal) if args.journal else journal_path(Path(args.store), base))
+    journal = Journal(Path(args.journal) if args.journal else journal_path(store.path, base))  # type: ignore[attr-defined]
     transport = Transport(base, key, rate_limit=args.rate_limit)
     target = Target(transport)
     artifact_ids: dict[int, str] = {}

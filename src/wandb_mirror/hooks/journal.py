@@ -35,7 +35,7 @@ SETTLED_APPLIED = "ok: applied (settled at restart)"
 SETTLED_NOT_APPLIED = "not applied (settled at restart)"
 
 # How status and metrics count journal rows: the one place result texts map to kinds.
-RESULT_KIND_SQL = ("CASE WHEN dry_run THEN 'dry_run' WHEN result LIKE 'ok%' THEN 'ok' "
+RESULT_KIND_SQL = ("CASE WHEN dry_run <> 0 THEN 'dry_run' WHEN result LIKE 'ok%' THEN 'ok' "
                    "WHEN result = 'pending' THEN 'pending' WHEN result LIKE 'not applied%' THEN 'not_applied' "
                    "ELSE 'error' END")
 

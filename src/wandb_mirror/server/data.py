@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import loads_lenient
+from ..store.connections import connect, is_postgres
 from . import filters as F
 
 RUN_LIGHT_COLUMNS = (
@@ -144,8 +145,8 @@ class ProjectRuns:
 class Data:
     """Connections and caches over one store's catalog."""
 
-    def __init__(self, catalog_path: Path, *, readonly: bool, include_deleted: bool = False):
-        self.path = Path(catalog_path)
+    def __init__(self, catalog_path: Path | str, *, readonly: bool, include_deleted: bool = False):
+        self.path = catalog_path if is_postgres(catalog_path) else Path(catalog_path)
         self.readonly = readonly
         self.include_deleted = include_deleted
         self._pool: list[sqlite3.Connection] = []
@@ -161,14 +162,8 @@ class Data:
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        if self.readonly:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
-                                   isolation_level=None, timeout=30)
-        else:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+        # SQLite, or PostgreSQL through the same interface (store/pg.py); no implicit transactions
+        conn = connect(self.path, readonly=self.readonly, implicit=False)
         conn.row_factory = sqlite3.Row
         if self.include_deleted:
             from .deleted import show_deleted

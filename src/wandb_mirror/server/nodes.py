@@ -229,7 +229,8 @@ def viewer_node(ctx: Ctx) -> UserNode:
     r = ctx.conn.execute("SELECT * FROM users WHERE username = ?", [who[0]]).fetchone() if who else None
     if r is None:
         r = ctx.conn.execute(
-            "SELECT * FROM users WHERE entity = ? OR username = ? ORDER BY (username = ?) DESC LIMIT 1", [ent, ent, ent]
+            "SELECT * FROM users WHERE entity = ? OR username = ? ORDER BY (username = ?) DESC, rowid LIMIT 1",
+            [ent, ent, ent]
         ).fetchone()
     if r is None:
         r = ctx.conn.execute("SELECT * FROM users ORDER BY rowid LIMIT 1").fetchone()

@@ -1,4 +1,5 @@
-"""The SQLite catalog (sqlite-utils, WAL): what the store holds and where its bytes are.
+"""The catalog: what the store holds and where its bytes are. A SQLite file (sqlite-utils, WAL) by
+default, or a PostgreSQL database (`postgresql://...`, store/pg.py), through one code path.
 
 One connection per thread (the server answers from many threads; WAL lets readers run beside the
 one writer). Writers group their rows in `transaction()` so a run is recorded whole or not at all.
@@ -34,6 +35,7 @@ from ..models import (
 )
 from ..times import utcnow
 from . import faults, migrations
+from .connections import connect_postgres, describe, is_postgres
 from .sync_records import SyncRecords
 
 
@@ -61,13 +63,21 @@ def _read_only_fs(path: Path) -> bool:
 
 
 class Catalog(SyncRecords):
-    def __init__(self, path: Path, *, readonly: bool = False):
-        self.path = Path(path)
+    def __init__(self, path: Path | str, *, readonly: bool = False):
+        # a PostgreSQL catalog has a URL and no file: `path` then only names it in messages
+        self.url = str(path) if is_postgres(path) else None
+        self.path = Path(path) if self.url is None else Path(describe(str(path)))
         self.readonly = readonly
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[Any] = []
+        self._owned: list[tuple[threading.Thread, Any]] = []  # PostgreSQL: (thread, its connection)
         self._all_lock = threading.Lock()
-        if not readonly:
+        if self.url is not None:
+            if not readonly:
+                from . import pg_schema
+
+                pg_schema.apply(self.conn)
+        elif not readonly:
             # Several processes may open a brand-new store at once (a daemon and a `status`, say):
             # serialize the schema setup so each migration runs exactly once. The flock is on a
             # file of its own: closing any descriptor of the database file itself would drop the
@@ -111,9 +121,19 @@ class Catalog(SyncRecords):
         finally:
             os.close(fd)
 
+    def describe(self) -> str:
+        """The catalog for messages: its file, or its URL without a password."""
+        return describe(self.url) if self.url is not None else str(self.path)
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url is not None else "sqlite"
+
     # -- connections -----------------------------------------------------------------------
     @property
     def db(self) -> sqlite_utils.Database:
+        """The SQLite database (sqlite-utils): migrations only; never for a PostgreSQL catalog."""
+        assert self.url is None, "sqlite-utils serves the SQLite catalog only"
         db = getattr(self._local, "db", None)
         if db is None:
             if self.readonly:
@@ -132,7 +152,27 @@ class Catalog(SyncRecords):
 
     @property
     def conn(self) -> sqlite3.Connection:
-        return self.db.conn
+        if self.url is None:
+            return self.db.conn
+        conn = getattr(self._local, "pg", None)
+        if conn is None:
+            conn = connect_postgres(self.url, readonly=self.readonly)
+            self._local.pg = conn
+            with self._all_lock:
+                # the sync's worker threads come and go (a pool per project): each connection is
+                # a server process on PostgreSQL, so those of threads that ended are closed here
+                # rather than piling up until the catalog closes
+                live = []
+                for owner, old in self._owned:
+                    if owner.is_alive():
+                        live.append((owner, old))
+                    else:
+                        old.close()
+                        if old in self._all:
+                            self._all.remove(old)
+                self._owned = [*live, (threading.current_thread(), conn)]
+                self._all.append(conn)
+        return conn  # type: ignore[no-any-return]  # sqlite3's interface (store/pg.py)
 
     def close(self) -> None:
         with self._all_lock:
@@ -142,6 +182,7 @@ class Catalog(SyncRecords):
                 except sqlite3.Error:
                     pass
             self._all.clear()
+            self._owned = []
         self._local = threading.local()
 
     @contextmanager

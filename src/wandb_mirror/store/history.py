@@ -20,6 +20,7 @@ Without pyarrow nothing is compacted: history stays in the tail and is read from
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sqlite3
@@ -103,6 +104,13 @@ def _columns(keys: Iterable[str] | None) -> set[str] | None:
         out.add(k)
         out.add(k.split(".", 1)[0])
     return out
+
+
+def _seekable(f: Any) -> bool:
+    try:
+        return bool(f.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class History:
@@ -228,7 +236,10 @@ class History:
                       cols: set[str] | None) -> Iterator[Row]:
         for s in segs:
             with self.objects.open(s.md5) as f:
-                yield from segments.decode(f, min_step=min_step, max_step=max_step, columns=cols)
+                # Parquet reads its footer first: a stream that cannot seek (an S3 body) is read whole
+                # (a segment is bounded by the compaction size)
+                src = f if _seekable(f) else io.BytesIO(f.read())
+                yield from segments.decode(src, min_step=min_step, max_step=max_step, columns=cols)
 
     # -- compaction -------------------------------------------------------------------------
     def compact(self, run_pk: int, *, below: int | None = None) -> int:

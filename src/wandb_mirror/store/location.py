@@ -2,7 +2,8 @@
 
     [store]
     path = "mirror"                     # one directory: catalog.db, objects/, lock
-    catalog = "/srv/mirror/catalog.db"  # optional: the SQLite catalog elsewhere
+    catalog = "/srv/mirror/catalog.db"  # optional: the SQLite catalog elsewhere, or
+                                        # "postgresql://USER@HOST:PORT/DB" (docs/scale-out.md)
     objects = "s3://bucket/prefix"      # optional: a directory, or objects on S3-compatible storage
     s3_endpoint_url = "http://minio:9000"  # optional; default $AWS_ENDPOINT_URL, else AWS
 
@@ -12,11 +13,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import CATALOG_NAME, Store
+from .connections import describe, is_postgres
 from .object_api import Objects
 from .objects import LocalObjects
 
@@ -39,13 +42,32 @@ class StoreLocation:
                    s3_endpoint_url=table.get("s3_endpoint_url"))
 
     def catalog_file(self) -> Path:
+        """The SQLite catalog's file (not for a PostgreSQL catalog: see `catalog_ref`)."""
         if self.catalog is not None:
             return Path(self.catalog.split("://", 1)[1] if "://" in self.catalog else self.catalog).expanduser()
         assert self.path is not None  # a config without path names a catalog (config.py checks)
         return self.path / CATALOG_NAME
 
+    def catalog_ref(self) -> Path | str:
+        """The catalog as Store takes it: a PostgreSQL URL, or the SQLite file."""
+        return self.catalog if self.catalog is not None and is_postgres(self.catalog) else self.catalog_file()
+
+    def describe_catalog(self) -> str:
+        return describe(self.catalog_ref())
+
     def exists(self) -> bool:
         """Whether the store has a catalog yet (a first start checks its input before creating one)."""
+        if self.catalog is not None and is_postgres(self.catalog):
+            from .pg import PgConnection
+
+            try:
+                conn = PgConnection(self.catalog, readonly=True)
+            except sqlite3.Error:
+                return False  # opening the store says why, in one line
+            try:
+                return bool(conn.raw.execute("SELECT to_regclass('_migrations') IS NOT NULL").fetchone()[0])
+            finally:
+                conn.close()
         return self.catalog_file().exists()
 
     def table(self) -> dict[str, Any]:
@@ -91,5 +113,5 @@ def open_store(where: Any, plugins: Any = None, *, create: bool = True, readonly
     else:
         loc = StoreLocation.from_config(where)
     objects = open_objects(loc, plugins, create=create and not readonly)
-    catalog = loc.catalog_file() if loc.catalog is not None else None
+    catalog = loc.catalog_ref() if loc.catalog is not None else None
     return Store(loc.path, create=create, readonly=readonly, catalog=catalog, objects=objects)

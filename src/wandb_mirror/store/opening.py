@@ -64,14 +64,34 @@ def upgrade_for_reader(path: Path) -> None:
                             f"and cannot be upgraded here ({e}): run `wandb-mirror sync` on it once") from None
 
 
+def pg_pending(catalog: Catalog) -> int:
+    from . import pg_schema
+
+    return pg_schema.pending(catalog.conn)
+
+
+def pg_open_error(url: str, e: BaseException) -> MirrorError:
+    """A PostgreSQL catalog that cannot be opened: a wrong name or role is the user's to fix (exit 2),
+    a server that does not answer is the environment (exit 1)."""
+    from .connections import describe
+
+    text = str(e)
+    if any(m in text for m in ("does not exist", "authentication failed", "no password supplied",
+                               "permission denied", "invalid", "role")):
+        return UsageError(f"catalog {describe(url)} cannot be opened: {text}")
+    return StoreUnusable(f"catalog {describe(url)} cannot be opened: {text}")
+
+
 def check_catalog(catalog: Catalog) -> None:
     """Refuse a catalog.db that is not ours (garbage, another program's database, or a store whose
     creation was interrupted by an older version and has no tables)."""
+    if catalog.url is not None:
+        catalog.conn  # noqa: B018 - a server that cannot be reached is not a verdict on the catalog
     try:
         tables = {r[0] for r in catalog.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as e:
         if disk_failure(e):  # cannot be opened at all (permissions, a failing disk): not a verdict on it
             raise StoreUnusable(f"store {catalog.path.parent} cannot be opened: {e}") from None
-        raise UsageError(f"{catalog.path} is not a wandb-mirror catalog: {e}") from None
+        raise UsageError(f"{catalog.describe()} is not a wandb-mirror catalog: {e}") from None
     if not {"runs", "projects", "journal"} <= tables:
-        raise UsageError(f"{catalog.path} is not a wandb-mirror catalog (it has none of the store's tables)")
+        raise UsageError(f"{catalog.describe()} is not a wandb-mirror catalog (it has none of the store's tables)")
