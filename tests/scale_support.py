@@ -152,20 +152,41 @@ def _as_user() -> dict[str, Any]:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
 
+class PostgresUnavailable(Exception):
+    """This machine cannot run a throwaway PostgreSQL (no binaries, or root without its user)."""
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the session (see `postgres_cluster`)."""
+    try:
+        cluster = postgres_cluster()
+        server = cluster.__enter__()
+    except PostgresUnavailable as e:
+        pytest.skip(str(e))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield server
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster: initdb in a temporary directory, listening on 127.0.0.1 only
-    (no Unix socket in a shared place), trust auth for its superuser, stopped and removed at the end."""
+    (no Unix socket in a shared place), trust auth for its superuser, stopped and removed at the end.
+    Also started by bench/workers.py."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries not installed (make venv installs the postgresql package)")
+        raise PostgresUnavailable("PostgreSQL server binaries not installed (make venv installs the postgresql package)")
     if os.geteuid() == 0:
         try:
             import pwd
 
             pwd.getpwnam(PG_USER)
         except KeyError:
-            pytest.skip(f"running as root and there is no {PG_USER!r} user to run PostgreSQL as")
+            raise PostgresUnavailable(f"running as root and there is no {PG_USER!r} user to run PostgreSQL as") from None
     # not under pytest's basetemp: pytest resets its root to 0700 at each start, and the server's
     # user must reach its directories while other pytest sessions start
     base = Path(tempfile.mkdtemp(prefix="wandb-mirror-pg-"))
@@ -184,7 +205,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                            "--no-instructions"], capture_output=True, text=True, env=env, timeout=120, **opts)
     if made.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"initdb failed: {made.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"initdb failed: {made.stderr.strip()[-2000:]}")
     port = _free_port()
     log = base / "server.log"
     options = f"-h 127.0.0.1 -p {port} -k {run} -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
@@ -193,7 +214,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     if started.returncode != 0:
         text = log.read_text() if log.exists() else ""
         shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {started.stderr.strip()} {text[-2000:]}")
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()} {text[-2000:]}")
     server = PostgresServer("127.0.0.1", port, PG_USER, "postgres", datadir)
     try:
         deadline = time.monotonic() + 30
