@@ -318,6 +318,39 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_with_that_key(tmp_path: Pa
             assert KEY.encode() not in f.read_bytes(), f
 
 
+def test_the_rate_limit_is_divided_among_the_live_workers(tmp_path: Path) -> None:
+    """`[sync] rate_limit` is the store's budget: with two workers alive each sends at most half."""
+    from wandb_mirror.client import documents as D
+    from wandb_mirror.client.transport import Transport
+    from wandb_mirror.server import start_server
+    from wandb_mirror.store.claims import Claims
+    from wandb_mirror.store.rate_pauses import PauseGate, catalog_salt
+
+    up = seed_store(tmp_path / "up")
+    server = start_server(up, read_only=True)
+    rate, n = 10.0, 7
+    try:
+        with Store(tmp_path / "mirror") as store:
+            mine = Claims(store.catalog, worker="host:1", lease=30)
+            mine.register()
+            t = Transport(server.url, KEY, rate_limit=rate)
+            gate = PauseGate(store.catalog, t.key_fingerprint(catalog_salt(store.catalog)), worker="host:1")
+            t.shared_pause = gate
+            assert gate.share() == 1
+            Claims(store.catalog, worker="host:2", lease=30).register()
+            gate._read_at = float("-inf")  # noqa: SLF001 - re-read now rather than in a second
+            assert gate.share() == 2
+            t0 = time.monotonic()
+            for _ in range(n):
+                t.graphql(D.VIEWER.name, D.VIEWER.text)
+            # evenly spaced at rate / 2: the n-th request cannot leave before (n - 1) / (rate / 2)
+            assert time.monotonic() - t0 >= (n - 1) / (rate / 2) - 0.05
+            mine.release_all()
+            t.close()
+    finally:
+        server.stop()
+
+
 @pytest.fixture(params=ENGINES)
 def catalog(request: pytest.FixtureRequest) -> str | None:
     """The catalog engine: None (PATH/catalog.db), or a PostgreSQL URL (the real catalog on it)."""

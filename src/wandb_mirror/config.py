@@ -25,7 +25,7 @@
     [sync]                           # durations: 90, "90s", "5m", "1h30m", "1d"
     poll_interval = "60s"
     concurrency = 8
-    rate_limit = 0                   # requests per second, 0: unlimited
+    rate_limit = 0                   # requests per second, 0: unlimited (shared by a store's workers)
     reconcile_interval = "1h"
 
     [daemon]                         # read by the daemon: poll_interval, jitter, plugins_dir, metrics_port,
@@ -145,7 +145,7 @@ class StoreConfig:
 class SyncConfig:
     poll_interval: float = setting("duration+", 60.0, "how often a pass starts (the daemon's [daemon] value wins)")
     concurrency: int = setting("int+", 8, f"parallel requests (at most {MAX_CONCURRENCY})")
-    rate_limit: float = setting("float0", 0.0, "requests per second, 0: unlimited")
+    rate_limit: float = setting("float0", 0.0, "requests per second, 0: unlimited (shared by a store's workers)")
     reconcile_interval: float = setting("duration+", 3600.0,
                                         "full listing to find edits of finished runs and deletions")
     marker_listing_max_runs: int = setting("int0", 10000, "projects with at most this many runs list every "

@@ -146,18 +146,20 @@ class RateLimiter:
         self.updated = time.monotonic()
         self.lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, share: int = 1) -> None:
+        """Wait for a token; `share`: how many processes divide the rate (each gets rate / share)."""
         if self.rate <= 0:
             return
+        rate = self.rate / max(1, share)
         while True:
             with self.lock:
                 now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * rate)
                 self.updated = now
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
-                wait = (1 - self.tokens) / self.rate
+                wait = (1 - self.tokens) / rate
             time.sleep(wait)
 
 
@@ -212,11 +214,14 @@ def _error_message(resp: requests.Response) -> str:
 # the transport
 # ---------------------------------------------------------------------------------------------
 class SharedPause(Protocol):
-    """A request pause shared with other processes using the same key (store/rate_pauses.PauseGate)."""
+    """A request pause shared with other processes using the same key, and how many of them share the
+    configured rate limit (store/rate_pauses.PauseGate)."""
 
     def wait(self, stop: threading.Event | None = None) -> None: ...
 
     def pause(self, seconds: float, reason: str = ...) -> None: ...
+
+    def share(self) -> int: ...
 
 
 class Transport:
@@ -480,7 +485,7 @@ class Transport:
             self.shared_pause.wait(self._stop)
             self._check_stop()
         if self._limiter:
-            self._limiter.acquire()
+            self._limiter.acquire(self.shared_pause.share() if self.shared_pause is not None else 1)
         self.stats.count(operation)
         auth = ("api", self._key) if self.under_base(url) else None
         try:

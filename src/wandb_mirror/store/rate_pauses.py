@@ -5,6 +5,10 @@ in `rate_pauses`; every worker using that key checks the pause before each reque
 out, so a rate limit stops all of them at once instead of each one finding it alone. The key is
 never stored: rows are keyed by a salted sha256 of it (`Transport.key_fingerprint`), the salt
 being a random value of this catalog (`meta.rate_salt`).
+
+`[sync] rate_limit` is the store's budget, not each worker's: a worker sends at most
+rate_limit / N requests per second while N workers are alive (their `worker:` leases,
+store/claims.py), so N workers together stay within it.
 """
 
 from __future__ import annotations
@@ -47,25 +51,36 @@ class PauseGate:
         self.check_every = check_every
         self.clock = clock
         self._until = 0.0
+        self._workers = 1
         self._read_at = float("-inf")
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds this worker spent waiting for pauses (for tests and metrics)
 
     def until(self) -> float:
         """Epoch seconds before which no request may be sent with this key (0: no pause)."""
+        self._refresh()
+        return self._until
+
+    def share(self) -> int:
+        """How many live workers share the configured rate limit (at least 1)."""
+        self._refresh()
+        return self._workers
+
+    def _refresh(self) -> None:
         now = self.clock()
         with self._lock:
             if now - self._read_at < self.check_every:
-                return self._until
+                return
         try:
             value = self.catalog.scalar("SELECT until_at FROM rate_pauses WHERE key_fingerprint = ?",
                                         [self.fingerprint])
+            workers = self.catalog.scalar("SELECT COUNT(*) FROM claims WHERE key LIKE 'worker:%' "
+                                          "AND worker IS NOT NULL AND expires_at >= ?", [now])
         except Exception as e:  # noqa: BLE001 - a busy catalog must not fail a request: use the last answer
             log.debug("reading the shared rate pause failed: %s", e)
-            return self._until
+            return
         with self._lock:
-            self._until, self._read_at = float(value or 0.0), now
-            return self._until
+            self._until, self._workers, self._read_at = float(value or 0.0), max(1, int(workers or 0)), now
 
     def wait(self, stop: threading.Event | None = None) -> None:
         """Block until the key's pause is over, or `stop` is set (the caller checks it)."""
