@@ -116,6 +116,39 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd:
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def one_pass(cfg: Any, path: Path, sleeps: list[float] | None = None) -> Any:
+    """One sync pass of `cfg` into the store at `path`, in this process; `sleeps` collects the
+    transport's backoff sleeps."""
+    from wandb_mirror.sync import SyncEngine, make_client
+
+    store = Store(path)
+    client = make_client(cfg)
+    if sleeps is not None:
+        real = client.t._sleep
+
+        def sleep(s: float) -> None:  # the transport's own sleep, observed (it still sleeps)
+            sleeps.append(s)
+            real(s)
+
+        client.t._sleep = sleep
+    try:
+        with store.lock("test"):
+            return SyncEngine(cfg, store, client).run_pass()
+    finally:
+        client.close()
+        store.close()
+
+
+def killed_at(config: Path, point: str, n: int, command: str) -> subprocess.CompletedProcess:
+    """`wandb-mirror COMMAND --config CONFIG --once` as a process killed with SIGKILL at the n-th
+    time it reaches the fault point `point` (store/faults.py)."""
+    env = child_env(WANDB_MIRROR_FAULTS=f"kill@{point}#{n}")
+    args = [sys.executable, "-m", "wandb_mirror.cli", command, "--config", str(config), "--once"]
+    if command == "run":
+        args.append("--no-watch")
+    return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 # ---------------------------------------------------------------------------------------------
 # a misbehaving front for a real server
 # ---------------------------------------------------------------------------------------------

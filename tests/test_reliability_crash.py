@@ -23,7 +23,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,9 @@ import pytest
 from reliability_support import (
     KEY,
     RECORDER,
-    ROOT,
-    child_env,
     expected_lines,
     grow_upstream,
+    killed_at,
     mirror_state,
     seed_store,
     state_diff,
@@ -112,11 +110,7 @@ class World:
         return d.last_outcome.status
 
     def kill(self, name: str, point: str, n: int, command: str) -> subprocess.CompletedProcess:
-        env = child_env(WANDB_MIRROR_FAULTS=f"kill@{point}#{n}")
-        args = [sys.executable, "-m", "wandb_mirror.cli", command, "--config", str(self.config(name)), "--once"]
-        if command == "run":
-            args.append("--no-watch")
-        return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return killed_at(self.config(name), point, n, command)
 
     def check(self, name: str, *, delivered: bool = True) -> None:
         mirror = self.base / name

@@ -29,6 +29,7 @@ from reliability_support import (
     json_answer,
     mirror_state,
     official_diff,
+    one_pass,
     seed_store,
     state_diff,
     store_problems,
@@ -52,23 +53,6 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_API_KEY", KEY)
 
 
-def one_pass(cfg: Any, path: Path, sleeps: list[float] | None = None) -> Any:
-    store = Store(path)
-    client = make_client(cfg)
-    if sleeps is not None:
-        real = client.t._sleep
-
-        def sleep(s: float) -> None:  # the transport's own sleep, observed (it still sleeps)
-            sleeps.append(s)
-            real(s)
-
-        client.t._sleep = sleep
-    try:
-        with store.lock("test"):
-            return SyncEngine(cfg, store, client).run_pass()
-    finally:
-        client.close()
-        store.close()
 
 
 def test_first_pass_through_a_20_percent_fault_rate_matches_upstream(

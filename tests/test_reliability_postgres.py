@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ import pytest
 from reliability_support import (
     KEY,
     RECORDER,
-    ROOT,
-    child_env,
     expected_lines,
+    killed_at,
     mirror_state,
     seed_store,
     state_diff,
@@ -67,11 +65,7 @@ class PgWorld:
         return p
 
     def kill(self, name: str, point: str, n: int, command: str) -> subprocess.CompletedProcess:
-        env = child_env(WANDB_MIRROR_FAULTS=f"kill@{point}#{n}")
-        args = [sys.executable, "-m", "wandb_mirror.cli", command, "--config", str(self.config(name)), "--once"]
-        if command == "run":
-            args.append("--no-watch")
-        return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        return killed_at(self.config(name), point, n, command)
 
     def check(self, name: str) -> None:
         where = self.where(name)

@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import upstream_edits
 from client_view import client_view, diff
+from reliability_support import one_pass
 
 from wandb_mirror.config import Config, minimal_config
 from wandb_mirror.fixtures import load_file, seed
 from wandb_mirror.store import Store
-from wandb_mirror.sync import PassResult, SyncEngine, make_client
+from wandb_mirror.sync import PassResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = upstream_edits.KEY
@@ -59,13 +60,7 @@ def _doc(name: str, patch: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _sync(cfg: Config) -> PassResult:
-    store, client = Store(cfg.store_path), make_client(cfg)
-    try:
-        with store.lock("test"):
-            return SyncEngine(cfg, store, client).run_pass()
-    finally:
-        client.close()
-        store.close()
+    return one_pass(cfg, cfg.store_path)
 
 
 def _compare(up_url: str, mirror: Path, entity: str, start_mirror_server: Any, make_wandb_api: Any,
