@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,6 +46,10 @@ ALIGN = 1000             # ... up to a step that is a multiple of this
 FINAL_STATES_SQL = "r.state IS NOT NULL AND r.state NOT IN ('running', 'pending', 'preempting')"
 
 Row = tuple[int, dict[str, Any]]
+# Runs whose history is decoded and encoded at once (put_tables). Arrow releases the GIL there, so
+# this many keep both cores busy; more would only add their buffers to the peak RSS while the
+# other workers wait on the network anyway.
+_ARROW_WRITERS = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -298,14 +303,15 @@ class History:
         The columnar path of W&B's exports: no Python object per cell, memory bounded by one
         segment (store/segment_writer.py), and every object published before the one short
         transaction that indexes them all, so no catalog lock is held while encoding."""
-        writer = SegmentWriter(self.objects, max_rows=SEGMENT_ROWS, max_bytes=MAX_SEGMENT_BYTES)
-        try:
-            for table, json_cols in tables:
-                writer.add(table, json_cols)
-        except BaseException:
-            writer.abort()
-            raise
-        written = writer.close()
+        with _ARROW_WRITERS:
+            writer = SegmentWriter(self.objects, max_rows=SEGMENT_ROWS, max_bytes=MAX_SEGMENT_BYTES)
+            try:
+                for table, json_cols in tables:
+                    writer.add(table, json_cols)
+            except BaseException:
+                writer.abort()
+                raise
+            written = writer.close()
         if not written:
             return 0, None, None
         with self.cat.transaction() as conn:
