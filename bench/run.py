@@ -473,13 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-scale", type=int, default=0, metavar="N",
                     help="also run the first mirror against a scale-N upstream (AR) for its peak RSS "
                          "(the target is at N = 10; seeding it once takes 10+ minutes and ~10 GB)")
-    ap.add_argument("--rss-only", action="store_true",
-                    help="with --rss-scale: only A1 (at --scale) and AR, to compare their peak RSS")
+    ap.add_argument("--a1-only", "--rss-only", dest="a1_only", action="store_true",
+                    help="only the first mirror A1 (and AR with --rss-scale): wall, CPU, peak RSS, requests, "
+                         "history bytes; for profiling and before/after comparisons")
     args = ap.parse_args(argv)
-    if args.rss_only:
-        if not args.rss_scale:
-            ap.error("--rss-only needs --rss-scale N")
-        return rss_only(args)
+    if args.a1_only:
+        return a1_only(args)
 
     t_start = time.monotonic()
     out = Path(args.out).resolve()
@@ -638,8 +637,8 @@ def rss_phase(args: argparse.Namespace, out: Path, work: Path, env: dict[str, st
     return ph
 
 
-def rss_only(args: argparse.Namespace) -> int:
-    """`--rss-only`: A1 at --scale and AR at --rss-scale, their peak RSS side by side."""
+def a1_only(args: argparse.Namespace) -> int:
+    """`--a1-only`: A1 at --scale (and AR at --rss-scale), side by side."""
     out = Path(args.out).resolve()
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -653,23 +652,35 @@ def rss_only(args: argparse.Namespace) -> int:
         cfg = mirror_config(work / "mirror.toml", server.url, work / "mirror", args.concurrency)
         a1 = phase("A1", f"wandb-mirror: first mirror at scale {args.scale}", mirror_cmd(cfg), server, work, env)
         a1.extra["pass"] = pass_stats(work / "mirror")
+        a1.extra["footprint"] = H.history_footprint(work / "mirror")
+        a1.extra["runs"] = len(doc["projects"][0]["runs"])
     finally:
         server.stop()
         shutil.rmtree(work / "upstream", ignore_errors=True)
         shutil.rmtree(work / "mirror", ignore_errors=True)
-    ar = rss_phase(args, out, work, env)
-    lines = ["| phase | what | runs | history rows | wall s | client CPU s | peak RSS MB |", "|---|---|---:|---:|---:|---:|---:|"]
-    for ph, runs in ((a1, len(doc["projects"][0]["runs"])), (ar, ar.extra["runs"])):
+    phases = {"A1": a1}
+    if args.rss_scale:
+        phases["AR"] = rss_phase(args, out, work, env)
+    lines = ["| phase | what | runs | history rows | wall s | requests | client CPU s | CPU s per M rows | "
+             "peak RSS MB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for ph in phases.values():
         rows = ph.extra.get("pass", {}).get("stats", {}).get("history_rows", 0)
-        lines.append(f"| {ph.key} | {ph.label} | {runs:,} | {rows:,} | {ph.wall:.1f} | {ph.cpu:.1f} | {_mb(ph.peak_rss)} |")
-    growth = ar.peak_rss / a1.peak_rss if a1.peak_rss else 0
-    verdict = (f"{'PASS' if ar.peak_rss <= 150e6 and args.rss_scale >= 10 else 'FAIL'}  peak RSS <= 150 MB at scale "
-               f"{args.rss_scale}: {_mb(ar.peak_rss)} MB ({growth:.2f}x the {_mb(a1.peak_rss)} MB of scale {args.scale}, "
-               f"for {ar.extra['runs'] / len(doc['projects'][0]['runs']):.0f}x the runs)")
-    print("\n".join(lines) + "\n\n" + verdict)
-    (out / "results-rss.md").write_text("\n".join(lines) + "\n\n" + verdict + "\n")
-    (out / "results-rss.json").write_text(json.dumps({k: asdict(p) for k, p in (("A1", a1), ("AR", ar))},
-                                                    indent=2, default=str))
+        lines.append(f"| {ph.key} | {ph.label} | {ph.extra.get('runs', 0):,} | {rows:,} | {ph.wall:.1f} | "
+                     f"{ph.requests:,} | {ph.cpu:.1f} | {ph.cpu / rows * 1e6 if rows else 0:.1f} | {_mb(ph.peak_rss)} |")
+    fp = a1.extra["footprint"]
+    lines.append(f"\nA1 store: catalog {_mb(fp['catalog_bytes'])} MB + history segments {_mb(fp['segment_bytes'])} MB "
+                 f"for {fp['rows']:,} rows = {_mb(fp['bytes_per_million_rows'] or 0)} MB per million rows")
+    verdicts = []
+    if "AR" in phases:
+        ar = phases["AR"]
+        growth = ar.peak_rss / a1.peak_rss if a1.peak_rss else 0
+        verdicts.append(f"{'PASS' if ar.peak_rss <= 150e6 and args.rss_scale >= 10 else 'FAIL'}  peak RSS <= 150 MB "
+                        f"at scale {args.rss_scale}: {_mb(ar.peak_rss)} MB ({growth:.2f}x the {_mb(a1.peak_rss)} MB of "
+                        f"scale {args.scale}, for {ar.extra['runs'] / a1.extra['runs']:.0f}x the runs)")
+    text = "\n".join(lines) + ("\n\n" + "\n".join(verdicts) if verdicts else "")
+    print(text)
+    (out / "results-a1.md").write_text(text + "\n")
+    (out / "results-a1.json").write_text(json.dumps({k: asdict(p) for k, p in phases.items()}, indent=2, default=str))
     return 0
 
 
@@ -830,7 +841,7 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
         verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB")
     else:
         verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB {where}; "
-                              f"scale 10 itself: `python bench/run.py --rss-scale 10 --rss-only`")
+                              f"scale 10 itself: `python bench/run.py --rss-scale 10 --a1-only`")
     if new_bpm and old_bpm:
         verdict(new_bpm <= old_bpm / 3, f"catalog + history bytes per million rows <= a third of the old layout: "
                                         f"{_mb(new_bpm)} MB vs {_mb(old_bpm)} MB ({new_bpm / old_bpm:.2f})")
