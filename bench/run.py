@@ -675,7 +675,8 @@ def a1_only(args: argparse.Namespace) -> int:
         ar = phases["AR"]
         growth = ar.peak_rss / a1.peak_rss if a1.peak_rss else 0
         verdicts.append(f"{'PASS' if ar.peak_rss <= 150e6 and args.rss_scale >= 10 else 'FAIL'}  peak RSS <= 150 MB "
-                        f"at scale {args.rss_scale}: {_mb(ar.peak_rss)} MB ({growth:.2f}x the {_mb(a1.peak_rss)} MB of "
+                        f"at scale {args.rss_scale}{' of the quick workload' if args.quick else ''}: "
+                        f"{_mb(ar.peak_rss)} MB ({growth:.2f}x the {_mb(a1.peak_rss)} MB of "
                         f"scale {args.scale}, for {ar.extra['runs'] / a1.extra['runs']:.0f}x the runs)")
     text = "\n".join(lines) + ("\n\n" + "\n".join(verdicts) if verdicts else "")
     print(text)
