@@ -10,7 +10,8 @@ from typing import Any
 
 
 def parquet_decode_rate(store: Path, max_rows: int = 500_000) -> tuple[float, int]:
-    """Rows/s decoding the store's history segments into row dicts (one core, what every reader does)."""
+    """Rows/s decoding the store's history segments into row dicts (one core, what every reader
+    that serves rows does: HistoryPage, the plugins' store view)."""
     from wandb_mirror.store import Store, segments
 
     n = 0
@@ -20,6 +21,29 @@ def parquet_decode_rate(store: Path, max_rows: int = 500_000) -> tuple[float, in
             with st.objects.open(seg.md5) as f:
                 for _ in segments.decode(f):
                     n += 1
+            if n >= max_rows:
+                break
+    secs = time.perf_counter() - t0
+    return (n / secs if secs else 0.0), n
+
+
+def arrow_decode_rate(store: Path, max_rows: int = 2_000_000) -> tuple[float, int]:
+    """Rows/s decoding the store's history segments into Arrow tables, one row group at a time on
+    one thread (what the columnar path does with an exported file, and no more): the limit a
+    first mirror that reads W&B's exports runs into."""
+    import pyarrow.parquet as pq
+
+    from wandb_mirror.store import Store, segments
+
+    segments._pa()  # the store's Arrow setup (system allocator, its threads)
+    n = 0
+    t0 = time.perf_counter()
+    with Store(store, create=False, readonly=True) as st:
+        for seg in st.history.all_segments():
+            with st.objects.open(seg.md5) as f:
+                pf = pq.ParquetFile(f)
+                for g in range(pf.num_row_groups):
+                    n += pf.read_row_group(g, use_threads=False).num_rows
             if n >= max_rows:
                 break
     secs = time.perf_counter() - t0

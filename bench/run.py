@@ -470,7 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cheap-runs", type=int, default=2000, help="runs of the no-change project (default 2000)")
     ap.add_argument("--skip-official", action="store_true", help="skip B1/B2 (the official client)")
     ap.add_argument("--out", default=str(HERE / "out"), help="work and cache directory (default bench/out)")
+    ap.add_argument("--rss-scale", type=int, default=0, metavar="N",
+                    help="also run the first mirror against a scale-N upstream (AR) for its peak RSS "
+                         "(the target is at N = 10; seeding it once takes 10+ minutes and ~10 GB)")
+    ap.add_argument("--a1-only", "--rss-only", dest="a1_only", action="store_true",
+                    help="only the first mirror A1 (and AR with --rss-scale): wall, CPU, peak RSS, requests, "
+                         "history bytes; for profiling and before/after comparisons")
     args = ap.parse_args(argv)
+    if args.a1_only:
+        return a1_only(args)
 
     t_start = time.monotonic()
     out = Path(args.out).resolve()
@@ -561,13 +569,18 @@ def main(argv: list[str] | None = None) -> int:
         rows_s, rows_mb, tail_bpm = sqlite_insert_rate(upstream, work / "insert-test.db")
         log("limits: Parquet decode")
         decode_s, decode_rows = H.parquet_decode_rate(upstream)
+        arrow_s, arrow_rows = H.arrow_decode_rate(upstream)
         res["limits"] = {"parquet_decode_rows_s": decode_s, "parquet_decode_rows": decode_rows,
+                         "arrow_decode_rows_s": arrow_s, "arrow_decode_rows": arrow_rows,
                          "tail_only_bytes_per_million_rows": tail_bpm,"md5_mb_s_per_core": md5_per_core(), "raw_get_1_mb_s": raw1[0], "raw_get_c_mb_s": rawc[0],
                          "raw_get_bytes": rawc[1], "raw_get_1_s": raw1[2], "raw_get_c_s": rawc[2],
                          "raw_get_server_cpu_s": raw_cpu, "raw_get_requests": 2 * len(paths),
                          "sqlite_rows_s": rows_s, "sqlite_mb_s": rows_mb}
     finally:
         server.stop()
+
+    if args.rss_scale:
+        phases["AR"] = rss_phase(args, out, work, env)
 
     # --- C: the 2,000-run project ------------------------------------------------------------------
     cheap_up = working_copy(cheap_cache, work / "cheap-upstream")
@@ -599,6 +612,76 @@ def main(argv: list[str] | None = None) -> int:
     for d in ("upstream", "cheap-upstream", "mirror", "mirror-cheap"):  # keep the logs, not the GBs
         shutil.rmtree(work / d, ignore_errors=True)
     log(f"done in {res['total_seconds']:.0f}s (results in {out / 'results.md'})")
+    return 0
+
+
+def rss_phase(args: argparse.Namespace, out: Path, work: Path, env: dict[str, str]) -> Phase:
+    """AR: the first mirror into an empty store against a scale-N upstream, for its peak RSS (flat
+    in the run count: history and files stream, the runs in flight bound the memory)."""
+    doc = W.workload(args.rss_scale, runs=40 if args.quick else 200)
+    n_runs = len(doc["projects"][0]["runs"])
+    cache, _ = seeded(out, f"bench-r{n_runs}", doc)
+    upstream = working_copy(cache, work / "upstream-rss")
+    server = Server(upstream, args.latency_ms, work / "serve-rss.log")
+    try:
+        cfg = mirror_config(work / "mirror-rss.toml", server.url, work / "mirror-rss", args.concurrency)
+        ph = phase("AR", f"wandb-mirror: first mirror at scale {args.rss_scale} ({n_runs} runs)", mirror_cmd(cfg),
+                   server, work, env)
+        ph.extra["pass"] = pass_stats(work / "mirror-rss")
+        ph.extra["scale"] = args.rss_scale
+        ph.extra["runs"] = n_runs
+    finally:
+        server.stop()
+        shutil.rmtree(work / "upstream-rss", ignore_errors=True)
+        shutil.rmtree(work / "mirror-rss", ignore_errors=True)
+    return ph
+
+
+def a1_only(args: argparse.Namespace) -> int:
+    """`--a1-only`: A1 at --scale (and AR at --rss-scale), side by side."""
+    out = Path(args.out).resolve()
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = dict(os.environ, WANDB_API_KEY=API_KEY, WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    doc = W.workload(args.scale, runs=40 if args.quick else 200)
+    cache, _ = seeded(out, f"bench-r{len(doc['projects'][0]['runs'])}", doc)
+    upstream = working_copy(cache, work / "upstream")
+    server = Server(upstream, args.latency_ms, work / "serve.log")
+    try:
+        cfg = mirror_config(work / "mirror.toml", server.url, work / "mirror", args.concurrency)
+        a1 = phase("A1", f"wandb-mirror: first mirror at scale {args.scale}", mirror_cmd(cfg), server, work, env)
+        a1.extra["pass"] = pass_stats(work / "mirror")
+        a1.extra["footprint"] = H.history_footprint(work / "mirror")
+        a1.extra["runs"] = len(doc["projects"][0]["runs"])
+    finally:
+        server.stop()
+        shutil.rmtree(work / "upstream", ignore_errors=True)
+        shutil.rmtree(work / "mirror", ignore_errors=True)
+    phases = {"A1": a1}
+    if args.rss_scale:
+        phases["AR"] = rss_phase(args, out, work, env)
+    lines = ["| phase | what | runs | history rows | wall s | requests | client CPU s | CPU s per M rows | "
+             "peak RSS MB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for ph in phases.values():
+        rows = ph.extra.get("pass", {}).get("stats", {}).get("history_rows", 0)
+        lines.append(f"| {ph.key} | {ph.label} | {ph.extra.get('runs', 0):,} | {rows:,} | {ph.wall:.1f} | "
+                     f"{ph.requests:,} | {ph.cpu:.1f} | {ph.cpu / rows * 1e6 if rows else 0:.1f} | {_mb(ph.peak_rss)} |")
+    fp = a1.extra["footprint"]
+    lines.append(f"\nA1 store: catalog {_mb(fp['catalog_bytes'])} MB + history segments {_mb(fp['segment_bytes'])} MB "
+                 f"for {fp['rows']:,} rows = {_mb(fp['bytes_per_million_rows'] or 0)} MB per million rows")
+    verdicts = []
+    if "AR" in phases:
+        ar = phases["AR"]
+        growth = ar.peak_rss / a1.peak_rss if a1.peak_rss else 0
+        verdicts.append(f"{'PASS' if ar.peak_rss <= 150e6 and args.rss_scale >= 10 else 'FAIL'}  peak RSS <= 150 MB "
+                        f"at scale {args.rss_scale}{' of the quick workload' if args.quick else ''}: "
+                        f"{_mb(ar.peak_rss)} MB ({growth:.2f}x the {_mb(a1.peak_rss)} MB of "
+                        f"scale {args.scale}, for {ar.extra['runs'] / a1.extra['runs']:.0f}x the runs)")
+    text = "\n".join(lines) + ("\n\n" + "\n".join(verdicts) if verdicts else "")
+    print(text)
+    (out / "results-a1.md").write_text(text + "\n")
+    (out / "results-a1.json").write_text(json.dumps({k: asdict(p) for k, p in phases.items()}, indent=2, default=str))
     return 0
 
 
@@ -679,22 +762,34 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
               f"per file request; GraphQL phases above: see server ms/req."]
     fp = a5.extra.get("footprint") or {}
     decode = L.get("parquet_decode_rows_s") or 0
+    arrow = L.get("arrow_decode_rows_s") or 0
     a1_rows = a1.extra.get("pass", {}).get("stats", {}).get("history_rows", 0)
     cpu_per_m = a5.cpu / a5_rows * 1e6 if a5_rows else 0
     loop_mb_s = L["raw_get_c_mb_s"]
     a5_mb_s = a5.bytes / 1e6 / a5.wall if a5.wall else 0
     new_bpm, old_bpm = fp.get("bytes_per_million_rows"), L.get("tail_only_bytes_per_million_rows")
     lines += ["", "| history | measured | limit of this machine | share |", "|---|---:|---:|---:|",
-              f"| first mirror (A1), history rows/s | {a1_rows / a1.wall if a1.wall else 0:,.0f} | | |",
-              f"| history-only mirror (A5), rows/s | {a5_rows_s:,.0f} | Parquet decode {decode:,.0f} rows/s | "
+              f"| first mirror (A1), history rows/s against Parquet -> Arrow | {a1_rows / a1.wall if a1.wall else 0:,.0f} | "
+              f"{arrow:,.0f} rows/s | {100 * a1_rows / a1.wall / arrow if arrow and a1.wall else 0:.0f}% |",
+              f"| history-only mirror (A5), rows/s | {a5_rows_s:,.0f} | Parquet -> Arrow {arrow:,.0f} rows/s | "
+              f"{100 * a5_rows_s / arrow if arrow else 0:.0f}% |",
+              f"| history-only mirror (A5), rows/s | {a5_rows_s:,.0f} | Parquet -> Python rows {decode:,.0f} rows/s | "
               f"{100 * a5_rows_s / decode if decode else 0:.0f}% |",
               f"| history-only mirror (A5), MB/s over loopback | {a5_mb_s:,.1f} | raw GET loop {loop_mb_s:,.0f} MB/s | "
               f"{100 * a5_mb_s / loop_mb_s if loop_mb_s else 0:.0f}% |",
-              f"| CPU s per million history rows (A5) | {cpu_per_m:,.1f} | | |",
+              f"| CPU s per million history rows (A5, the whole process) | {cpu_per_m:,.1f} | "
+              f"Parquet -> Arrow {1e6 / arrow if arrow else 0:,.1f} s | "
+              f"{100 * (1e6 / arrow) / cpu_per_m if arrow and cpu_per_m else 0:.0f}% |",
+              f"| CPU s per million history rows (A1, files and all included) | "
+              f"{a1.cpu / a1_rows * 1e6 if a1_rows else 0:,.1f} | | |",
               f"| catalog + history bytes per million rows (A5 store) | {_mb(new_bpm or 0)} MB | "
               f"old layout (JSON rows in SQLite) {_mb(old_bpm or 0)} MB | "
               f"{100 * (new_bpm or 0) / old_bpm if old_bpm else 0:.0f}% |",
-              f"| peak RSS, first mirror (A1) | {_mb(a1.peak_rss)} MB | | |"]
+              f"| peak RSS, first mirror (A1) | {_mb(a1.peak_rss)} MB | target 150 MB | {100 * a1.peak_rss / 150e6:.0f}% |"]
+    if "AR" in ph:
+        ar = ph["AR"]
+        lines.append(f"| peak RSS, first mirror at scale {ar.extra.get('scale')} (AR, {ar.extra.get('runs', 0):,} runs) | "
+                     f"{_mb(ar.peak_rss)} MB | target 150 MB | {100 * ar.peak_rss / 150e6:.0f}% |")
     res["derived"] = {"a4_mb_s": a4_mb_s, "a5_rows_s": a5_rows_s, "history_bytes_per_million_rows": new_bpm,
                       "old_bytes_per_million_rows": old_bpm, "cpu_s_per_million_rows": cpu_per_m}
 
@@ -739,13 +834,15 @@ def report(res: dict[str, Any], ph: dict[str, Phase]) -> tuple[str, list[str]]:
                           f"of {L['raw_get_c_mb_s']:,.0f} MB/s (raw GET loop, {C} connections)")
     rss = max(a1.peak_rss, ph["C1"].peak_rss, a3.peak_rss)
     scale = res["scale"]
+    if "AR" in ph:
+        rss, scale = max(rss, ph["AR"].peak_rss), max(scale, ph["AR"].extra.get("scale", 0))
     where = (f"measured at scale {scale} (A1 {_mb(a1.peak_rss)} MB) and on the {res['cheap_runs']:,}-run project "
              f"(C1 {_mb(ph['C1'].peak_rss)} MB)")
     if scale >= 10:
         verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB")
     else:
         verdict(rss <= 150e6, f"peak RSS <= 150 MB at scale 10: {_mb(rss)} MB {where}; "
-                              f"scale 10 itself: `python bench/run.py --scale 10 --skip-official`")
+                              f"scale 10 itself: `python bench/run.py --rss-scale 10 --a1-only`")
     if new_bpm and old_bpm:
         verdict(new_bpm <= old_bpm / 3, f"catalog + history bytes per million rows <= a third of the old layout: "
                                         f"{_mb(new_bpm)} MB vs {_mb(old_bpm)} MB ({new_bpm / old_bpm:.2f})")

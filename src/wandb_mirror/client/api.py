@@ -29,6 +29,7 @@ from .convert import (
     sweep_from_node,
     viewer_from_node,
 )
+from .single_flight import SingleFlight
 from .transport import ApiError, NotFound, Transport
 from .types import (
     ArtifactTypeInfo,
@@ -63,6 +64,7 @@ class WandbClient:
     def __init__(self, transport: Transport, *, page_size: int = 50, file_page_size: int = 200,
                  artifact_page_size: int = 100):
         self.t = transport
+        self._downloads = SingleFlight()
         self.page_size = page_size
         self.file_page_size = file_page_size
         self.artifact_page_size = artifact_page_size
@@ -351,8 +353,17 @@ class WandbClient:
         mismatch nothing is published and the download is retried (RetryPolicy.integrity_attempts
         in all), then IntegrityError is raised for the caller to quarantine.
         """
-        if expected_md5 and objects.has(expected_md5):
-            return ObjectInfo(expected_md5, objects.size(expected_md5))
+        if expected_md5 is None:
+            return self._fetch_to_store(url, objects, operation, None, expected_size, xxh128_b64)
+        while True:
+            if objects.has(expected_md5):
+                return ObjectInfo(expected_md5, objects.size(expected_md5))
+            with self._downloads.lead(expected_md5) as mine:  # another worker may be fetching these bytes
+                if mine:
+                    return self._fetch_to_store(url, objects, operation, expected_md5, expected_size, xxh128_b64)
+
+    def _fetch_to_store(self, url: str, objects: Objects, operation: str, expected_md5: str | None,
+                        expected_size: int | None, xxh128_b64: str | None) -> ObjectInfo:
         last: IntegrityError | None = None
         for _ in range(max(1, self.t.retry.integrity_attempts)):
             def consume(chunks: Iterator[bytes]) -> ObjectInfo:

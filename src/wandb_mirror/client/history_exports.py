@@ -48,11 +48,23 @@ class DownloadedExports:
     files: list[tuple[str, Path, int, int]] = field(default_factory=list)  # (url, path, first, last step)
     first_live: int | None = None  # where HistoryPage must take over; None when all is exported
     bytes: int = 0
+    plans: dict[Path, Any] = field(default_factory=dict)  # segments.file_plan() of each file (None: rows only)
+
+    @property
+    def columnar(self) -> bool:
+        """Whether every file's columns fit the segment layout as they are (`tables` can read them)."""
+        return all(self.plans.get(path) is not None for _url, path, _f, _l in self.files)
 
     def rows(self, min_step: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         for _url, path, _first, last in self.files:
             if last >= min_step:
                 yield from read_rows(path, min_step)
+
+    def tables(self, min_step: int, stop: int) -> Iterator[tuple[Any, frozenset[str]]]:
+        """The rows with min_step <= step < stop as segment-layout Arrow tables (when `columnar`)."""
+        for _url, path, first, last in self.files:
+            if last >= min_step and first < stop:
+                yield from segments.tables(path, min_step=min_step, max_step=stop, plan=self.plans[path])
 
     def close(self) -> None:
         for _url, path, _first, _last in self.files:
@@ -87,6 +99,7 @@ def download(client: Any, listing: ExportListing, last_step: int, tmp_dir: Path,
                 raise ExportRejected(url, got)
             _rows, first, last = got
             out.files[-1] = (url, path, first, last)
+            out.plans[path] = segments.file_plan(path)
         out.files.sort(key=lambda f: f[2])
         out.first_live = _check_steps(out.files, listing.live_steps, last_step)
     except BaseException:

@@ -45,7 +45,10 @@ from ..errors import Stopping, UsageError, WorkFailed
 log = logging.getLogger("wandb_mirror.client")
 
 NO_RETRY_STATUS = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 501})
-CHUNK = 1 << 20
+# Bytes read from a response at a time. Each worker holds about two of them (the chunk and the
+# socket buffer behind it): 256 KiB keeps 8 workers ~12 MB smaller at the peak than 1 MiB did, for
+# no measurable CPU (the bench's first mirror: 2.2 s either way on the quick workload).
+CHUNK = 1 << 18
 MAX_RESPONSE = 512 << 20  # bytes of one GraphQL answer (`[sync] max_response_mb`)
 REDACTED = "[redacted]"
 

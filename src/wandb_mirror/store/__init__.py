@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import UsageError
+from . import lean_imports  # noqa: F401 - first: sqlite-utils without pandas (see there)
 from .catalog import Catalog
 from .connections import describe as describe_catalog
 from .connections import is_postgres

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,15 +35,21 @@ from ..times import utcnow
 from . import segments
 from .catalog import Catalog
 from .object_api import Objects
+from .segment_writer import MAX_SEGMENT_BYTES, SegmentWriter
 
 log = logging.getLogger(__name__)
 
 SEGMENT_ROWS = 100_000   # rows per segment (a segment is decoded one 64k-row group at a time)
+# ... and at most MAX_SEGMENT_BYTES (16 MiB) encoded when written from Arrow tables (put_tables)
 TAIL_ROWS = 10_000       # a running run's tail is compacted once it holds this many rows
 ALIGN = 1000             # ... up to a step that is a multiple of this
 FINAL_STATES_SQL = "r.state IS NOT NULL AND r.state NOT IN ('running', 'pending', 'preempting')"
 
 Row = tuple[int, dict[str, Any]]
+# Runs whose history is decoded and encoded at once (put_tables). Arrow releases the GIL there, so
+# this many keep both cores busy; more would only add their buffers to the peak RSS while the
+# other workers wait on the network anyway.
+_ARROW_WRITERS = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,40 @@ class History:
                 n += self._put_batch(run_pk, batch)
                 batch = []
         return n + (self._put_batch(run_pk, batch) if batch else 0)
+
+    def appendable(self, run_pk: int, from_step: int) -> bool:
+        """Whether segments starting at `from_step` can be added to the run as they are (put_tables):
+        none of its segments reaches that step. A new run's staging pk holds none."""
+        last = self._scalar("SELECT MAX(last_step) FROM history_segments WHERE run_pk = ?", [run_pk])
+        return last is None or last < from_step
+
+    def put_tables(self, run_pk: int, tables: Iterable[tuple[Any, frozenset[str]]]) -> tuple[int, int | None, int | None]:
+        """Arrow tables in the segment layout (segments.segment_table), step-ordered, straight into
+        new segments of an `appendable` run: (rows, first step, last step) stored.
+
+        The columnar path of W&B's exports: no Python object per cell, memory bounded by one
+        segment (store/segment_writer.py), and every object published before the one short
+        transaction that indexes them all, so no catalog lock is held while encoding."""
+        with _ARROW_WRITERS:
+            writer = SegmentWriter(self.objects, max_rows=SEGMENT_ROWS, max_bytes=MAX_SEGMENT_BYTES)
+            try:
+                for table, json_cols in tables:
+                    writer.add(table, json_cols)
+            except BaseException:
+                writer.abort()
+                raise
+            written = writer.close()
+        if not written:
+            return 0, None, None
+        with self.cat.transaction() as conn:
+            last = conn.execute("SELECT MAX(last_step) FROM history_segments WHERE run_pk = ?", [run_pk]).fetchone()[0]
+            if last is not None and last >= written[0].first_step:
+                raise RuntimeError(f"run {run_pk}: history segments up to step {last} appeared while writing "
+                                   f"segments from step {written[0].first_step}")
+            now = utcnow()
+            conn.executemany(f"INSERT INTO history_segments ({_SEG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(*w.index_row(run_pk), now) for w in written])
+        return sum(w.rows for w in written), written[0].first_step, written[-1].last_step
 
     def _put_batch(self, run_pk: int, batch: list[Row]) -> int:
         with self.cat.transaction() as conn:

@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import arrow_runtime
+
 META_KEY = b"wandb_mirror"
 FORMAT_VERSION = 1
 ROW_GROUP_ROWS = 65_536
@@ -29,8 +31,7 @@ _EXACT_IN_DOUBLE = 2 ** 53
 def available() -> bool:
     """True when pyarrow can be imported (history segments can be written and read)."""
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        arrow_runtime.pyarrow()
     except ImportError:
         return False
     return True
@@ -38,14 +39,12 @@ def available() -> bool:
 
 def _pa() -> Any:
     try:
-        import pyarrow as pa
-        import pyarrow.parquet  # noqa: F401
+        return arrow_runtime.pyarrow()
     except ImportError:  # pragma: no cover - exercised only without the extra
         from ..errors import MirrorError
 
         raise MirrorError("this store holds history segments (Parquet): install the `parquet` extra "
                           "(pip install 'wandb-mirror[parquet]') to read them") from None
-    return pa
 
 
 def _kind(values: list[Any]) -> str:
@@ -126,15 +125,28 @@ def encode(rows: list[tuple[int, dict[str, Any]]]) -> bytes:
         else:
             arrays.append(pa.array(col, type={"int": pa.int64(), "bool": pa.bool_(), "str": pa.string()}[kind]))
         names.append(k)
-    meta = {META_KEY: json.dumps({"version": FORMAT_VERSION, "json_columns": json_cols}).encode()}
-    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta)
+    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(metadata(json_cols))
     buf = io.BytesIO()
-    # floats: BYTE_STREAM_SPLIT instead of dictionaries (metrics rarely repeat; split bytes compress
-    # far better with zstd: 30% smaller on the bench's workload, and faster to write)
-    floats = [n for n, a in zip(names, arrays) if pa.types.is_floating(a.type)]
-    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=["_step"],
-                   use_dictionary=[n for n in names if n not in floats], use_byte_stream_split=floats or False)
+    pq.write_table(table, buf, row_group_size=ROW_GROUP_ROWS, **write_options(table.schema))
     return buf.getvalue()
+
+
+def metadata(json_cols: Iterable[str]) -> dict[bytes, bytes]:
+    """A segment's schema metadata: the format version and which string columns hold JSON text."""
+    return {META_KEY: json.dumps({"version": FORMAT_VERSION, "json_columns": sorted(json_cols)}).encode()}
+
+
+def write_options(schema: Any) -> dict[str, Any]:
+    """pyarrow.parquet writer options for a segment of `schema`."""
+    pa = _pa()
+    # floats: BYTE_STREAM_SPLIT (metrics rarely repeat; split bytes compress far better with zstd:
+    # 30% smaller on the bench's workload, and faster to write). Dictionaries only for strings:
+    # steps never repeat and numbers seldom do, and each dictionary encoder holds a hash table
+    # (about 10 MB per writer over 20 columns: the bulk of a first mirror's peak RSS).
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    return {"compression": "zstd", "write_statistics": ["_step"],
+            "use_dictionary": strings or False, "use_byte_stream_split": floats or False}
 
 
 def json_columns(schema: Any) -> set[str]:
@@ -186,15 +198,139 @@ def decode(source: Any, *, min_step: int | None = None, max_step: int | None = N
 def check(source: Any) -> tuple[int, int, int] | str:
     """(rows, first step, last step) of a readable segment, else the problem in one line."""
     try:
-        _pa()
+        pa = _pa()
         import pyarrow.parquet as pq
 
-        table = pq.read_table(source, columns=["_step"])
-        steps = table.column("_step").to_pylist()
+        # ParquetFile, not read_table: read_table loads pyarrow.dataset (memory) for one column
+        steps = pq.ParquetFile(source).read(columns=["_step"]).column("_step").combine_chunks()
+        if not pa.types.is_integer(steps.type):
+            return f"segment's _step column is {steps.type}, not integers"
+        n = len(steps)
+        if n == 0:
+            return "segment has no rows"
+        if steps.null_count:
+            return "segment has rows without a step"
+        if not _increasing(steps):
+            return "segment steps are not strictly increasing"
+        first, last = steps[0].as_py(), steps[n - 1].as_py()
     except Exception as e:  # noqa: BLE001 - any parse failure is the answer
         return f"not a readable history segment: {type(e).__name__}: {str(e)[:200]}"
-    if not steps:
-        return "segment has no rows"
-    if any(b <= a for a, b in zip(steps, steps[1:])):
-        return "segment steps are not strictly increasing"
-    return len(steps), steps[0], steps[-1]
+    return n, first, last
+
+
+def _increasing(steps: Any) -> bool:
+    """Whether an integer Arrow array without nulls is strictly increasing. With numpy (which
+    pyarrow brings), not pyarrow.compute: importing that costs the process ~8 MB of RSS."""
+    a = steps.to_numpy()
+    return bool((a[1:] > a[:-1]).all())
+
+
+def _plain(pa: Any, t: Any) -> Any:
+    """`t` as the segment layout stores it (a type whose values decode exactly as they came), or
+    None for a type it does not hold (binary, timestamps, decimals, uint64...)."""
+    if pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_float64(t) or pa.types.is_float32(t):
+        return t
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_signed_integer(t) or (pa.types.is_unsigned_integer(t) and t.bit_width < 64):
+        return t
+    if pa.types.is_large_string(t) or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type)):
+        return pa.string()
+    if pa.types.is_struct(t):
+        fields = [(f, _plain(pa, f.type)) for f in t]
+        if not fields or any(p is None or pa.types.is_null(p) for _, p in fields):
+            return None
+        return pa.struct([f.with_type(p) for f, p in fields])
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        v = _plain(pa, t.value_type)
+        return None if v is None or pa.types.is_null(v) else pa.list_(t.value_field.with_type(v))
+    if pa.types.is_null(t):
+        return t
+    return None
+
+
+def segment_plan(schema: Any) -> tuple[list[tuple[str, Any]], frozenset[str]] | None:
+    """How segment_table turns tables of `schema` into the segment layout: the columns to keep
+    with their segment types, and the JSON-text columns; None when the layout cannot hold them."""
+    pa = _pa()
+    names = schema.names
+    if names.count("_step") != 1 or len(set(names)) != len(names):
+        return None
+    jcols = frozenset(json_columns(schema))
+    step = schema.field("_step").type
+    if not pa.types.is_integer(step) or step == pa.uint64():
+        return None
+    cols: list[tuple[str, Any]] = [("_step", pa.int64())]
+    for f in schema:
+        if f.name == "_step":
+            continue
+        want = _plain(pa, f.type)
+        if want is None or (f.name in jcols and not pa.types.is_string(want)):
+            return None
+        if not pa.types.is_null(want):
+            cols.append((f.name, want))
+    return cols, jcols & frozenset(n for n, _ in cols)
+
+
+def segment_table(table: Any, plan: tuple[list[tuple[str, Any]], frozenset[str]] | None = None
+                  ) -> tuple[Any, frozenset[str]] | None:
+    """An Arrow table of history (an exported file's rows: `_step` and one column per key) in the
+    segment layout, column by column and without a Python object per cell, with the columns that
+    hold JSON text; None when some column has a type the layout does not hold (the caller then
+    goes through rows: decode, encode). Decoding the result gives exactly the rows decoding
+    `table` gives: null-typed columns (keys no row has) are dropped, `_step` becomes int64 and
+    first, types are only widened, JSON-text columns stay JSON text. `plan`: segment_plan() of
+    the table's schema, when the caller has it already."""
+    pa = _pa()
+    plan = plan or segment_plan(table.schema)
+    if plan is None:
+        return None
+    cols, jcols = plan
+    arrays = []
+    for name, want in cols:
+        col = table.column(name)
+        arrays.append(col if col.type == want else col.cast(want))
+    return pa.Table.from_arrays(arrays, names=[n for n, _ in cols]).replace_schema_metadata(metadata(jcols)), jcols
+
+
+def file_plan(source: Any) -> tuple[list[tuple[str, Any]], frozenset[str]] | None:
+    """segment_plan() of a Parquet file's schema (read from its footer only)."""
+    _pa()
+    import pyarrow.parquet as pq
+
+    return segment_plan(pq.ParquetFile(source).schema_arrow)
+
+
+def tables(source: Any, *, min_step: int | None = None, max_step: int | None = None,
+           plan: tuple[list[tuple[str, Any]], frozenset[str]] | None = None) -> Iterator[tuple[Any, frozenset[str]]]:
+    """A Parquet file of history (a segment or an exported file) as segment-layout Arrow tables, one
+    per row group, rows with min_step <= step < max_step; for History.put_tables. Raises
+    ValueError when the layout cannot hold the file's columns (check with file_plan first) or its
+    steps are not strictly increasing (`check` tells)."""
+    _pa()
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(source)
+    plan = plan or segment_plan(pf.schema_arrow)
+    if plan is None:
+        raise ValueError("this file's columns do not fit the segment layout")
+    step_idx = pf.schema_arrow.get_field_index("_step")
+    for g in range(pf.num_row_groups):
+        stats = pf.metadata.row_group(g).column(step_idx).statistics
+        if stats is not None and stats.has_min_max:
+            if (max_step is not None and stats.min >= max_step) or (min_step is not None and stats.max < min_step):
+                continue
+        table = pf.read_row_group(g, columns=[n for n, _ in plan[0]])
+        steps = table.column("_step").combine_chunks()
+        if steps.null_count or not _increasing(steps):
+            raise ValueError("this file's steps are not strictly increasing")
+        # steps are sorted: the rows in range are one slice (numpy, not pyarrow.compute: see _increasing)
+        a = steps.to_numpy()
+        lo = 0 if min_step is None else int(np.searchsorted(a, min_step, "left"))
+        hi = len(a) if max_step is None else int(np.searchsorted(a, max_step, "left"))
+        if hi <= lo:
+            continue
+        got = segment_table(table.slice(lo, hi - lo), plan)
+        assert got is not None
+        yield got

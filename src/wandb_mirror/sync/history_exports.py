@@ -2,7 +2,9 @@
 
 Used by the run unit when it fetches history: the exported files are downloaded and verified
 (client/history_exports.py), their rows in [start, stop) are written straight into history
-segments, and the caller pages through HistoryPage only from `next_step`. An upstream that exports
+segments (column by column when the run has no segments from `start` on, as a new run has not,
+and the files' column types fit the segment layout; else row by row, merged with what is stored),
+and the caller pages through HistoryPage only from `next_step`. An upstream that exports
 nothing for the run, or a file that fails verification, leaves `next_step` at `start`: the caller
 reads everything through HistoryPage as before (and quarantines the rejected file).
 """
@@ -41,6 +43,10 @@ def mirror_history_exports(client: Any, history: History, tmp_dir: Path, entity:
     try:
         out = ExportOutcome(next_step=stop if got.first_live is None else max(start, got.first_live),
                             files=len(got.files), bytes=got.bytes)
+        if got.columnar and history.appendable(run_pk, start):
+            # column by column into new segments: no Python object per cell (store/segment_writer.py)
+            out.rows, out.first, out.last = history.put_tables(run_pk, got.tables(start, stop))
+            return out
 
         def rows() -> Any:
             for step, row in got.rows(start):
