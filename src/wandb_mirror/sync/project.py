@@ -51,6 +51,7 @@ log = logging.getLogger("wandb_mirror.sync")
 
 UNFINISHED_STATES = ["running", "pending", "preempting", "preempted"]
 MARKER_PAGE = 1000  # runs per page of a change-marker listing (the light fragment)
+QUEUED_RUNS_PER_THREAD = 4  # runs listed ahead of the workers: enough to keep them busy, bounded in memory
 SWEEP_DONE_STATES = frozenset({"FINISHED", "CANCELED", "CRASHED", "FAILED"})
 SWEEP_FIELDS = ("display_name", "config", "method", "state", "description", "best_loss", "run_count",
                 "run_count_expected", "updated_at", "metric_name", "metric_goal")
@@ -139,6 +140,7 @@ class ProjectSync:
         info = RunsInfo()
         listing: Listing[str] = Listing()
         futures: list[Future[None]] = []
+        queued = threading.BoundedSemaphore(max(QUEUED_RUNS_PER_THREAD * cx.settings.concurrency, 16))
         with ThreadPoolExecutor(max_workers=cx.settings.concurrency, thread_name_prefix="sync") as pool:
             with ledger.unit(f"{proj.where} runs", on_fail=proj.failed) as unit:
                 if mode == "incremental":
@@ -166,7 +168,16 @@ class ProjectSync:
                     if not self.needs_work(lr, old, markers.get(name), name in retry):
                         continue
                     cx.progress.add_runs(1)
-                    futures.append(pool.submit(self.run_worker, lr, old, markers.get(name), name in retry))
+                    # the listing waits while enough runs are queued: a queued run holds its whole
+                    # listed record (config, summary, keys), so an unbounded queue grows with the project
+                    queued.acquire()
+                    try:
+                        fut = pool.submit(self.run_worker, lr, old, markers.get(name), name in retry)
+                    except BaseException:
+                        queued.release()
+                        raise
+                    fut.add_done_callback(lambda _: queued.release())
+                    futures.append(fut)
                 if not info.found:
                     proj.failed()
                     ledger.error(f"{proj.where} runs", "the project is gone upstream (Runs returned no project)")
