@@ -93,6 +93,11 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture
 def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The standard AWS variables pointed at the test server (the code under test finds them itself)."""
+    return point_aws_at(s3_server, monkeypatch)
+
+
+def point_aws_at(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Set the AWS variables through `monkeypatch` (also a module-scoped MonkeyPatch.context())."""
     for k, v in S3_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
