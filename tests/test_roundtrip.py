@@ -99,7 +99,7 @@ def test_upstream_and_mirror_look_the_same_before_and_after_edits(
     api = make_wandb_api(up.url, api_key=KEY)
     edits = upstream_edits.plan(list(api.runs(path)))
     assert {e for e, _ in edits} >= {"summary update", "run.update() tags/notes/config", "file upload"}, edits
-    upstream_edits.alias_move(api, path)  # first: history_rewrite's wandb.init ends this Api's service
+    upstream_edits.alias_move(api, path)
     upstream_edits.apply(api, path, edits, tmp_path / "edits")
 
     again = _sync(cfg)  # an ordinary pass: the edits must arrive without a reconcile

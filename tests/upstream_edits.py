@@ -9,6 +9,9 @@ version, as `artifact.aliases.append(...); artifact.save()` does.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,26 +56,35 @@ def run_deletion(api: Any, run: Any, scratch: Path) -> None:
     run.delete()
 
 
+# Run in a process of its own: `wandb.init` leaves a process-wide service and settings behind, and
+# tearing them down inside a test process that also holds an Api (wandb.teardown()) was seen to hang
+# waiting for the service to exit. A child process ends its service when it exits.
+_RESUME = """
+import os, sys
+import wandb
+base_url, entity, project, run_id, at, root = sys.argv[1:]
+settings = wandb.Settings(base_url=base_url, api_key=os.environ["WANDB_API_KEY"], mode="online",
+                          x_graphql_retry_max=2, x_file_stream_retry_max=2, x_file_transfer_retry_max=2,
+                          x_graphql_retry_wait_max_seconds=1, x_file_stream_retry_wait_max_seconds=1,
+                          init_timeout=60, root_dir=root, silent=True)
+resumed = wandb.init(entity=entity, project=project, resume_from=f"{run_id}?_step={at}", settings=settings)
+for i in range(5):
+    resumed.log({"rewritten": float(i), "loss": 7.0})
+resumed.finish()
+"""
+
+
 def history_rewrite(api: Any, run: Any, scratch: Path) -> None:
     """`wandb.init(resume_from="RUN?_step=N")` at the run's middle row, then 5 new rows and finish."""
-    import wandb
-
     span = max(1000, run.lastHistoryStep + 1)  # one page: the client pays a call per page_size steps
     steps = [r["_step"] for r in run.scan_history(page_size=span, use_cache=False)]
     at = steps[len(steps) // 2]
-    settings = wandb.Settings(base_url=api.settings["base_url"], api_key=KEY, mode="online", x_graphql_retry_max=2,
-                              x_file_stream_retry_max=2, x_file_transfer_retry_max=2,
-                              x_graphql_retry_wait_max_seconds=1, x_file_stream_retry_wait_max_seconds=1,
-                              init_timeout=60, root_dir=str(scratch), silent=True)
-    wandb.teardown()  # settings a former run left process-wide
-    try:
-        resumed = wandb.init(entity=run.entity, project=run.project, resume_from=f"{run.id}?_step={at}",
-                             settings=settings)
-        for i in range(5):
-            resumed.log({"rewritten": float(i), "loss": 7.0})
-        resumed.finish()
-    finally:
-        wandb.teardown()
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, WANDB_API_KEY=KEY, WANDB_SILENT="true")
+    env.pop("WANDB_RUN_ID", None)
+    done = subprocess.run([sys.executable, "-c", _RESUME, api.settings["base_url"], run.entity, run.project, run.id,
+                           str(at), str(scratch)], env=env, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def alias_move(api: Any, path: str) -> str | None:
