@@ -159,6 +159,18 @@ def json_columns(schema: Any) -> set[str]:
         return set()
 
 
+def row_groups(pf: Any, min_step: int | None, max_step: int | None) -> Iterator[int]:
+    """The row groups of ParquetFile `pf` that may hold steps in [min_step, max_step), by their
+    `_step` statistics (a group without statistics is always read)."""
+    step_idx = pf.schema_arrow.get_field_index("_step")
+    for g in range(pf.num_row_groups):
+        stats = pf.metadata.row_group(g).column(step_idx).statistics
+        if stats is not None and stats.has_min_max:
+            if (max_step is not None and stats.min >= max_step) or (min_step is not None and stats.max < min_step):
+                continue
+        yield g
+
+
 def decode(source: Any, *, min_step: int | None = None, max_step: int | None = None,
            columns: Iterable[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(step, row) from a segment (a path or file object), min_step inclusive, max_step exclusive.
@@ -176,12 +188,7 @@ def decode(source: Any, *, min_step: int | None = None, max_step: int | None = N
     if columns is not None:
         wanted = set(columns)
         names = ["_step"] + [n for n in names if n in wanted and n != "_step"]
-    step_idx = pf.schema_arrow.get_field_index("_step")
-    for g in range(pf.num_row_groups):
-        stats = pf.metadata.row_group(g).column(step_idx).statistics
-        if stats is not None and stats.has_min_max:
-            if (max_step is not None and stats.min >= max_step) or (min_step is not None and stats.max < min_step):
-                continue
+    for g in row_groups(pf, min_step, max_step):
         table = pf.read_row_group(g, columns=names)
         cols = [(n, table.column(n).to_pylist(), n in jcols) for n in names if n != "_step"]
         for i, step in enumerate(table.column("_step").to_pylist()):
@@ -315,12 +322,7 @@ def tables(source: Any, *, min_step: int | None = None, max_step: int | None = N
     plan = plan or segment_plan(pf.schema_arrow)
     if plan is None:
         raise ValueError("this file's columns do not fit the segment layout")
-    step_idx = pf.schema_arrow.get_field_index("_step")
-    for g in range(pf.num_row_groups):
-        stats = pf.metadata.row_group(g).column(step_idx).statistics
-        if stats is not None and stats.has_min_max:
-            if (max_step is not None and stats.min >= max_step) or (min_step is not None and stats.max < min_step):
-                continue
+    for g in row_groups(pf, min_step, max_step):
         table = pf.read_row_group(g, columns=[n for n, _ in plan[0]])
         steps = table.column("_step").combine_chunks()
         if steps.null_count or not _increasing(steps):
