@@ -26,7 +26,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import jsontext
@@ -36,6 +35,7 @@ from . import segments
 from .catalog import Catalog
 from .object_api import Objects
 from .segment_writer import MAX_SEGMENT_BYTES, SegmentWriter
+from .segments import Segment
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,6 @@ Row = tuple[int, dict[str, Any]]
 # this many keep both cores busy; more would only add their buffers to the peak RSS while the
 # other workers wait on the network anyway.
 _ARROW_WRITERS = threading.BoundedSemaphore(2)
-
-
-@dataclass(frozen=True)
-class Segment:
-    run_pk: int
-    first_step: int
-    last_step: int
-    rows: int
-    keys: tuple[str, ...]
-    md5: str
-    size: int
-
-    @classmethod
-    def from_db(cls, r: Any) -> Segment:
-        return cls(r[0], r[1], r[2], r[3], tuple(json.loads(r[4] or "[]")), r[5], r[6])
 
 
 _SEG_COLS = "run_pk, first_step, last_step, rows, keys, md5, size"
@@ -304,7 +289,7 @@ class History:
         segment (store/segment_writer.py), and every object published before the one short
         transaction that indexes them all, so no catalog lock is held while encoding."""
         with _ARROW_WRITERS:
-            writer = SegmentWriter(self.objects, max_rows=SEGMENT_ROWS, max_bytes=MAX_SEGMENT_BYTES)
+            writer = SegmentWriter(self.objects, run_pk, max_rows=SEGMENT_ROWS, max_bytes=MAX_SEGMENT_BYTES)
             try:
                 for table, json_cols in tables:
                     writer.add(table, json_cols)
@@ -321,7 +306,7 @@ class History:
                                    f"segments from step {written[0].first_step}")
             now = utcnow()
             conn.executemany(f"INSERT INTO history_segments ({_SEG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             [(*w.index_row(run_pk), now) for w in written])
+                             [(*w.index_row(), now) for w in written])
         return sum(w.rows for w in written), written[0].first_step, written[-1].last_step
 
     def _put_batch(self, run_pk: int, batch: list[Row]) -> int:
@@ -342,12 +327,12 @@ class History:
         for i in range(0, len(merged), SEGMENT_ROWS):
             part = merged[i:i + SEGMENT_ROWS]
             info = self.objects.put_bytes(segments.encode(part))
-            keys = sorted({k for _, r in part for k in r} | {"_step"})
-            new.append((run_pk, part[0][0], part[-1][0], len(part), json.dumps(keys), info.md5, info.size))
+            keys = tuple(sorted({k for _, r in part for k in r} | {"_step"}))
+            new.append(Segment(run_pk, part[0][0], part[-1][0], len(part), keys, info.md5, info.size))
         conn.executemany("DELETE FROM history_segments WHERE run_pk = ? AND first_step = ?",
                          [(run_pk, s.first_step) for s in redo])
         conn.executemany(f"INSERT INTO history_segments ({_SEG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         [(*n, utcnow()) for n in new])
+                         [(*n.index_row(), utcnow()) for n in new])
 
     def due(self, tail_rows: int | None = None) -> list[tuple[int, int | None]]:
         """(run, compact below this step) for the runs whose tail should become segments: finished

@@ -16,30 +16,14 @@ any catalog lock, so the other workers' writes do not wait on them.
 from __future__ import annotations
 
 import io
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from . import segments
 from .object_api import Objects
+from .segments import Segment
 
 SEGMENT_ROWS = 100_000         # rows per segment (history.py's compaction uses the same bound)
 MAX_SEGMENT_BYTES = 16 << 20   # encoded bytes per segment
-
-
-@dataclass(frozen=True)
-class Written:
-    """One published segment, ready to index."""
-
-    first_step: int
-    last_step: int
-    rows: int
-    keys: tuple[str, ...]
-    md5: str
-    size: int
-
-    def index_row(self, run_pk: int) -> tuple[int, int, int, int, str, str, int]:
-        return run_pk, self.first_step, self.last_step, self.rows, json.dumps(list(self.keys)), self.md5, self.size
 
 
 class SegmentWriter:
@@ -47,11 +31,13 @@ class SegmentWriter:
     Use: `add` each table, then `close()` for what was written (also after an error: objects
     already published are harmless, gc removes what no row names)."""
 
-    def __init__(self, objects: Objects, *, max_rows: int = SEGMENT_ROWS, max_bytes: int = MAX_SEGMENT_BYTES):
+    def __init__(self, objects: Objects, run_pk: int, *, max_rows: int = SEGMENT_ROWS,
+                 max_bytes: int = MAX_SEGMENT_BYTES):
         self.objects = objects
+        self.run_pk = run_pk
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self.written: list[Written] = []
+        self.written: list[Segment] = []
         self._pa = segments._pa()
         self._writer: Any = None
         self._buf: io.BytesIO | None = None
@@ -98,7 +84,7 @@ class SegmentWriter:
             if self._rows >= self.max_rows or self._buf.tell() >= self.max_bytes:
                 self._finish()
 
-    def close(self) -> list[Written]:
+    def close(self) -> list[Segment]:
         """Publish the open segment, if any; returns every segment written."""
         self._finish()
         return self.written
@@ -148,7 +134,7 @@ class SegmentWriter:
         assert self._buf is not None
         if self._rows and self._first is not None and self._last is not None:
             info = self.objects.put_bytes(self._buf.getvalue())
-            self.written.append(Written(self._first, self._last, self._rows,
+            self.written.append(Segment(self.run_pk, self._first, self._last, self._rows,
                                         tuple(sorted(self._keys | {"_step"})), info.md5, info.size))
         self._reset()
 

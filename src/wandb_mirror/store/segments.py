@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import arrow_runtime
@@ -26,6 +27,28 @@ FORMAT_VERSION = 1
 ROW_GROUP_ROWS = 65_536
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 _EXACT_IN_DOUBLE = 2 ** 53
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One published segment of a run's history, as the catalog indexes it (`history_segments`)."""
+
+    run_pk: int
+    first_step: int
+    last_step: int
+    rows: int
+    keys: tuple[str, ...]
+    md5: str
+    size: int
+
+    @classmethod
+    def from_db(cls, r: Any) -> Segment:
+        return cls(r[0], r[1], r[2], r[3], tuple(json.loads(r[4] or "[]")), r[5], r[6])
+
+    def index_row(self) -> tuple[int, int, int, int, str, str, int]:
+        """The values of history_segments' columns in `from_db`'s order."""
+        return (self.run_pk, self.first_step, self.last_step, self.rows, json.dumps(list(self.keys)), self.md5,
+                self.size)
 
 
 def available() -> bool:
