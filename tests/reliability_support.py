@@ -516,6 +516,26 @@ def expected_lines(store_path: Any) -> list[str]:
     return out
 
 
+def undelivered(where: Any, events: Path) -> list[str]:
+    """Change-log lines the recording plugin never wrote into `events`."""
+    seen = set(events.read_text().splitlines())
+    return [x for x in expected_lines(where) if x not in seen]
+
+
+def announced_twice(where: Any) -> list[dict[str, Any]]:
+    """Runs and artifact versions whose creation the change log holds more than once."""
+    with open_store(where, create=False) as s:
+        return s.catalog.query(
+            "SELECT kind, entity, project, run, subject, COUNT(*) AS n FROM changes "
+            "WHERE kind IN ('run_created', 'artifact_version_mirrored') "
+            "GROUP BY kind, entity, project, run, subject HAVING COUNT(*) > 1")
+
+
+def running_passes(where: Any) -> int:
+    with open_store(where, create=False) as s:
+        return int(s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'running'"))
+
+
 def grow_upstream(up: Path, i: int) -> None:
     """What a team does between two passes: the running run logs more history, a new run appears
     with a new file, and a new project with a run and an artifact version."""

@@ -31,13 +31,15 @@ import pytest
 from reliability_support import (
     KEY,
     RECORDER,
-    expected_lines,
+    announced_twice,
     grow_upstream,
     killed_at,
     mirror_state,
+    running_passes,
     seed_store,
     state_diff,
     store_problems,
+    undelivered,
     verify_deep,
     write_config,
 )
@@ -118,16 +120,11 @@ class World:
         assert verify_deep(mirror) == []
         assert state_diff(mirror_state(self.up), mirror_state(mirror)) == []
         if delivered:
-            seen = set((self.base / f"{name}.events").read_text().splitlines())
-            missing = [x for x in expected_lines(mirror) if x not in seen]
+            missing = undelivered(mirror, self.base / f"{name}.events")
             assert not missing, f"events never delivered: {missing[:5]}"
-        with Store(mirror, create=False) as s:
-            dup = s.catalog.query(
-                "SELECT kind, entity, project, run, subject, COUNT(*) AS n FROM changes "
-                "WHERE kind IN ('run_created', 'artifact_version_mirrored') "
-                "GROUP BY kind, entity, project, run, subject HAVING n > 1")
-            assert dup == [], dup
-            assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'running'") == 0
+        dup = announced_twice(mirror)
+        assert dup == [], dup
+        assert running_passes(mirror) == 0
 
 
 def moments(counts: dict[str, int], rng: random.Random) -> tuple[str, int]:

@@ -19,11 +19,13 @@ import pytest
 from reliability_support import (
     KEY,
     RECORDER,
-    expected_lines,
+    announced_twice,
     killed_at,
     mirror_state,
+    running_passes,
     seed_store,
     state_diff,
+    undelivered,
     verify_deep,
 )
 from test_reliability_crash import moments
@@ -71,17 +73,13 @@ class PgWorld:
         where = self.where(name)
         assert verify_deep(where) == []
         assert state_diff(mirror_state(self.up), mirror_state(where)) == []
-        seen = set((self.base / f"{name}.events").read_text().splitlines())
-        missing = [x for x in expected_lines(where) if x not in seen]
+        missing = undelivered(where, self.base / f"{name}.events")
         assert not missing, f"events never delivered: {missing[:5]}"
         with open_store(where, create=False) as s:
             assert s.catalog.engine == "postgresql"
-            dup = s.catalog.query(
-                "SELECT kind, entity, project, run, subject, COUNT(*) AS n FROM changes "
-                "WHERE kind IN ('run_created', 'artifact_version_mirrored') "
-                "GROUP BY kind, entity, project, run, subject HAVING COUNT(*) > 1")
-            assert dup == [], dup
-            assert s.catalog.scalar("SELECT COUNT(*) FROM passes WHERE status = 'running'") == 0
+        dup = announced_twice(where)
+        assert dup == [], dup
+        assert running_passes(where) == 0
 
 
 @pytest.fixture
