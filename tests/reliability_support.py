@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import socket
 import stat
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from client_view import clean
 
 from wandb_mirror.store import Store
 from wandb_mirror.store.location import open_store
@@ -332,19 +332,9 @@ def state_diff(a: dict[str, Any], b: dict[str, Any], where: str = "") -> list[st
                 out.append(f"{where}/{k}: missing from the mirror")
             else:
                 out += state_diff(a[k], b[k], f"{where}/{k}")
-    elif _norm(a) != _norm(b):
+    elif clean(a) != clean(b):
         out.append(f"{where}: upstream {str(a)[:150]} != mirror {str(b)[:150]}")
     return out
-
-
-def _norm(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return "NaN"
-    if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
-    return v
 
 
 def official_diff(A: Any, B: Any, entity: str, projects: list[str], tmp: Path) -> list[str]:
